@@ -1,0 +1,64 @@
+//! Starting the main child: its own process group, the terminal's
+//! foreground when there is one, and a clean signal mask.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+
+use nix::unistd::Pid;
+
+/// Whether stdin is a terminal whose foreground initd may hand over: an
+/// interactive `docker run -it`.
+pub fn stdin_is_terminal() -> bool {
+    // SAFETY: isatty only inspects the descriptor.
+    unsafe { libc::isatty(libc::STDIN_FILENO) == 1 }
+}
+
+/// Builds the command for `program` (already resolved) with `argv[0]` as the
+/// user typed it. The child gets its own process group so signals can reach
+/// the group without reaching initd, and, with `foreground`, takes the
+/// terminal so Ctrl-C and job control act on it rather than on initd.
+pub fn command(program: &Path, argv: &[OsString], foreground: bool) -> Command {
+    let mut cmd = Command::new(program);
+    if let Some((arg0, args)) = argv.split_first() {
+        cmd.arg0(arg0).args(args);
+    }
+    cmd.process_group(0);
+    // SAFETY: the closure runs between fork and exec and makes only
+    // async-signal-safe system calls, with no allocation.
+    unsafe {
+        cmd.pre_exec(move || {
+            if foreground {
+                // Still under initd's mask here, so SIGTTOU is blocked and a
+                // background group may take the terminal. ENOTTY: stdin is a
+                // terminal but not our controlling one; nothing to hand over.
+                if libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid()) != 0 {
+                    let err = io::Error::last_os_error();
+                    if !matches!(err.raw_os_error(), Some(libc::ENOTTY | libc::ENXIO | libc::EPERM)) {
+                        return Err(err);
+                    }
+                }
+            }
+            // The mask survives exec: without this the child would start
+            // with every signal blocked and ignore `docker stop`.
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// Starts the command, returning the child's pid (which is also its process
+/// group id).
+pub fn spawn(mut cmd: Command) -> io::Result<Pid> {
+    let child = cmd.spawn()?;
+    // The std handle is dropped on purpose: the reaper collects every child
+    // with waitpid(-1), and a second waiter would race it.
+    Ok(Pid::from_raw(child.id() as i32))
+}

@@ -1,0 +1,123 @@
+//! Exit codes: how the main child's fate becomes initd's exit status, and the
+//! codes initd uses for its own failures (sysexits-style, so they never
+//! collide with 126/127 or the 128+N range of a signalled child).
+
+use nix::sys::signal::Signal;
+
+/// Bad command line.
+pub const USAGE: i32 = 2;
+/// initd itself failed (a syscall it cannot work without).
+pub const INTERNAL: i32 = 70;
+/// Bad configuration: an unknown or malformed setting.
+pub const CONFIG: i32 = 78;
+/// The command was found but cannot be executed.
+pub const NOT_EXECUTABLE: i32 = 126;
+/// The command was not found.
+pub const NOT_FOUND: i32 = 127;
+
+/// The documented table, shared by `--help` and README.
+pub const TABLE: &str = "\
+EXIT STATUS
+    N        the main child's exit status
+    128+N    the main child was killed by signal N (e.g. 137 after SIGKILL)
+    0        the child died of the stop signal initd forwarded (docker stop);
+             INITD_STOP_EXIT=keep reports 128+N instead
+    137      the child ignored the stop signal and was killed after the grace
+             period
+    2        bad command line
+    70       internal error in initd (a system call it needs failed)
+    78       bad configuration (unknown or malformed INITD_* setting)
+    126      the command exists but cannot be executed
+    127      the command was not found";
+
+/// How the main child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    Exited(i32),
+    Signaled(Signal),
+}
+
+/// What initd knows about a stop it was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StopOutcome {
+    /// The signal initd forwarded to ask the child to stop.
+    pub sent: Signal,
+    /// The grace period ran out and initd sent SIGKILL to the main child.
+    pub killed: bool,
+}
+
+/// Maps the main child's fate to initd's exit status.
+///
+/// A child that dies of the very stop signal initd forwarded did what it was
+/// asked, so that is a clean exit (0) unless `keep_signal_status` is set: a
+/// `docker stop` that ends in 143 makes people look for a crash that never
+/// happened.
+pub fn code(fate: Fate, stop: Option<StopOutcome>, keep_signal_status: bool) -> i32 {
+    match fate {
+        Fate::Exited(code) => code,
+        Fate::Signaled(Signal::SIGKILL) if stop.is_some_and(|s| s.killed) => 128 + 9,
+        Fate::Signaled(sig) => {
+            let honoured = stop.is_some_and(|s| s.sent == sig && !s.killed);
+            if honoured && !keep_signal_status {
+                0
+            } else {
+                128 + sig as i32
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TERM_STOP: Option<StopOutcome> = Some(StopOutcome {
+        sent: Signal::SIGTERM,
+        killed: false,
+    });
+
+    #[test]
+    fn exit_status_passes_through() {
+        assert_eq!(code(Fate::Exited(0), None, false), 0);
+        assert_eq!(code(Fate::Exited(3), None, false), 3);
+        assert_eq!(code(Fate::Exited(3), TERM_STOP, false), 3);
+    }
+
+    #[test]
+    fn unrequested_signal_death_is_128_plus_n() {
+        assert_eq!(code(Fate::Signaled(Signal::SIGSEGV), None, false), 139);
+        assert_eq!(code(Fate::Signaled(Signal::SIGTERM), None, false), 143);
+        assert_eq!(code(Fate::Signaled(Signal::SIGKILL), None, false), 137);
+    }
+
+    #[test]
+    fn honoured_stop_is_clean_unless_kept() {
+        assert_eq!(code(Fate::Signaled(Signal::SIGTERM), TERM_STOP, false), 0);
+        assert_eq!(code(Fate::Signaled(Signal::SIGTERM), TERM_STOP, true), 143);
+    }
+
+    #[test]
+    fn dying_of_another_signal_during_a_stop_is_not_honouring_it() {
+        assert_eq!(code(Fate::Signaled(Signal::SIGABRT), TERM_STOP, false), 134);
+    }
+
+    #[test]
+    fn a_mapped_stop_is_honoured_by_the_mapped_signal() {
+        let quit = Some(StopOutcome {
+            sent: Signal::SIGQUIT,
+            killed: false,
+        });
+        assert_eq!(code(Fate::Signaled(Signal::SIGQUIT), quit, false), 0);
+        assert_eq!(code(Fate::Signaled(Signal::SIGTERM), quit, false), 143);
+    }
+
+    #[test]
+    fn a_stop_that_needed_sigkill_is_137() {
+        let killed = Some(StopOutcome {
+            sent: Signal::SIGTERM,
+            killed: true,
+        });
+        assert_eq!(code(Fate::Signaled(Signal::SIGKILL), killed, false), 137);
+        assert_eq!(code(Fate::Signaled(Signal::SIGKILL), killed, true), 137);
+    }
+}

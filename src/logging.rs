@@ -1,0 +1,72 @@
+//! initd's own log lines: stderr, one line per event, prefixed `initd:` so
+//! they stand out among the child's output (or JSON for log shippers).
+//! The child's own stdout/stderr never pass through here.
+
+use std::fmt;
+
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::config::{LogFormat, LogLevel};
+
+/// Installs the global subscriber. Each event is formatted into one buffer
+/// and written with one write(2) to unbuffered stderr, so lines from initd
+/// and its children never interleave mid-line.
+pub fn init(level: LogLevel, format: LogFormat) {
+    let filter = match level {
+        LogLevel::Off => LevelFilter::OFF,
+        LogLevel::Error => LevelFilter::ERROR,
+        LogLevel::Warn => LevelFilter::WARN,
+        LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Debug => LevelFilter::DEBUG,
+        LogLevel::Trace => LevelFilter::TRACE,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(filter)
+        .with_ansi(false);
+    // A second init (only possible in tests) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Text => tracing::subscriber::set_global_default(builder.event_format(Prefixed).finish()),
+        LogFormat::Json => tracing::subscriber::set_global_default(
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .finish(),
+        ),
+    };
+}
+
+/// `initd: message key=value` for info, `initd: warning: …` and so on for
+/// the other levels: short enough to read among the app's own output.
+struct Prefixed;
+
+impl<S, N> FormatEvent<S, N> for Prefixed
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        writer.write_str("initd: ")?;
+        let level = *event.metadata().level();
+        if level != Level::INFO {
+            writer.write_str(match level {
+                Level::ERROR => "error: ",
+                Level::WARN => "warning: ",
+                Level::DEBUG => "debug: ",
+                _ => "trace: ",
+            })?;
+        }
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}

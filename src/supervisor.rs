@@ -1,0 +1,347 @@
+//! The PID-1 loop: sleep until a signal arrives (SIGCHLD included), forward
+//! it, reap, and run the stop sequence — stop signal, grace period, SIGKILL.
+//!
+//! There is no timer while idle: the loop blocks in poll(2) on a signalfd
+//! with no timeout, and only a stop in progress gives it a deadline.
+
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::unistd::Pid;
+use tracing::{debug, info, warn};
+
+use crate::exit::{self, Fate, StopOutcome};
+use crate::procfs;
+use crate::reaper;
+use crate::signals::{self, Mapped, SignalMap, Target, short_name};
+
+/// How signals are forwarded and how a stop proceeds.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub target: Target,
+    pub map: SignalMap,
+    pub stop_timeout: Duration,
+    pub keep_signal_status: bool,
+}
+
+impl Policy {
+    /// The signal that asks processes to stop: TERM, unless the map rewrites
+    /// it (TERM:QUIT for nginx).
+    pub fn stop_signal(&self) -> Signal {
+        match self.map.map(Signal::SIGTERM) {
+            Mapped::To(sig) => sig,
+            Mapped::Drop => Signal::SIGTERM,
+        }
+    }
+}
+
+/// What to do with one received signal (pure, so the rules are unit-tested).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Reap; never forwarded.
+    Reap,
+    /// Forward this signal.
+    Forward(Signal),
+    /// Forward this signal and start the stop sequence.
+    Stop(Signal),
+    /// Dropped by the map, or a terminal-access signal meant for initd alone.
+    Ignore,
+}
+
+pub fn action(received: Signal, map: &SignalMap) -> Action {
+    match received {
+        Signal::SIGCHLD => Action::Reap,
+        // Sent by the terminal to a background group touching it: about
+        // initd's own access, not something the child asked for.
+        Signal::SIGTTIN | Signal::SIGTTOU => Action::Ignore,
+        _ => match map.map(received) {
+            Mapped::Drop => Action::Ignore,
+            Mapped::To(sig) if signals::is_stop(received) || signals::is_stop(sig) => Action::Stop(sig),
+            Mapped::To(sig) => Action::Forward(sig),
+        },
+    }
+}
+
+pub struct Supervisor {
+    main: Pid,
+    pid1: bool,
+    policy: Policy,
+    signals: SignalFd,
+    /// Set once a stop was asked for: the signal sent and whether the main
+    /// child had to be killed.
+    stop: Option<StopOutcome>,
+    deadline: Option<Instant>,
+    fate: Option<Fate>,
+    /// SIGKILL already went to everything; nothing is left to ask politely.
+    killed_all: bool,
+}
+
+impl Supervisor {
+    /// Opens the signalfd. The handled signals must already be blocked
+    /// (before the child was spawned, so none was missed).
+    pub fn new(main: Pid, policy: Policy) -> nix::Result<Supervisor> {
+        let signals = SignalFd::with_flags(
+            &signals::handled_set(),
+            SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
+        )?;
+        Ok(Supervisor {
+            main,
+            pid1: std::process::id() == 1,
+            policy,
+            signals,
+            stop: None,
+            deadline: None,
+            fate: None,
+            killed_all: false,
+        })
+    }
+
+    /// Runs until the main child and every other descendant are gone, and
+    /// returns initd's exit status.
+    pub fn run(mut self) -> i32 {
+        loop {
+            self.sleep();
+            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                self.grace_over();
+            }
+            self.drain_signals();
+            let pass = reaper::reap(self.main);
+            if pass.orphans > 0 {
+                debug!(count = pass.orphans, "reaped orphans");
+            }
+            if let Some(fate) = pass.main {
+                self.main_ended(fate, pass.children_left);
+            }
+            if let Some(fate) = self.fate
+                && !pass.children_left
+            {
+                return exit::code(fate, self.stop, self.policy.keep_signal_status);
+            }
+        }
+    }
+
+    /// Blocks until a signal is pending or the stop deadline passes.
+    fn sleep(&self) {
+        let timeout = match self.deadline {
+            None => PollTimeout::NONE,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                // Round up so the loop does not wake just before the deadline.
+                let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let mut fds = [PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(err) => warn!("poll failed: {err}"),
+        }
+    }
+
+    fn drain_signals(&mut self) {
+        loop {
+            match self.signals.read_signal() {
+                Ok(Some(info)) => {
+                    if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
+                        self.on_signal(sig);
+                    }
+                }
+                Ok(None) => return,
+                Err(Errno::EINTR) => continue,
+                Err(err) => {
+                    warn!("reading signals failed: {err}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_signal(&mut self, received: Signal) {
+        match action(received, &self.policy.map) {
+            Action::Reap => {}
+            Action::Ignore => debug!(signal = short_name(received), "signal not forwarded"),
+            Action::Forward(sig) => self.forward(sig),
+            Action::Stop(sig) => {
+                if self.stop.is_none() && self.fate.is_none() {
+                    let grace = self.policy.stop_timeout;
+                    info!(
+                        "stopping: {} to pid {}, SIGKILL in {}",
+                        short_name(sig),
+                        self.main,
+                        human(grace)
+                    );
+                    self.stop = Some(StopOutcome {
+                        sent: sig,
+                        killed: false,
+                    });
+                    self.deadline = Some(Instant::now() + grace);
+                }
+                self.forward(sig);
+            }
+        }
+    }
+
+    /// Sends a signal on: to the main child (or its group) while it lives,
+    /// afterwards to whatever it left behind.
+    fn forward(&self, sig: Signal) {
+        if self.fate.is_some() {
+            self.signal_all(sig);
+            return;
+        }
+        let result = match self.policy.target {
+            Target::Child => kill(self.main, sig),
+            Target::Group => killpg(self.main, sig),
+        };
+        match result {
+            Ok(()) => debug!(signal = short_name(sig), target = %self.policy.target, "forwarded"),
+            // Already gone; its SIGCHLD is on its way.
+            Err(Errno::ESRCH) => {}
+            Err(err) => warn!("forwarding {} failed: {err}", short_name(sig)),
+        }
+    }
+
+    fn main_ended(&mut self, fate: Fate, others_left: bool) {
+        self.fate = Some(fate);
+        match fate {
+            // A command that succeeded needs no epitaph among its output.
+            Fate::Exited(0) => debug!("main child exited with status 0"),
+            Fate::Exited(code) => info!("main child exited with status {code}"),
+            Fate::Signaled(sig) => info!("main child was killed by {}", short_name(sig)),
+        }
+        if !others_left || self.killed_all {
+            return;
+        }
+        // Daemonised grandchildren get the same courtesy as the main child:
+        // the stop signal, the grace period, and only then SIGKILL. Within a
+        // stop already under way the original deadline stands, so the whole
+        // stop still fits inside Docker's timeout.
+        let sig = self
+            .stop
+            .map(|s| s.sent)
+            .unwrap_or_else(|| self.policy.stop_signal());
+        let deadline = *self
+            .deadline
+            .get_or_insert_with(|| Instant::now() + self.policy.stop_timeout);
+        info!(
+            "stopping leftover processes: {}, SIGKILL in {}",
+            short_name(sig),
+            human(deadline.saturating_duration_since(Instant::now()))
+        );
+        self.signal_all(sig);
+    }
+
+    fn grace_over(&mut self) {
+        self.deadline = None;
+        if self.fate.is_none() {
+            warn!(
+                "grace period over; sending SIGKILL to pid {} and everything left",
+                self.main
+            );
+            if let Some(stop) = self.stop.as_mut() {
+                stop.killed = true;
+            }
+        } else {
+            warn!("grace period over; sending SIGKILL to the leftover processes");
+        }
+        self.signal_all(Signal::SIGKILL);
+        self.killed_all = true;
+    }
+
+    /// Signals every process initd is responsible for. As PID 1 that is the
+    /// whole pid namespace, which kill(-1) reaches atomically; as a
+    /// subreaper, kill(-1) would reach the whole host, so only initd's own
+    /// descendants are signalled.
+    fn signal_all(&self, sig: Signal) {
+        if self.pid1 {
+            if let Err(err) = kill(Pid::from_raw(-1), sig)
+                && err != Errno::ESRCH
+            {
+                warn!("signalling all processes failed: {err}");
+            }
+            return;
+        }
+        let me = std::process::id() as i32;
+        for pid in procfs::descendants(&procfs::snapshot(), me) {
+            let _ = kill(Pid::from_raw(pid), sig);
+        }
+    }
+}
+
+fn human(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(text: &str) -> SignalMap {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn stop_signals_start_a_stop() {
+        let none = SignalMap::default();
+        assert_eq!(action(Signal::SIGTERM, &none), Action::Stop(Signal::SIGTERM));
+        assert_eq!(action(Signal::SIGINT, &none), Action::Stop(Signal::SIGINT));
+        assert_eq!(action(Signal::SIGQUIT, &none), Action::Stop(Signal::SIGQUIT));
+    }
+
+    #[test]
+    fn other_signals_are_forwarded_as_they_are() {
+        let none = SignalMap::default();
+        for sig in [
+            Signal::SIGHUP,
+            Signal::SIGUSR1,
+            Signal::SIGUSR2,
+            Signal::SIGWINCH,
+            Signal::SIGCONT,
+        ] {
+            assert_eq!(action(sig, &none), Action::Forward(sig));
+        }
+        assert_eq!(action(Signal::SIGCHLD, &none), Action::Reap);
+        assert_eq!(action(Signal::SIGTTOU, &none), Action::Ignore);
+    }
+
+    #[test]
+    fn the_map_applies_before_forwarding() {
+        let m = map("TERM:QUIT,WINCH:none,USR1:TERM");
+        assert_eq!(action(Signal::SIGTERM, &m), Action::Stop(Signal::SIGQUIT));
+        assert_eq!(action(Signal::SIGWINCH, &m), Action::Ignore);
+        // Mapping onto a stop signal makes it a stop.
+        assert_eq!(action(Signal::SIGUSR1, &m), Action::Stop(Signal::SIGTERM));
+        assert_eq!(action(Signal::SIGHUP, &m), Action::Forward(Signal::SIGHUP));
+    }
+
+    #[test]
+    fn a_dropped_stop_signal_does_not_stop() {
+        assert_eq!(action(Signal::SIGINT, &map("INT:none")), Action::Ignore);
+    }
+
+    #[test]
+    fn stop_signal_follows_the_map() {
+        let policy = |m: &str| Policy {
+            target: Target::Child,
+            map: map(m),
+            stop_timeout: Duration::from_secs(1),
+            keep_signal_status: false,
+        };
+        assert_eq!(policy("").stop_signal(), Signal::SIGTERM);
+        assert_eq!(policy("TERM:QUIT").stop_signal(), Signal::SIGQUIT);
+        assert_eq!(policy("TERM:none").stop_signal(), Signal::SIGTERM);
+    }
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human(Duration::from_secs(8)), "8s");
+        assert_eq!(human(Duration::from_millis(1500)), "1500ms");
+    }
+}
