@@ -53,6 +53,17 @@ pub fn run(argv: &[OsString], settings: &Settings) -> Result<i32, ExecError> {
         debug!("not PID 1: registered as child subreaper, so orphans are still reaped here");
     }
 
+    let policy = Policy {
+        target: settings.signal_target,
+        map: settings.signal_map.clone(),
+        stop_timeout: settings.stop_timeout,
+        keep_signal_status: settings.keep_signal_status,
+    };
+    let mut supervisor = Supervisor::new(policy).map_err(|source| ExecError::System {
+        what: "opening a signalfd",
+        source,
+    })?;
+
     let foreground = child::stdin_is_terminal();
     let main =
         child::spawn(child::command(&program, argv, foreground)).map_err(|source| ExecError::Spawn {
@@ -60,16 +71,5 @@ pub fn run(argv: &[OsString], settings: &Settings) -> Result<i32, ExecError> {
             source,
         })?;
     debug!(pid = %main, program = %program.display(), foreground, "started main child");
-
-    let policy = Policy {
-        target: settings.signal_target,
-        map: settings.signal_map.clone(),
-        stop_timeout: settings.stop_timeout,
-        keep_signal_status: settings.keep_signal_status,
-    };
-    let supervisor = Supervisor::new(main, policy).map_err(|source| ExecError::System {
-        what: "opening a signalfd",
-        source,
-    })?;
-    Ok(supervisor.run())
+    Ok(supervisor.run_main(main))
 }

@@ -4,7 +4,7 @@
 //! There is no timer while idle: the loop blocks in poll(2) on a signalfd
 //! with no timeout, and only a stop in progress gives it a deadline.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -66,61 +66,143 @@ pub fn action(received: Signal, map: &SignalMap) -> Action {
     }
 }
 
+/// One signalfd, one stop state, for the whole life of initd: a stop asked
+/// for during a pre-start step still holds when the next step would start.
 pub struct Supervisor {
-    main: Pid,
     pid1: bool,
     policy: Policy,
     signals: SignalFd,
+    /// The child signals are forwarded to, while one runs.
+    main: Option<Pid>,
     /// Set once a stop was asked for: the signal sent and whether the main
     /// child had to be killed.
     stop: Option<StopOutcome>,
     deadline: Option<Instant>,
-    fate: Option<Fate>,
     /// SIGKILL already went to everything; nothing is left to ask politely.
     killed_all: bool,
+    /// Whether a child was still alive at the last reaping pass.
+    children_left: bool,
 }
 
 impl Supervisor {
     /// Opens the signalfd. The handled signals must already be blocked
-    /// (before the child was spawned, so none was missed).
-    pub fn new(main: Pid, policy: Policy) -> nix::Result<Supervisor> {
+    /// (before any child is spawned, so none is missed).
+    pub fn new(policy: Policy) -> nix::Result<Supervisor> {
         let signals = SignalFd::with_flags(
             &signals::handled_set(),
             SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
         )?;
         Ok(Supervisor {
-            main,
             pid1: std::process::id() == 1,
             policy,
             signals,
+            main: None,
             stop: None,
             deadline: None,
-            fate: None,
             killed_all: false,
+            children_left: false,
         })
     }
 
-    /// Runs until the main child and every other descendant are gone, and
-    /// returns initd's exit status.
-    pub fn run(mut self) -> i32 {
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Readable whenever a signal is pending: a wait outside this loop
+    /// (for a dependency, a lock) polls it too, and returns to let
+    /// [`Supervisor::handle_pending`] act on it.
+    pub fn signal_fd(&self) -> BorrowedFd<'_> {
+        self.signals.as_fd()
+    }
+
+    /// The stop signal received so far, if any.
+    pub fn stop_requested(&self) -> Option<Signal> {
+        self.stop.map(|s| s.sent)
+    }
+
+    /// Acts on pending signals and reaps, without blocking. Only between
+    /// children: while one runs, [`Supervisor::run_step`] owns the reaping,
+    /// and reaping here would lose its exit status.
+    pub fn handle_pending(&mut self) {
+        debug_assert!(self.main.is_none(), "handle_pending while a child runs");
+        self.drain_signals();
+        self.children_left = reaper::reap(Pid::from_raw(0)).children_left;
+    }
+
+    /// Supervises `pid` until it ends, forwarding signals to it, and returns
+    /// how it ended. Processes it leaves behind are not waited for here.
+    pub fn run_step(&mut self, pid: Pid) -> Fate {
+        self.main = Some(pid);
         loop {
             self.sleep();
-            if self.deadline.is_some_and(|d| Instant::now() >= d) {
-                self.grace_over();
-            }
+            self.check_deadline();
             self.drain_signals();
-            let pass = reaper::reap(self.main);
+            let pass = reaper::reap(pid);
+            self.children_left = pass.children_left;
             if pass.orphans > 0 {
                 debug!(count = pass.orphans, "reaped orphans");
             }
             if let Some(fate) = pass.main {
-                self.main_ended(fate, pass.children_left);
+                self.main = None;
+                return fate;
             }
-            if let Some(fate) = self.fate
-                && !pass.children_left
-            {
-                return exit::code(fate, self.stop, self.policy.keep_signal_status);
-            }
+        }
+    }
+
+    /// Supervises the main child to its end, then whatever it left behind,
+    /// and returns initd's exit status.
+    pub fn run_main(&mut self, pid: Pid) -> i32 {
+        let fate = self.run_step(pid);
+        match fate {
+            // A command that succeeded needs no epitaph among its output.
+            Fate::Exited(0) => debug!("main child exited with status 0"),
+            Fate::Exited(code) => info!("main child exited with status {code}"),
+            Fate::Signaled(sig) => info!("main child was killed by {}", short_name(sig)),
+        }
+        self.finish(Some(fate))
+    }
+
+    /// Ends initd's work: stops what is left (stop signal, the grace period,
+    /// SIGKILL) and returns the exit status for the last child's `fate`, or,
+    /// when a stop came while no child ran, 128+N for its signal.
+    pub fn finish(&mut self, fate: Option<Fate>) -> i32 {
+        self.stop_leftovers();
+        let keep = self.policy.keep_signal_status;
+        match (fate, self.stop) {
+            (Some(fate), stop) => exit::code(fate, stop, keep),
+            (None, Some(stop)) => 128 + stop.sent as i32,
+            (None, None) => 0,
+        }
+    }
+
+    fn stop_leftovers(&mut self) {
+        self.handle_pending();
+        if !self.children_left {
+            return;
+        }
+        if !self.killed_all {
+            // Daemonised grandchildren get the same courtesy as the main
+            // child: the stop signal, the grace period, and only then
+            // SIGKILL. Within a stop already under way the original deadline
+            // stands, so the whole stop still fits inside Docker's timeout.
+            let sig = self
+                .stop
+                .map(|s| s.sent)
+                .unwrap_or_else(|| self.policy.stop_signal());
+            let deadline = *self
+                .deadline
+                .get_or_insert_with(|| Instant::now() + self.policy.stop_timeout);
+            info!(
+                "stopping leftover processes: {}, SIGKILL in {}",
+                short_name(sig),
+                human(deadline.saturating_duration_since(Instant::now()))
+            );
+            self.signal_all(sig);
+        }
+        while self.children_left {
+            self.sleep();
+            self.check_deadline();
+            self.handle_pending();
         }
     }
 
@@ -166,14 +248,16 @@ impl Supervisor {
             Action::Ignore => debug!(signal = short_name(received), "signal not forwarded"),
             Action::Forward(sig) => self.forward(sig),
             Action::Stop(sig) => {
-                if self.stop.is_none() && self.fate.is_none() {
+                if self.stop.is_none() {
                     let grace = self.policy.stop_timeout;
-                    info!(
-                        "stopping: {} to pid {}, SIGKILL in {}",
-                        short_name(sig),
-                        self.main,
-                        human(grace)
-                    );
+                    match self.main {
+                        Some(main) => info!(
+                            "stopping: {} to pid {main}, SIGKILL in {}",
+                            short_name(sig),
+                            human(grace)
+                        ),
+                        None => info!("stopping on {}: nothing more will start", short_name(received)),
+                    }
                     self.stop = Some(StopOutcome {
                         sent: sig,
                         killed: false,
@@ -185,16 +269,16 @@ impl Supervisor {
         }
     }
 
-    /// Sends a signal on: to the main child (or its group) while it lives,
-    /// afterwards to whatever it left behind.
+    /// Sends a signal on: to the running child (or its group), or, between
+    /// children, to whatever earlier ones left behind.
     fn forward(&self, sig: Signal) {
-        if self.fate.is_some() {
+        let Some(main) = self.main else {
             self.signal_all(sig);
             return;
-        }
+        };
         let result = match self.policy.target {
-            Target::Child => kill(self.main, sig),
-            Target::Group => killpg(self.main, sig),
+            Target::Child => kill(main, sig),
+            Target::Group => killpg(main, sig),
         };
         match result {
             Ok(()) => debug!(signal = short_name(sig), target = %self.policy.target, "forwarded"),
@@ -204,48 +288,19 @@ impl Supervisor {
         }
     }
 
-    fn main_ended(&mut self, fate: Fate, others_left: bool) {
-        self.fate = Some(fate);
-        match fate {
-            // A command that succeeded needs no epitaph among its output.
-            Fate::Exited(0) => debug!("main child exited with status 0"),
-            Fate::Exited(code) => info!("main child exited with status {code}"),
-            Fate::Signaled(sig) => info!("main child was killed by {}", short_name(sig)),
-        }
-        if !others_left || self.killed_all {
+    fn check_deadline(&mut self) {
+        if !self.deadline.is_some_and(|d| Instant::now() >= d) {
             return;
         }
-        // Daemonised grandchildren get the same courtesy as the main child:
-        // the stop signal, the grace period, and only then SIGKILL. Within a
-        // stop already under way the original deadline stands, so the whole
-        // stop still fits inside Docker's timeout.
-        let sig = self
-            .stop
-            .map(|s| s.sent)
-            .unwrap_or_else(|| self.policy.stop_signal());
-        let deadline = *self
-            .deadline
-            .get_or_insert_with(|| Instant::now() + self.policy.stop_timeout);
-        info!(
-            "stopping leftover processes: {}, SIGKILL in {}",
-            short_name(sig),
-            human(deadline.saturating_duration_since(Instant::now()))
-        );
-        self.signal_all(sig);
-    }
-
-    fn grace_over(&mut self) {
         self.deadline = None;
-        if self.fate.is_none() {
-            warn!(
-                "grace period over; sending SIGKILL to pid {} and everything left",
-                self.main
-            );
-            if let Some(stop) = self.stop.as_mut() {
-                stop.killed = true;
+        match self.main {
+            Some(main) => {
+                warn!("grace period over; sending SIGKILL to pid {main} and everything left");
+                if let Some(stop) = self.stop.as_mut() {
+                    stop.killed = true;
+                }
             }
-        } else {
-            warn!("grace period over; sending SIGKILL to the leftover processes");
+            None => warn!("grace period over; sending SIGKILL to the leftover processes"),
         }
         self.signal_all(Signal::SIGKILL);
         self.killed_all = true;
