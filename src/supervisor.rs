@@ -289,7 +289,7 @@ impl Supervisor {
     }
 
     fn check_deadline(&mut self) {
-        if !self.deadline.is_some_and(|d| Instant::now() >= d) {
+        if self.deadline.is_none_or(|d| Instant::now() < d) {
             return;
         }
         self.deadline = None;
