@@ -1,77 +1,158 @@
-//! Settings from the environment (`INITD_*`).
+//! Settings: from the environment and an optional TOML file, with where each
+//! value came from.
 //!
 //! Every known setting is listed once in [`SETTINGS`]; that table drives the
-//! unknown-setting check (with a "did you mean" suggestion), `--help` and the
-//! README, so a setting cannot exist in one place and be missing in another.
-//! Values are read with `envy` as strings and then parsed here, so that a
-//! malformed value is reported with its variable, its value and the form
-//! that was expected.
+//! unknown-setting check (with a "did you mean"), `--help`, `initd config`
+//! and the README table, so a setting cannot exist in one place and be
+//! missing from another. Values are gathered as text (the environment read
+//! with `envy`, the file with `toml`), the environment overriding the file,
+//! and then parsed here so that a malformed value is reported with its
+//! name, its value and the form that was expected.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::cmdline;
 use crate::signals::{SignalMap, Target};
 
+/// How a setting's text is read, which also decides how a TOML value is
+/// turned into it and how `initd config` prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    Duration,
+    Bool,
+    Number,
+    /// Comma-separated in the environment, an array in TOML.
+    List,
+    /// Commands separated by `;` in the environment, an array in TOML.
+    Commands,
+}
+
 pub struct Setting {
+    /// The environment variable.
     pub name: &'static str,
+    pub kind: Kind,
     pub default: &'static str,
     pub help: &'static str,
+    pub example: &'static str,
+}
+
+impl Setting {
+    /// The TOML key: the variable without `INITD_`, in lower case.
+    pub fn key(&self) -> String {
+        self.name
+            .strip_prefix(PREFIX)
+            .unwrap_or(self.name)
+            .to_ascii_lowercase()
+    }
+}
+
+const fn setting(
+    name: &'static str,
+    kind: Kind,
+    default: &'static str,
+    help: &'static str,
+    example: &'static str,
+) -> Setting {
+    Setting {
+        name,
+        kind,
+        default,
+        help,
+        example,
+    }
 }
 
 pub const SETTINGS: &[Setting] = &[
-    Setting {
-        name: "INITD_SIGNAL_TARGET",
-        default: "child",
-        help: "who gets forwarded signals: `child` (the main child) or `group` (its process group)",
-    },
-    Setting {
-        name: "INITD_SIGNAL_MAP",
-        default: "",
-        help: "rewrite signals before forwarding, FROM:TO or FROM:none, comma-separated (TERM:QUIT)",
-    },
-    Setting {
-        name: "INITD_STOP_TIMEOUT",
-        default: "8s",
-        help: "grace period after the stop signal before SIGKILL (500ms, 8s, 1m)",
-    },
-    Setting {
-        name: "INITD_STOP_EXIT",
-        default: "zero",
-        help: "`zero`: a child that dies of the forwarded stop signal exits 0; `keep`: 128+N",
-    },
-    Setting {
-        name: "INITD_LOG",
-        default: "info",
-        help: "initd's own log level: off, error, warn, info, debug, trace",
-    },
-    Setting {
-        name: "INITD_LOG_FORMAT",
-        default: "text",
-        help: "`text` (one `initd:` line each) or `json` (one JSON object a line)",
-    },
+    setting(
+        "INITD_CONFIG",
+        Kind::Text,
+        "/etc/initd.toml",
+        "the TOML settings file (read when it exists; environment only)",
+        "/app/initd.toml",
+    ),
+    setting(
+        "INITD_SIGNAL_TARGET",
+        Kind::Text,
+        "child",
+        "who gets forwarded signals: `child` (the main child) or `group` (its process group)",
+        "group",
+    ),
+    setting(
+        "INITD_SIGNAL_MAP",
+        Kind::Text,
+        "",
+        "rewrite signals before forwarding: FROM:TO or FROM:none, comma-separated",
+        "TERM:QUIT,WINCH:none",
+    ),
+    setting(
+        "INITD_STOP_TIMEOUT",
+        Kind::Duration,
+        "8s",
+        "grace period after the stop signal before SIGKILL",
+        "25s",
+    ),
+    setting(
+        "INITD_STOP_EXIT",
+        Kind::Text,
+        "zero",
+        "`zero`: a child that dies of the forwarded stop signal exits 0; `keep`: 128+N",
+        "keep",
+    ),
+    setting(
+        "INITD_LOG",
+        Kind::Text,
+        "info",
+        "initd's own log level: off, error, warn, info, debug, trace",
+        "debug",
+    ),
+    setting(
+        "INITD_LOG_FORMAT",
+        Kind::Text,
+        "text",
+        "`text` (one `initd:` line each) or `json` (one JSON object a line)",
+        "json",
+    ),
 ];
+
+const PREFIX: &str = "INITD_";
+
+/// Where a value came from, shown by `initd config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File(PathBuf),
+    Env,
+    /// The environment, filled from a Docker secret file (`NAME_FILE`).
+    Secret,
+}
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("{name}: unknown setting; {}", suggest(.suggestion))]
     Unknown {
         name: String,
-        suggestion: Option<&'static str>,
+        suggestion: Option<String>,
     },
     #[error("{name}={value:?}: expected {expected}")]
     Invalid {
-        name: &'static str,
+        name: String,
         value: String,
         expected: String,
     },
     #[error("{name}: the value is not valid UTF-8")]
     NotUnicode { name: String },
+    #[error("config file {}: {reason}", .path.display())]
+    File { path: PathBuf, reason: String },
 }
 
-fn suggest(suggestion: &Option<&'static str>) -> String {
+fn suggest(suggestion: &Option<String>) -> String {
     match suggestion {
         Some(known) => format!("did you mean {known}?"),
         None => "run `initd --help` for the list of settings".to_string(),
@@ -106,114 +187,335 @@ pub struct Settings {
     pub log_format: LogFormat,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            signal_target: Target::Child,
-            signal_map: SignalMap::default(),
-            stop_timeout: Duration::from_secs(8),
-            keep_signal_status: false,
-            log_level: LogLevel::Info,
-            log_format: LogFormat::Text,
+/// A value as gathered, before parsing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Raw {
+    Text(String),
+    /// From a TOML array: kept apart so no separator has to be escaped.
+    Items(Vec<String>),
+}
+
+/// The gathered values with their sources: what `initd config` prints.
+#[derive(Debug, Clone, Default)]
+pub struct Layers {
+    values: BTreeMap<&'static str, (Raw, Source)>,
+}
+
+impl Layers {
+    pub fn get(&self, name: &str) -> Option<&Raw> {
+        self.values.get(name).map(|(raw, _)| raw)
+    }
+
+    pub fn source(&self, name: &str) -> Source {
+        self.values
+            .get(name)
+            .map(|(_, s)| s.clone())
+            .unwrap_or(Source::Default)
+    }
+
+    fn text(&self, name: &str) -> Option<String> {
+        match self.get(name)? {
+            Raw::Text(text) => Some(text.clone()),
+            Raw::Items(items) => Some(items.join(",")),
         }
     }
 }
 
-/// The raw strings, as `envy` finds them under the `INITD_` prefix.
-#[derive(Debug, Default, Deserialize)]
-struct Raw {
-    signal_target: Option<String>,
-    signal_map: Option<String>,
-    stop_timeout: Option<String>,
-    stop_exit: Option<String>,
-    log: Option<String>,
-    log_format: Option<String>,
+/// The environment, as `envy` reads it: every known variable as text. The
+/// field list is generated from the same names as [`SETTINGS`].
+macro_rules! env_fields {
+    ($($field:ident => $name:literal),* $(,)?) => {
+        #[derive(Debug, Default, Deserialize)]
+        struct EnvValues {
+            $(#[serde(rename = $name)] $field: Option<String>,)*
+        }
+
+        impl EnvValues {
+            fn into_pairs(self) -> Vec<(&'static str, String)> {
+                let mut pairs = Vec::new();
+                $(if let Some(v) = self.$field {
+                    pairs.push((env_name($name), v));
+                })*
+                pairs
+            }
+        }
+    };
 }
 
-const PREFIX: &str = "INITD_";
+env_fields! {
+    config => "initd_config",
+    signal_target => "initd_signal_target",
+    signal_map => "initd_signal_map",
+    stop_timeout => "initd_stop_timeout",
+    stop_exit => "initd_stop_exit",
+    log => "initd_log",
+    log_format => "initd_log_format",
+}
 
-/// Reads the settings from an environment (pass `std::env::vars_os()`).
-pub fn from_env(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<Settings, ConfigError> {
-    let mut ours = Vec::new();
+/// The `SETTINGS` entry for an envy field name (envy lower-cases keys).
+fn env_name(lower: &str) -> &'static str {
+    SETTINGS
+        .iter()
+        .find(|s| s.name.eq_ignore_ascii_case(lower))
+        .map(|s| s.name)
+        .expect("every env field is a known setting")
+}
+
+/// Reads the environment layer. `secret_names` are variables that were
+/// filled from Docker secrets, so they are reported (and redacted) as such.
+pub fn env_layer(
+    vars: impl IntoIterator<Item = (OsString, OsString)>,
+    secret_names: &[String],
+) -> Result<Layers, ConfigError> {
+    let mut known = Vec::new();
     for (key, value) in vars {
         let Some(key) = key.to_str() else { continue };
-        if !key.starts_with(PREFIX) {
+        let is_setting = SETTINGS.iter().any(|s| s.name == key);
+        if !is_setting {
+            if key.starts_with(PREFIX) {
+                return Err(ConfigError::Unknown {
+                    name: key.to_string(),
+                    suggestion: closest(key, SETTINGS.iter().map(|s| s.name.to_string())),
+                });
+            }
             continue;
-        }
-        if !SETTINGS.iter().any(|s| s.name == key) {
-            return Err(ConfigError::Unknown {
-                name: key.to_string(),
-                suggestion: closest(key),
-            });
         }
         let value = value.into_string().map_err(|_| ConfigError::NotUnicode {
             name: key.to_string(),
         })?;
-        ours.push((key.to_string(), value));
+        known.push((key.to_ascii_lowercase(), value));
     }
-    // Every field is an optional string, so envy cannot fail on our input;
-    // fall back to defaults rather than panic if that ever changes.
-    let raw: Raw = envy::prefixed(PREFIX).from_iter(ours).unwrap_or_default();
-    parse(raw)
+    // Every field is an optional string, so envy cannot fail on this input.
+    let values: EnvValues = envy::from_iter(known).unwrap_or_default();
+    let mut layers = Layers::default();
+    for (name, value) in values.into_pairs() {
+        let source = if secret_names.iter().any(|s| s == name) {
+            Source::Secret
+        } else {
+            Source::Env
+        };
+        layers.values.insert(name, (Raw::Text(value), source));
+    }
+    Ok(layers)
 }
 
-fn parse(raw: Raw) -> Result<Settings, ConfigError> {
-    let mut s = Settings::default();
-    if let Some(v) = raw.signal_target {
-        s.signal_target = v
-            .parse()
-            .map_err(|_| invalid("INITD_SIGNAL_TARGET", &v, "`child` or `group`"))?;
-    }
-    if let Some(v) = raw.signal_map {
-        s.signal_map = v
-            .parse()
-            .map_err(|e: crate::signals::SignalMapError| invalid("INITD_SIGNAL_MAP", &v, &e.to_string()))?;
-    }
-    if let Some(v) = raw.stop_timeout {
-        s.stop_timeout = parse_duration(&v)
-            .ok_or_else(|| invalid("INITD_STOP_TIMEOUT", &v, "a duration such as 500ms, 8s or 1m"))?;
-    }
-    if let Some(v) = raw.stop_exit {
-        s.keep_signal_status = match v.trim().to_ascii_lowercase().as_str() {
-            "zero" => false,
-            "keep" => true,
-            _ => return Err(invalid("INITD_STOP_EXIT", &v, "`zero` or `keep`")),
+/// Reads the TOML file layer from its text.
+pub fn file_layer(path: &Path, text: &str) -> Result<Layers, ConfigError> {
+    let file_error = |reason: String| ConfigError::File {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        file_error(e.message().to_string() + &line_hint(text, e.span().map(|s| s.start)))
+    })?;
+    let mut layers = Layers::default();
+    for (key, value) in table {
+        let Some(setting) = SETTINGS
+            .iter()
+            .find(|s| s.key() == key && s.name != "INITD_CONFIG")
+        else {
+            return Err(ConfigError::Unknown {
+                name: format!("{} key `{key}`", path.display()),
+                suggestion: closest(&key, SETTINGS.iter().map(|s| s.key())),
+            });
         };
+        let raw = toml_raw(setting, &value).ok_or_else(|| ConfigError::Invalid {
+            name: format!("{} key `{key}`", path.display()),
+            value: value.to_string(),
+            expected: expected_toml(setting.kind).to_string(),
+        })?;
+        layers
+            .values
+            .insert(setting.name, (raw, Source::File(path.to_path_buf())));
     }
-    if let Some(v) = raw.log {
-        s.log_level = match v.trim().to_ascii_lowercase().as_str() {
-            "off" => LogLevel::Off,
-            "error" => LogLevel::Error,
-            "warn" | "warning" => LogLevel::Warn,
-            "info" => LogLevel::Info,
-            "debug" => LogLevel::Debug,
-            "trace" => LogLevel::Trace,
-            _ => {
-                return Err(invalid(
-                    "INITD_LOG",
-                    &v,
-                    "one of off, error, warn, info, debug, trace",
-                ));
-            }
-        };
-    }
-    if let Some(v) = raw.log_format {
-        s.log_format = match v.trim().to_ascii_lowercase().as_str() {
-            "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
-            _ => return Err(invalid("INITD_LOG_FORMAT", &v, "`text` or `json`")),
-        };
-    }
-    Ok(s)
+    Ok(layers)
 }
 
-fn invalid(name: &'static str, value: &str, expected: &str) -> ConfigError {
-    ConfigError::Invalid {
-        name,
-        value: value.to_string(),
-        expected: expected.to_string(),
+fn line_hint(text: &str, offset: Option<usize>) -> String {
+    match offset {
+        Some(at) => format!(" (line {})", text[..at.min(text.len())].lines().count().max(1)),
+        None => String::new(),
     }
 }
+
+fn toml_raw(setting: &Setting, value: &toml::Value) -> Option<Raw> {
+    use toml::Value;
+    match (setting.kind, value) {
+        (Kind::List | Kind::Commands, Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .map(Raw::Items),
+        (_, Value::String(s)) => Some(Raw::Text(s.clone())),
+        (Kind::Number, Value::Integer(n)) => Some(Raw::Text(n.to_string())),
+        (Kind::Bool, Value::Boolean(b)) => Some(Raw::Text(b.to_string())),
+        (Kind::Duration, Value::Integer(n)) => Some(Raw::Text(format!("{n}s"))),
+        (Kind::Duration, Value::Float(n)) => Some(Raw::Text(format!("{n}s"))),
+        _ => None,
+    }
+}
+
+fn expected_toml(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Text => "a string",
+        Kind::Duration => "a duration string such as \"8s\", or a number of seconds",
+        Kind::Bool => "true or false",
+        Kind::Number => "an integer",
+        Kind::List => "an array of strings",
+        Kind::Commands => "an array of command strings",
+    }
+}
+
+impl Layers {
+    /// `self` with `over`'s values winning.
+    pub fn overlaid(mut self, over: Layers) -> Layers {
+        self.values.extend(over.values);
+        self
+    }
+}
+
+/// Everything initd was configured with: the typed settings and the layers
+/// they were parsed from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub settings: Settings,
+    pub layers: Layers,
+}
+
+/// Reads the environment, then the TOML file it names (`INITD_CONFIG`, or
+/// `/etc/initd.toml` when that exists), and parses the result.
+pub fn load(vars: Vec<(OsString, OsString)>, secret_names: &[String]) -> Result<Loaded, ConfigError> {
+    let env = env_layer(vars, secret_names)?;
+    let (path, required) = match env.text("INITD_CONFIG") {
+        Some(path) => (PathBuf::from(path), true),
+        None => (PathBuf::from("/etc/initd.toml"), false),
+    };
+    let file = match std::fs::read_to_string(&path) {
+        Ok(text) => file_layer(&path, &text)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Layers::default(),
+        Err(e) => {
+            return Err(ConfigError::File {
+                path,
+                reason: format!("{e}; fix the path in INITD_CONFIG or unset it"),
+            });
+        }
+    };
+    let layers = file.overlaid(env);
+    let settings = parse(&layers)?;
+    Ok(Loaded { settings, layers })
+}
+
+/// The settings from the environment alone (no file): for tests and tools.
+pub fn from_env(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<Settings, ConfigError> {
+    parse(&env_layer(vars, &[])?)
+}
+
+/// A typed reader over the layers, which knows each setting's name for its
+/// error messages.
+struct Reader<'a> {
+    layers: &'a Layers,
+}
+
+impl Reader<'_> {
+    fn value<T>(
+        &self,
+        name: &'static str,
+        parse: impl Fn(&str) -> Option<T>,
+        expected: &str,
+    ) -> Result<Option<T>, ConfigError> {
+        let Some(text) = self.layers.text(name) else {
+            return Ok(None);
+        };
+        parse(&text).map(Some).ok_or_else(|| ConfigError::Invalid {
+            name: name.to_string(),
+            value: text,
+            expected: expected.to_string(),
+        })
+    }
+
+    fn choice<T: Copy>(&self, name: &'static str, choices: &[(&str, T)]) -> Result<Option<T>, ConfigError> {
+        let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+        let expected = format!("one of {}", names.join(", "));
+        self.value(
+            name,
+            |v| {
+                let v = v.trim().to_ascii_lowercase();
+                choices.iter().find(|(n, _)| *n == v).map(|(_, t)| *t)
+            },
+            &expected,
+        )
+    }
+
+    /// Commands: a TOML array of command lines, or `;`-separated text.
+    #[allow(dead_code)] // for the pipeline's command settings, which come next
+    fn commands(&self, name: &'static str) -> Result<Option<Vec<Vec<String>>>, ConfigError> {
+        let lines = match self.layers.get(name) {
+            None => return Ok(None),
+            Some(Raw::Items(items)) => items.clone(),
+            Some(Raw::Text(text)) => cmdline::split_commands(text),
+        };
+        let invalid = |line: &str, why: String| ConfigError::Invalid {
+            name: name.to_string(),
+            value: line.to_string(),
+            expected: why,
+        };
+        let mut commands = Vec::new();
+        for line in lines.iter().filter(|l| !l.trim().is_empty()) {
+            let argv = cmdline::split(line).map_err(|e| invalid(line, format!("a command line ({e})")))?;
+            commands.push(argv);
+        }
+        Ok(Some(commands))
+    }
+}
+
+pub fn parse(layers: &Layers) -> Result<Settings, ConfigError> {
+    let r = Reader { layers };
+    let signal_map_error = |text: &str| text.parse::<SignalMap>().err().map(|e| e.to_string());
+    let signal_map = match layers.text("INITD_SIGNAL_MAP") {
+        None => SignalMap::default(),
+        Some(text) => text.parse().map_err(|_| ConfigError::Invalid {
+            name: "INITD_SIGNAL_MAP".into(),
+            expected: signal_map_error(&text).unwrap_or_default(),
+            value: text,
+        })?,
+    };
+    Ok(Settings {
+        signal_target: r
+            .choice(
+                "INITD_SIGNAL_TARGET",
+                &[("child", Target::Child), ("group", Target::Group)],
+            )?
+            .unwrap_or_default(),
+        signal_map,
+        stop_timeout: r
+            .value("INITD_STOP_TIMEOUT", parse_duration, DURATION_FORM)?
+            .unwrap_or(Duration::from_secs(8)),
+        keep_signal_status: r
+            .choice("INITD_STOP_EXIT", &[("zero", false), ("keep", true)])?
+            .unwrap_or(false),
+        log_level: r
+            .choice(
+                "INITD_LOG",
+                &[
+                    ("off", LogLevel::Off),
+                    ("error", LogLevel::Error),
+                    ("warn", LogLevel::Warn),
+                    ("info", LogLevel::Info),
+                    ("debug", LogLevel::Debug),
+                    ("trace", LogLevel::Trace),
+                ],
+            )?
+            .unwrap_or(LogLevel::Info),
+        log_format: r
+            .choice(
+                "INITD_LOG_FORMAT",
+                &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+            )?
+            .unwrap_or(LogFormat::Text),
+    })
+}
+
+const DURATION_FORM: &str = "a duration such as 500ms, 8s or 1m";
 
 /// Parses `500ms`, `8s`, `1.5s`, `2m`, `1h`; a bare number means seconds.
 pub fn parse_duration(text: &str) -> Option<Duration> {
@@ -234,15 +536,24 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     (0.0..1e9).contains(&secs).then(|| Duration::from_secs_f64(secs))
 }
 
-/// The known setting nearest to a misspelt one, if it is near enough to be a
+/// `true/1/yes/on` and `false/0/no/off` (and empty for false), as the
+/// scripts initd replaces accepted them.
+pub fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" | "" => Some(false),
+        _ => None,
+    }
+}
+
+/// The known name nearest to a misspelt one, if it is near enough to be a
 /// typo rather than a different idea.
-fn closest(name: &str) -> Option<&'static str> {
-    SETTINGS
-        .iter()
-        .map(|s| (edit_distance(name, s.name), s.name))
+fn closest(name: &str, known: impl Iterator<Item = String>) -> Option<String> {
+    known
+        .map(|k| (edit_distance(name, &k), k))
         .filter(|(d, _)| *d <= 3)
         .min_by_key(|(d, _)| *d)
-        .map(|(_, n)| n)
+        .map(|(_, k)| k)
 }
 
 /// Levenshtein distance with adjacent transpositions counted as one edit
@@ -284,12 +595,16 @@ mod tests {
     #[test]
     fn defaults_when_nothing_is_set() {
         let s = from_env(env(&[("PATH", "/bin"), ("HOME", "/root")])).unwrap();
-        assert_eq!(s, Settings::default());
         assert_eq!(s.stop_timeout, Duration::from_secs(8));
+        assert_eq!(s.signal_target, Target::Child);
+        assert!(s.signal_map.is_empty());
+        assert!(!s.keep_signal_status);
+        assert_eq!(s.log_level, LogLevel::Info);
+        assert_eq!(s.log_format, LogFormat::Text);
     }
 
     #[test]
-    fn reads_every_setting() {
+    fn reads_every_core_setting() {
         let s = from_env(env(&[
             ("INITD_SIGNAL_TARGET", "group"),
             ("INITD_SIGNAL_MAP", "TERM:QUIT"),
@@ -308,6 +623,22 @@ mod tests {
         assert!(s.keep_signal_status);
         assert_eq!(s.log_level, LogLevel::Debug);
         assert_eq!(s.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn every_setting_has_an_env_field() {
+        let all: Vec<(OsString, OsString)> = SETTINGS
+            .iter()
+            .map(|s| (OsString::from(s.name), OsString::from("x")))
+            .collect();
+        let layers = env_layer(all, &[]).unwrap();
+        for s in SETTINGS {
+            assert!(
+                layers.get(s.name).is_some(),
+                "{} is not read from the environment",
+                s.name
+            );
+        }
     }
 
     #[test]
@@ -337,8 +668,66 @@ mod tests {
                 .starts_with("INITD_SIGNAL_MAP=\"TERM:QUITE\": expected "),
             "{err}"
         );
-        assert!(from_env(env(&[("INITD_SIGNAL_TARGET", "all")])).is_err());
+        let err = from_env(env(&[("INITD_SIGNAL_TARGET", "all")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "INITD_SIGNAL_TARGET=\"all\": expected one of child, group"
+        );
         assert!(from_env(env(&[("INITD_LOG", "loud")])).is_err());
+    }
+
+    #[test]
+    fn the_file_is_read_and_the_environment_wins() {
+        let path = Path::new("/etc/initd.toml");
+        let file = file_layer(path, "stop_timeout = 3\nlog = \"debug\"\n").unwrap();
+        let env = env_layer(env(&[("INITD_STOP_TIMEOUT", "5s")]), &[]).unwrap();
+        let layers = file.overlaid(env);
+        let s = parse(&layers).unwrap();
+        assert_eq!(s.stop_timeout, Duration::from_secs(5));
+        assert_eq!(s.log_level, LogLevel::Debug);
+        assert_eq!(layers.source("INITD_STOP_TIMEOUT"), Source::Env);
+        assert_eq!(layers.source("INITD_LOG"), Source::File(path.into()));
+        assert_eq!(layers.source("INITD_LOG_FORMAT"), Source::Default);
+    }
+
+    #[test]
+    fn file_errors_name_the_file_and_key() {
+        let path = Path::new("/etc/initd.toml");
+        let err = file_layer(path, "stop_timeuot = \"3s\"\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/etc/initd.toml key `stop_timeuot`: unknown setting; did you mean stop_timeout?"
+        );
+        let err = file_layer(path, "log = 3\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/etc/initd.toml key `log`=\"3\": expected a string"
+        );
+        let err = file_layer(path, "log = \n").unwrap_err();
+        assert!(
+            err.to_string().starts_with("config file /etc/initd.toml: "),
+            "{err}"
+        );
+        assert!(err.to_string().ends_with("(line 1)"), "{err}");
+        // The file cannot name another file.
+        assert!(file_layer(path, "config = \"/x\"\n").is_err());
+    }
+
+    #[test]
+    fn secrets_are_marked_as_such() {
+        let layers = env_layer(env(&[("INITD_LOG", "warn")]), &["INITD_LOG".to_string()]).unwrap();
+        assert_eq!(layers.source("INITD_LOG"), Source::Secret);
+    }
+
+    #[test]
+    fn a_missing_named_config_file_is_an_error() {
+        let err = load(env(&[("INITD_CONFIG", "/nonexistent/initd.toml")]), &[]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("config file /nonexistent/initd.toml: "),
+            "{err}"
+        );
+        assert!(err.to_string().contains("INITD_CONFIG"), "{err}");
     }
 
     #[test]
@@ -353,6 +742,17 @@ mod tests {
         assert_eq!(parse_duration("s"), None);
         assert_eq!(parse_duration("1d"), None);
         assert_eq!(parse_duration("1e99"), None);
+    }
+
+    #[test]
+    fn bools() {
+        for t in ["true", "1", "yes", "ON"] {
+            assert_eq!(parse_bool(t), Some(true), "{t}");
+        }
+        for f in ["false", "0", "no", "off", ""] {
+            assert_eq!(parse_bool(f), Some(false), "{f}");
+        }
+        assert_eq!(parse_bool("maybe"), None);
     }
 
     #[test]

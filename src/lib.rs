@@ -2,6 +2,7 @@
 
 pub mod child;
 pub mod cli;
+pub mod cmdline;
 pub mod config;
 pub mod exec;
 pub mod exit;

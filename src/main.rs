@@ -25,8 +25,8 @@ fn real_main() -> i32 {
             0
         }
         Command::Exec(argv) => {
-            let settings = match config::from_env(std::env::vars_os()) {
-                Ok(settings) => settings,
+            let settings = match config::load(std::env::vars_os().collect(), &[]) {
+                Ok(loaded) => loaded.settings,
                 Err(err) => {
                     eprintln!("initd: {err}");
                     return exit::CONFIG;
