@@ -11,4 +11,5 @@ pub mod procfs;
 pub mod reaper;
 pub mod resolve;
 pub mod signals;
+pub mod steps;
 pub mod supervisor;

@@ -1,0 +1,106 @@
+//! Running the pipeline's commands under the supervisor: each pre-start
+//! step (migration, collectstatic, ...) to completion, then the main
+//! command. A failing step or a stop ends the pipeline: nothing after it
+//! starts.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use tracing::{debug, error, info};
+
+use crate::child;
+use crate::cmdline;
+use crate::exit::Fate;
+use crate::resolve;
+use crate::supervisor::Supervisor;
+
+/// The environment and directory every command of the pipeline runs with.
+pub struct Launcher {
+    pub env: Vec<(OsString, OsString)>,
+    pub cwd: PathBuf,
+    /// Whether stdin is a terminal to hand to each command in turn.
+    pub foreground: bool,
+}
+
+/// initd must exit with this status now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Halt(pub i32);
+
+impl Launcher {
+    pub fn new(env: Vec<(OsString, OsString)>, cwd: &Path) -> Launcher {
+        Launcher {
+            env,
+            cwd: cwd.to_path_buf(),
+            foreground: child::stdin_is_terminal(),
+        }
+    }
+
+    fn path_var(&self) -> Option<&OsString> {
+        self.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v)
+    }
+
+    /// Starts `argv` as the supervised child. Lookup and exec failures end
+    /// the pipeline with 127/126 and a line naming `what`.
+    pub fn start(&self, what: &str, argv: &[String]) -> Result<nix::unistd::Pid, Halt> {
+        let program = resolve::resolve(argv[0].as_ref(), self.path_var().map(OsString::as_os_str), &self.cwd)
+            .map_err(|e| {
+                error!("{what}: {e}");
+                Halt(e.exit_code())
+            })?;
+        let argv_os: Vec<OsString> = argv.iter().map(OsString::from).collect();
+        let mut cmd = child::command(&program, &argv_os, self.foreground);
+        cmd.env_clear().envs(self.env.iter().map(|(k, v)| (k, v))).current_dir(&self.cwd);
+        let pid = child::spawn(cmd).map_err(|e| {
+            error!("{what}: cannot execute {}: {e}", program.display());
+            Halt(if e.kind() == std::io::ErrorKind::NotFound {
+                crate::exit::NOT_FOUND
+            } else {
+                crate::exit::NOT_EXECUTABLE
+            })
+        })?;
+        debug!(pid = %pid, "{what} started: {}", cmdline::join(argv));
+        Ok(pid)
+    }
+
+    /// Runs one pre-start step to completion. Success lets the pipeline go
+    /// on; a failure or a stop halts it with the right exit status.
+    pub fn run_step(&self, sup: &mut Supervisor, what: &str, argv: &[String]) -> Result<(), Halt> {
+        if sup.stop_requested().is_some() {
+            return Err(Halt(sup.finish(None)));
+        }
+        info!("{what}: {}", cmdline::join(argv));
+        let pid = self.start(what, argv)?;
+        let fate = sup.run_step(pid);
+        if sup.stop_requested().is_some() {
+            info!("{what} ended by the stop; the server will not start");
+            return Err(Halt(sup.finish(Some(fate))));
+        }
+        match fate {
+            Fate::Exited(0) => Ok(()),
+            Fate::Exited(code) => {
+                error!("{what} failed with status {code}: {}; the server was not started", cmdline::join(argv));
+                Err(Halt(sup.finish(Some(fate))))
+            }
+            Fate::Signaled(sig) => {
+                error!(
+                    "{what} was killed by {}: {}; the server was not started",
+                    crate::signals::short_name(sig),
+                    cmdline::join(argv)
+                );
+                Err(Halt(sup.finish(Some(fate))))
+            }
+        }
+    }
+
+    /// Starts the main command and supervises it (and what it leaves) to the
+    /// end; returns initd's exit status.
+    pub fn run_main(&self, sup: &mut Supervisor, what: &str, argv: &[String]) -> i32 {
+        if sup.stop_requested().is_some() {
+            return sup.finish(None);
+        }
+        match self.start(what, argv) {
+            Ok(pid) => sup.run_main(pid),
+            Err(Halt(code)) => code,
+        }
+    }
+}
