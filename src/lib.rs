@@ -3,6 +3,7 @@
 pub mod child;
 pub mod cli;
 pub mod config;
+pub mod dns;
 pub mod exec;
 pub mod exit;
 pub mod logging;
