@@ -13,3 +13,4 @@ pub mod reaper;
 pub mod resolve;
 pub mod signals;
 pub mod supervisor;
+pub mod waitfor;
