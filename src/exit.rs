@@ -6,6 +6,8 @@ use nix::sys::signal::Signal;
 
 /// Bad command line.
 pub const USAGE: i32 = 2;
+/// A service named in INITD_WAIT_FOR did not come up in time (EX_UNAVAILABLE).
+pub const UNAVAILABLE: i32 = 69;
 /// initd itself failed (a syscall it cannot work without).
 pub const INTERNAL: i32 = 70;
 /// Bad configuration: an unknown or malformed setting.
@@ -25,6 +27,7 @@ EXIT STATUS
     137      the child ignored the stop signal and was killed after the grace
              period
     2        bad command line
+    69       a service in INITD_WAIT_FOR did not come up within INITD_WAIT_TIMEOUT
     70       internal error in initd (a system call it needs failed)
     78       bad configuration (unknown or malformed INITD_* setting)
     126      the command exists but cannot be executed
