@@ -32,7 +32,12 @@ impl ResolveError {
 /// Resolves `name` the way execvp would, but up front.
 pub fn resolve(name: &OsStr, path_var: Option<&OsStr>, cwd: &Path) -> Result<PathBuf, ResolveError> {
     let path_var = path_var.map(OsString::from).unwrap_or_default();
-    if let Ok(found) = which::which_in(name, Some(&path_var), cwd) {
+    let found = which::WhichConfig::new_with_sys(NoNss)
+        .binary_name(name.to_os_string())
+        .custom_path_list(path_var.clone())
+        .custom_cwd(cwd.to_path_buf())
+        .first_result();
+    if let Ok(found) = found {
         return Ok(found);
     }
     // which only reports executables; tell "there but not executable" apart
@@ -56,6 +61,55 @@ pub fn resolve(name: &OsStr, path_var: Option<&OsStr>, cwd: &Path) -> Result<Pat
         name: name.to_string_lossy().into_owned(),
         path: path_var.to_string_lossy().into_owned(),
     })
+}
+
+/// `which`'s view of the system, but for one thing: `~` in PATH expands to
+/// `$HOME` only. The stock one falls back to getpwuid_r when HOME is unset,
+/// and glibc's NSS does not work in a static binary.
+#[derive(Clone, Copy)]
+struct NoNss;
+
+impl which::sys::Sys for NoNss {
+    type ReadDirEntry = std::fs::DirEntry;
+    type Metadata = std::fs::Metadata;
+
+    fn is_windows(&self) -> bool {
+        false
+    }
+    fn current_dir(&self) -> std::io::Result<PathBuf> {
+        std::env::current_dir()
+    }
+    fn home_dir(&self) -> Option<PathBuf> {
+        std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from)
+    }
+    fn env_split_paths(&self, paths: &OsStr) -> Vec<PathBuf> {
+        std::env::split_paths(paths).collect()
+    }
+    fn env_path(&self) -> Option<OsString> {
+        std::env::var_os("PATH")
+    }
+    fn env_path_ext(&self) -> Option<OsString> {
+        None
+    }
+    fn metadata(&self, path: &Path) -> std::io::Result<Self::Metadata> {
+        std::fs::metadata(path)
+    }
+    fn symlink_metadata(&self, path: &Path) -> std::io::Result<Self::Metadata> {
+        std::fs::symlink_metadata(path)
+    }
+    fn read_dir(
+        &self,
+        path: &Path,
+    ) -> std::io::Result<Box<dyn Iterator<Item = std::io::Result<Self::ReadDirEntry>>>> {
+        Ok(Box::new(std::fs::read_dir(path)?))
+    }
+    fn is_valid_executable(&self, path: &Path) -> std::io::Result<bool> {
+        nix::unistd::access(path, nix::unistd::AccessFlags::X_OK)
+            .map(|()| true)
+            .map_err(std::io::Error::from)
+    }
 }
 
 #[cfg(test)]

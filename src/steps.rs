@@ -42,14 +42,20 @@ impl Launcher {
     /// Starts `argv` as the supervised child. Lookup and exec failures end
     /// the pipeline with 127/126 and a line naming `what`.
     pub fn start(&self, what: &str, argv: &[String]) -> Result<nix::unistd::Pid, Halt> {
-        let program = resolve::resolve(argv[0].as_ref(), self.path_var().map(OsString::as_os_str), &self.cwd)
-            .map_err(|e| {
-                error!("{what}: {e}");
-                Halt(e.exit_code())
-            })?;
+        let program = resolve::resolve(
+            argv[0].as_ref(),
+            self.path_var().map(OsString::as_os_str),
+            &self.cwd,
+        )
+        .map_err(|e| {
+            error!("{what}: {e}");
+            Halt(e.exit_code())
+        })?;
         let argv_os: Vec<OsString> = argv.iter().map(OsString::from).collect();
         let mut cmd = child::command(&program, &argv_os, self.foreground);
-        cmd.env_clear().envs(self.env.iter().map(|(k, v)| (k, v))).current_dir(&self.cwd);
+        cmd.env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&self.cwd);
         let pid = child::spawn(cmd).map_err(|e| {
             error!("{what}: cannot execute {}: {e}", program.display());
             Halt(if e.kind() == std::io::ErrorKind::NotFound {
@@ -78,7 +84,10 @@ impl Launcher {
         match fate {
             Fate::Exited(0) => Ok(()),
             Fate::Exited(code) => {
-                error!("{what} failed with status {code}: {}; the server was not started", cmdline::join(argv));
+                error!(
+                    "{what} failed with status {code}: {}; the server was not started",
+                    cmdline::join(argv)
+                );
                 Err(Halt(sup.finish(Some(fate))))
             }
             Fate::Signaled(sig) => {
