@@ -406,6 +406,8 @@ for name in initd tini dumb-init; do
 done
 
 T_START=$SECONDS
+# Other work on the machine shows up as noise; the report shows how much there was.
+read -r LOAD_START _ </proc/loadavg
 
 # ------------------------------------------------ 1. exec overhead (/bin/true)
 say "exec overhead: $EXEC_ROUNDS rounds"
@@ -511,6 +513,7 @@ for name in "${NAMES[@]}"; do
 done
 
 MEASURE_SECS=$((SECONDS - T_START))
+read -r LOAD_END _ </proc/loadavg
 
 # -------------------------------------------------------------- the report
 # Binary facts go into the raw file too, so the report has one source.
@@ -543,7 +546,7 @@ report=$RESULTS/latest.md
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     echo "- kernel: $(uname -sr)"
-    echo "- CPU: ${cpu_model:-unknown} x $(nproc)"
+    echo "- CPU: ${cpu_model:-unknown} x $(nproc); 1-min load average $LOAD_START at start, $LOAD_END at end"
     echo "- rounds: exec $EXEC_ROUNDS, SIGTERM/RSS $TERM_ROUNDS, orphan storm $ZOMBIE_ROUNDS x $ORPHANS orphans, wake-ups 1 x ${WAKE_SECS}s$( ((QUICK == 1)) && echo ' (QUICK)'); measuring took ${MEASURE_SECS}s"
     echo "- initd: \`$INITD_BIN\` ($(version_of "$INITD_BIN" version))"
     echo "- tini: \`$TINI_BIN\` ($(version_of "$TINI_BIN" --version))"
