@@ -119,6 +119,118 @@ pub const SETTINGS: &[Setting] = &[
         "`text` (one `initd:` line each) or `json` (one JSON object a line)",
         "json",
     ),
+    setting(
+        "INITD_USER",
+        Kind::Text,
+        "app",
+        "the user the app runs as: name, uid, uid:gid or name:group",
+        "1000:1000",
+    ),
+    setting(
+        "INITD_ALLOW_ROOT",
+        Kind::Bool,
+        "false",
+        "allow the app to run as root (uid 0)",
+        "true",
+    ),
+    setting(
+        "HOST_UID",
+        Kind::Number,
+        "",
+        "give the app user this uid (rewrites /etc/passwd, chowns its home) so bind-mounted files belong to you",
+        "501",
+    ),
+    setting(
+        "HOST_GID",
+        Kind::Number,
+        "",
+        "give the app user's group this gid (rewrites /etc/group)",
+        "20",
+    ),
+    setting(
+        "INITD_CHOWN",
+        Kind::List,
+        "",
+        "paths chowned (recursively) to the app user before the drop, comma-separated",
+        "/app/media,/app/var",
+    ),
+    setting(
+        "INITD_WAIT_FOR",
+        Kind::List,
+        "",
+        "wait until these answer before migrating: tcp://host:port, http://host[:port]/path",
+        "tcp://db:5432",
+    ),
+    setting(
+        "INITD_WAIT_TIMEOUT",
+        Kind::Duration,
+        "60s",
+        "give up on INITD_WAIT_FOR after this long (exit 69)",
+        "2m",
+    ),
+    setting(
+        "INITD_MIGRATE",
+        Kind::Text,
+        "auto",
+        "the migration command; `auto`: `python manage.py migrate --noinput` when manage.py exists; `off`: none",
+        "flask db upgrade",
+    ),
+    setting(
+        "INITD_MIGRATE_LOCK",
+        Kind::Text,
+        "off",
+        "`postgres`: hold a PostgreSQL advisory lock (over DATABASE_URL) while migrating, so replicas migrate one at a time",
+        "postgres",
+    ),
+    setting(
+        "INITD_PRESTART",
+        Kind::Commands,
+        "",
+        "commands run after the migration, in order; `;`-separated (an array in TOML)",
+        "python manage.py collectstatic --noinput",
+    ),
+    setting(
+        "INITD_SERVER",
+        Kind::Text,
+        "",
+        "the server command for `initd run`; unset: gunicorn with production defaults",
+        "uvicorn app:app --host 0.0.0.0",
+    ),
+    setting(
+        "INITD_APP",
+        Kind::Text,
+        "",
+        "the WSGI app for gunicorn; unset: the one `*/wsgi.py` in the working directory",
+        "mysite.wsgi:application",
+    ),
+    setting(
+        "INITD_WORKERS",
+        Kind::Number,
+        "",
+        "gunicorn workers; unset: 2 x CPUs + 1, CPUs from the container's cgroup quota",
+        "4",
+    ),
+    setting(
+        "INITD_FORWARDED_ALLOW_IPS",
+        Kind::Text,
+        "",
+        "gunicorn --forwarded-allow-ips: proxies trusted for X-Forwarded-*",
+        "10.0.0.0/8",
+    ),
+    setting(
+        "PORT",
+        Kind::Number,
+        "8000",
+        "the port the server binds on 0.0.0.0",
+        "8080",
+    ),
+    setting(
+        "GUNICORN_ARGUMENTS",
+        Kind::Text,
+        "",
+        "extra gunicorn arguments, appended last (so they win)",
+        "--timeout 60 --max-requests 1000",
+    ),
 ];
 
 const PREFIX: &str = "INITD_";
@@ -148,6 +260,8 @@ pub enum ConfigError {
     },
     #[error("{name}: the value is not valid UTF-8")]
     NotUnicode { name: String },
+    #[error("{name}: {detail}")]
+    Entry { name: &'static str, detail: String },
     #[error("config file {}: {reason}", .path.display())]
     File { path: PathBuf, reason: String },
 }
@@ -185,7 +299,47 @@ pub struct Settings {
     pub keep_signal_status: bool,
     pub log_level: LogLevel,
     pub log_format: LogFormat,
+    pub pipeline: Pipeline,
 }
+
+/// What runs before and as the server: the entrypoint pipeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pipeline {
+    /// `INITD_USER` as given; `None` means the default, `app`, which matters
+    /// when initd does not start as root (an explicit user is then an error).
+    pub user: Option<String>,
+    pub allow_root: bool,
+    pub host_uid: Option<u32>,
+    pub host_gid: Option<u32>,
+    pub chown: Vec<PathBuf>,
+    pub wait_for: Vec<crate::waitfor::Target>,
+    pub wait_timeout: Duration,
+    pub migrate: Migrate,
+    pub migrate_lock: MigrateLock,
+    pub prestart: Vec<Vec<String>>,
+    pub server: Option<Vec<String>>,
+    pub app: Option<String>,
+    pub workers: Option<u32>,
+    pub forwarded_allow_ips: Option<String>,
+    pub port: u16,
+    pub gunicorn_arguments: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Migrate {
+    /// `python manage.py migrate --noinput` when manage.py exists.
+    Auto,
+    Off,
+    Command(Vec<String>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrateLock {
+    Off,
+    Postgres,
+}
+
+pub const DEFAULT_USER: &str = "app";
 
 /// A value as gathered, before parsing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,6 +398,22 @@ macro_rules! env_fields {
 
 env_fields! {
     config => "initd_config",
+    user => "initd_user",
+    allow_root => "initd_allow_root",
+    host_uid => "host_uid",
+    host_gid => "host_gid",
+    chown => "initd_chown",
+    wait_for => "initd_wait_for",
+    wait_timeout => "initd_wait_timeout",
+    migrate => "initd_migrate",
+    migrate_lock => "initd_migrate_lock",
+    prestart => "initd_prestart",
+    server => "initd_server",
+    app => "initd_app",
+    workers => "initd_workers",
+    forwarded_allow_ips => "initd_forwarded_allow_ips",
+    port => "port",
+    gunicorn_arguments => "gunicorn_arguments",
     signal_target => "initd_signal_target",
     signal_map => "initd_signal_map",
     stop_timeout => "initd_stop_timeout",
@@ -447,7 +617,6 @@ impl Reader<'_> {
     }
 
     /// Commands: a TOML array of command lines, or `;`-separated text.
-    #[allow(dead_code)] // for the pipeline's command settings, which come next
     fn commands(&self, name: &'static str) -> Result<Option<Vec<Vec<String>>>, ConfigError> {
         let lines = match self.layers.get(name) {
             None => return Ok(None),
@@ -512,8 +681,91 @@ pub fn parse(layers: &Layers) -> Result<Settings, ConfigError> {
                 &[("text", LogFormat::Text), ("json", LogFormat::Json)],
             )?
             .unwrap_or(LogFormat::Text),
+        pipeline: parse_pipeline(&r)?,
     })
 }
+
+fn parse_pipeline(r: &Reader) -> Result<Pipeline, ConfigError> {
+    let id = |v: &str| v.trim().parse::<u32>().ok();
+    const ID_FORM: &str = "a numeric id such as 1000";
+    let list = |name: &'static str| -> Vec<String> {
+        match r.layers.get(name) {
+            None => Vec::new(),
+            Some(Raw::Items(items)) => items.clone(),
+            Some(Raw::Text(text)) => text.split(',').map(|s| s.trim().to_string()).collect(),
+        }
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect()
+    };
+    let wait_for =
+        crate::waitfor::parse_targets(&list("INITD_WAIT_FOR").join(",")).map_err(|e| ConfigError::Entry {
+            name: "INITD_WAIT_FOR",
+            detail: e.to_string(),
+        })?;
+    let migrate = match r.layers.text("INITD_MIGRATE") {
+        None => Migrate::Auto,
+        Some(text) => match text.trim().to_ascii_lowercase().as_str() {
+            "auto" => Migrate::Auto,
+            "off" | "none" | "false" | "" => Migrate::Off,
+            _ => Migrate::Command(single_command(r, "INITD_MIGRATE")?),
+        },
+    };
+    let server = match r.layers.text("INITD_SERVER") {
+        Some(text) if !text.trim().is_empty() => Some(single_command(r, "INITD_SERVER")?),
+        _ => None,
+    };
+    let non_empty = |name: &'static str| r.layers.text(name).filter(|v| !v.trim().is_empty());
+    Ok(Pipeline {
+        user: non_empty("INITD_USER"),
+        allow_root: r
+            .value("INITD_ALLOW_ROOT", parse_bool, BOOL_FORM)?
+            .unwrap_or(false),
+        host_uid: r.value("HOST_UID", id, ID_FORM)?,
+        host_gid: r.value("HOST_GID", id, ID_FORM)?,
+        chown: list("INITD_CHOWN").into_iter().map(PathBuf::from).collect(),
+        wait_for,
+        wait_timeout: r
+            .value("INITD_WAIT_TIMEOUT", parse_duration, DURATION_FORM)?
+            .unwrap_or(Duration::from_secs(60)),
+        migrate,
+        migrate_lock: r
+            .choice(
+                "INITD_MIGRATE_LOCK",
+                &[("off", MigrateLock::Off), ("postgres", MigrateLock::Postgres)],
+            )?
+            .unwrap_or(MigrateLock::Off),
+        prestart: r.commands("INITD_PRESTART")?.unwrap_or_default(),
+        server,
+        app: non_empty("INITD_APP"),
+        workers: r.value(
+            "INITD_WORKERS",
+            |v| v.trim().parse::<u32>().ok().filter(|n| *n > 0),
+            "a whole number of workers, 1 or more",
+        )?,
+        forwarded_allow_ips: non_empty("INITD_FORWARDED_ALLOW_IPS"),
+        port: r
+            .value(
+                "PORT",
+                |v| v.trim().parse::<u16>().ok().filter(|p| *p > 0),
+                "a TCP port from 1 to 65535",
+            )?
+            .unwrap_or(8000),
+        gunicorn_arguments: non_empty("GUNICORN_ARGUMENTS"),
+    })
+}
+
+/// A setting that holds exactly one command line.
+fn single_command(r: &Reader, name: &'static str) -> Result<Vec<String>, ConfigError> {
+    let text = r.layers.text(name).unwrap_or_default();
+    cmdline::split(&text).map_err(|e| ConfigError::Invalid {
+        name: name.to_string(),
+        value: text.clone(),
+        expected: format!("a command line ({e})"),
+    })
+}
+
+const BOOL_FORM: &str = "true or false (also 1/0, yes/no, on/off)";
 
 const DURATION_FORM: &str = "a duration such as 500ms, 8s or 1m";
 
@@ -728,6 +980,110 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("INITD_CONFIG"), "{err}");
+    }
+
+    #[test]
+    fn pipeline_defaults() {
+        let p = from_env(env(&[])).unwrap().pipeline;
+        assert_eq!(p.user, None);
+        assert!(!p.allow_root);
+        assert_eq!(p.wait_timeout, Duration::from_secs(60));
+        assert!(p.wait_for.is_empty());
+        assert_eq!(p.migrate, Migrate::Auto);
+        assert_eq!(p.migrate_lock, MigrateLock::Off);
+        assert!(p.prestart.is_empty());
+        assert_eq!(p.server, None);
+        assert_eq!(p.port, 8000);
+    }
+
+    #[test]
+    fn pipeline_settings_from_env() {
+        let p = from_env(env(&[
+            ("INITD_USER", "web"),
+            ("INITD_ALLOW_ROOT", "yes"),
+            ("HOST_UID", "501"),
+            ("HOST_GID", "20"),
+            ("INITD_CHOWN", "/app/media, /app/var"),
+            ("INITD_WAIT_FOR", "tcp://db:5432,http://search:9200/health"),
+            ("INITD_WAIT_TIMEOUT", "2m"),
+            ("INITD_MIGRATE", "flask db upgrade"),
+            ("INITD_MIGRATE_LOCK", "postgres"),
+            (
+                "INITD_PRESTART",
+                "python manage.py collectstatic --noinput; echo 'a;b'",
+            ),
+            ("INITD_SERVER", "uvicorn app:app --port 9000"),
+            ("INITD_WORKERS", "3"),
+            ("PORT", "9000"),
+            ("GUNICORN_ARGUMENTS", "--timeout 60"),
+        ]))
+        .unwrap()
+        .pipeline;
+        assert_eq!(p.user.as_deref(), Some("web"));
+        assert!(p.allow_root);
+        assert_eq!((p.host_uid, p.host_gid), (Some(501), Some(20)));
+        assert_eq!(p.chown, [PathBuf::from("/app/media"), PathBuf::from("/app/var")]);
+        assert_eq!(p.wait_for.len(), 2);
+        assert_eq!(p.wait_for[0].to_string(), "tcp://db:5432");
+        assert_eq!(p.wait_timeout, Duration::from_secs(120));
+        assert_eq!(
+            p.migrate,
+            Migrate::Command(vec!["flask".into(), "db".into(), "upgrade".into()])
+        );
+        assert_eq!(p.migrate_lock, MigrateLock::Postgres);
+        assert_eq!(p.prestart.len(), 2);
+        assert_eq!(p.prestart[1], ["echo", "a;b"]);
+        assert_eq!(p.server.unwrap()[0], "uvicorn");
+        assert_eq!(p.workers, Some(3));
+        assert_eq!(p.port, 9000);
+        assert_eq!(p.gunicorn_arguments.as_deref(), Some("--timeout 60"));
+        assert_eq!(
+            from_env(env(&[("INITD_MIGRATE", "off")]))
+                .unwrap()
+                .pipeline
+                .migrate,
+            Migrate::Off
+        );
+    }
+
+    #[test]
+    fn pipeline_arrays_in_toml() {
+        let path = Path::new("/etc/initd.toml");
+        let text =
+            "prestart = [\"echo 'one; two'\", \"echo three\"]\nwait_for = [\"tcp://db:5432\"]\nport = 8080\n";
+        let p = parse(&file_layer(path, text).unwrap()).unwrap().pipeline;
+        assert_eq!(p.prestart, [vec!["echo", "one; two"], vec!["echo", "three"]]);
+        assert_eq!(p.wait_for.len(), 1);
+        assert_eq!(p.port, 8080);
+    }
+
+    #[test]
+    fn pipeline_errors_name_the_setting() {
+        let err = |k: &str, v: &str| from_env(env(&[(k, v)])).unwrap_err().to_string();
+        assert_eq!(
+            err("PORT", "80000"),
+            "PORT=\"80000\": expected a TCP port from 1 to 65535"
+        );
+        assert_eq!(
+            err("HOST_UID", "me"),
+            "HOST_UID=\"me\": expected a numeric id such as 1000"
+        );
+        assert_eq!(
+            err("INITD_WORKERS", "0"),
+            "INITD_WORKERS=\"0\": expected a whole number of workers, 1 or more"
+        );
+        assert!(
+            err("INITD_WAIT_FOR", "https://x")
+                .starts_with("INITD_WAIT_FOR: \"https://x\": https is not supported")
+        );
+        assert!(
+            err("INITD_PRESTART", "echo 'open")
+                .starts_with("INITD_PRESTART=\"echo 'open\": expected a command line")
+        );
+        assert!(err("INITD_MIGRATE_LOCK", "mysql").ends_with("expected one of off, postgres"));
+        assert!(
+            err("INITD_ALLOW_ROOT", "sure").starts_with("INITD_ALLOW_ROOT=\"sure\": expected true or false")
+        );
     }
 
     #[test]
