@@ -3,8 +3,10 @@
 pub mod child;
 pub mod cli;
 pub mod config;
+pub mod cpus;
 pub mod exec;
 pub mod exit;
+pub mod gunicorn;
 pub mod logging;
 pub mod procfs;
 pub mod reaper;
