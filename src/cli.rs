@@ -18,12 +18,16 @@ pub enum Command {
     Help(Topic),
     Version,
     Exec(Vec<OsString>),
+    Run,
+    Config,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Topic {
     Main,
     Exec,
+    Run,
+    Config,
     Version,
 }
 
@@ -37,7 +41,7 @@ pub enum UsageError {
     Unexpected(&'static str),
 }
 
-const SUBCOMMANDS: [&str; 3] = ["exec", "version", "help"];
+const SUBCOMMANDS: [&str; 5] = ["exec", "run", "config", "version", "help"];
 
 pub fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
     let mut args = args.into_iter();
@@ -49,11 +53,9 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
         Some("-h" | "--help") => Ok(Command::Help(Topic::Main)),
         Some("help") => Ok(Command::Help(help_topic(rest.first()))),
         Some("-V" | "--version") => Ok(Command::Version),
-        Some("version") => match rest.first().and_then(|a| a.to_str()) {
-            None => Ok(Command::Version),
-            Some("-h" | "--help") => Ok(Command::Help(Topic::Version)),
-            Some(_) => Err(UsageError::Unexpected("initd version")),
-        },
+        Some("version") => no_args(&rest, Command::Version, Topic::Version, "initd version"),
+        Some("run") => no_args(&rest, Command::Run, Topic::Run, "initd run"),
+        Some("config") => no_args(&rest, Command::Config, Topic::Config, "initd config"),
         Some("exec") => parse_exec(rest),
         Some("--") => exec(rest),
         Some(opt) if opt.starts_with('-') => Err(UsageError::UnknownOption(opt.to_string())),
@@ -61,9 +63,21 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
     }
 }
 
+/// Subcommands configured only through the environment take no arguments
+/// but --help.
+fn no_args(rest: &[OsString], command: Command, topic: Topic, name: &'static str) -> Result<Command, UsageError> {
+    match rest.first().and_then(|a| a.to_str()) {
+        None if rest.is_empty() => Ok(command),
+        Some("-h" | "--help") => Ok(Command::Help(topic)),
+        _ => Err(UsageError::Unexpected(name)),
+    }
+}
+
 fn help_topic(arg: Option<&OsString>) -> Topic {
     match arg.and_then(|a| a.to_str()) {
         Some("exec") => Topic::Exec,
+        Some("run") => Topic::Run,
+        Some("config") => Topic::Config,
         Some("version") => Topic::Version,
         _ => Topic::Main,
     }
@@ -94,6 +108,8 @@ pub fn help(topic: Topic) -> String {
     match topic {
         Topic::Main => main_help(),
         Topic::Exec => EXEC_HELP.to_string(),
+        Topic::Run => RUN_HELP.to_string(),
+        Topic::Config => CONFIG_HELP.to_string(),
         Topic::Version => {
             "initd version: print initd's version and build information\n\nUSAGE\n    initd version\n"
                 .to_string()
@@ -108,11 +124,47 @@ USAGE
     initd exec [--] CMD [ARGS...]
     initd CMD [ARGS...]            (the same, when CMD is not a subcommand)
 
-CMD is looked up in PATH before anything starts. It runs in its own process
-group (the terminal's foreground group when stdin is a terminal). initd
-forwards the signals it receives to it, reaps every orphan, and when CMD ends
-stops whatever it left behind: the stop signal first, SIGKILL after
-INITD_STOP_TIMEOUT. initd exits with CMD's status (see initd --help).
+Docker secrets (NAME_FILE=/path) are read into NAME first, and initd drops
+from root to the app user (INITD_USER). CMD is looked up in PATH before
+anything starts. It runs in its own process group (the terminal's foreground
+group when stdin is a terminal). initd forwards the signals it receives to
+it, reaps every orphan, and when CMD ends stops whatever it left behind: the
+stop signal first, SIGKILL after INITD_STOP_TIMEOUT. initd exits with CMD's
+status (see initd --help).
+";
+
+const RUN_HELP: &str = "\
+initd run: the production entrypoint
+
+USAGE
+    initd run
+
+In order, each only after the previous one succeeded:
+    1. read Docker secrets (NAME_FILE=/path -> NAME)
+    2. as root: renumber the app user to HOST_UID/HOST_GID, chown INITD_CHOWN,
+       then drop to the app user (INITD_USER, default app)
+    3. wait for INITD_WAIT_FOR (tcp://host:port, http://host/path), at most
+       INITD_WAIT_TIMEOUT
+    4. run the migration (INITD_MIGRATE; by default `python manage.py migrate
+       --noinput` when manage.py exists), under INITD_MIGRATE_LOCK
+    5. run INITD_PRESTART commands
+    6. start INITD_SERVER, or gunicorn with production defaults, and
+       supervise it as `initd exec` does
+A failing step, or a stop signal, ends the pipeline: nothing after it starts.
+`initd config` shows the plan without running it.
+";
+
+const CONFIG_HELP: &str = "\
+initd config: print the effective configuration and the plan
+
+USAGE
+    initd config
+
+Prints every setting as TOML with where its value came from (default, the
+file, the environment, a secret; secret values are shown as ***), then what
+`initd run` would do: the user, what it waits for, and each command line in
+order. Nothing is started or changed. Exits non-zero when `initd run` would
+fail before starting anything.
 ";
 
 fn main_help() -> String {
@@ -122,6 +174,8 @@ initd: PID 1 for containers of Python web apps
 
 USAGE
     initd [exec --] CMD [ARGS...]   run CMD under initd (reap, forward, stop)
+    initd run                       secrets, app user, wait, migrate, then the server
+    initd config                    print the effective configuration and plan
     initd version                   print version and build information
     initd help [SUBCOMMAND]         print this help, or a subcommand's
 
@@ -199,6 +253,10 @@ mod tests {
             Ok(Command::Help(Topic::Version))
         );
         assert_eq!(parse_strs(&["version"]), Ok(Command::Version));
+        assert_eq!(parse_strs(&["run"]), Ok(Command::Run));
+        assert_eq!(parse_strs(&["config"]), Ok(Command::Config));
+        assert_eq!(parse_strs(&["run", "--help"]), Ok(Command::Help(Topic::Run)));
+        assert_eq!(parse_strs(&["help", "config"]), Ok(Command::Help(Topic::Config)));
         assert_eq!(parse_strs(&["--version"]), Ok(Command::Version));
     }
 
@@ -234,6 +292,7 @@ mod tests {
     #[test]
     fn subcommands_are_known() {
         assert!(is_subcommand("exec"));
-        assert!(!is_subcommand("run"));
+        assert!(is_subcommand("run"));
+        assert!(!is_subcommand("dev"));
     }
 }

@@ -10,6 +10,8 @@ pub const USAGE: i32 = 2;
 pub const UNAVAILABLE: i32 = 69;
 /// initd itself failed (a syscall it cannot work without).
 pub const INTERNAL: i32 = 70;
+/// The app user cannot be set up or switched to (EX_NOPERM).
+pub const NOPERM: i32 = 77;
 /// Bad configuration: an unknown or malformed setting.
 pub const CONFIG: i32 = 78;
 /// The command was found but cannot be executed.
@@ -29,7 +31,9 @@ EXIT STATUS
     2        bad command line
     69       a service in INITD_WAIT_FOR did not come up within INITD_WAIT_TIMEOUT
     70       internal error in initd (a system call it needs failed)
-    78       bad configuration (unknown or malformed INITD_* setting)
+    77       the app user cannot be used (missing, root without
+             INITD_ALLOW_ROOT, or initd cannot switch to it)
+    78       bad configuration (unknown or malformed setting or secret)
     126      the command exists but cannot be executed
     127      the command was not found";
 

@@ -3,19 +3,27 @@
 //! The child's own stdout/stderr never pass through here.
 
 use std::fmt;
+use std::io::{self, Write as _};
+use std::sync::Arc;
 
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::{LogFormat, LogLevel};
+use crate::secrets::Redactor;
 
 /// Installs the global subscriber. Each event is formatted into one buffer
 /// and written with one write(2) to unbuffered stderr, so lines from initd
 /// and its children never interleave mid-line.
-pub fn init(level: LogLevel, format: LogFormat) {
+///
+/// With a redactor, every line is passed through it before it is written:
+/// a safety net, so no secret value reaches a log even if a message
+/// happens to quote one.
+pub fn init(level: LogLevel, format: LogFormat, redactor: Option<Arc<Redactor>>) {
     let filter = match level {
         LogLevel::Off => LevelFilter::OFF,
         LogLevel::Error => LevelFilter::ERROR,
@@ -24,8 +32,9 @@ pub fn init(level: LogLevel, format: LogFormat) {
         LogLevel::Debug => LevelFilter::DEBUG,
         LogLevel::Trace => LevelFilter::TRACE,
     };
+    let writer = RedactingStderr { redactor };
     let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_max_level(filter)
         .with_ansi(false);
     // A second init (only possible in tests) keeps the first subscriber.
@@ -39,6 +48,52 @@ pub fn init(level: LogLevel, format: LogFormat) {
                 .finish(),
         ),
     };
+}
+
+/// Hands tracing one buffer per event and writes it, redacted, to stderr in
+/// one write when the event is done.
+#[derive(Clone)]
+struct RedactingStderr {
+    redactor: Option<Arc<Redactor>>,
+}
+
+struct EventBuffer {
+    redactor: Option<Arc<Redactor>>,
+    buf: Vec<u8>,
+}
+
+impl<'a> MakeWriter<'a> for RedactingStderr {
+    type Writer = EventBuffer;
+
+    fn make_writer(&'a self) -> EventBuffer {
+        EventBuffer {
+            redactor: self.redactor.clone(),
+            buf: Vec::with_capacity(256),
+        }
+    }
+}
+
+impl io::Write for EventBuffer {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for EventBuffer {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.buf);
+        let line = match &self.redactor {
+            Some(r) => r.redact(&text),
+            None => text,
+        };
+        // A closed stderr must not take initd down; the line is lost.
+        let _ = io::stderr().write_all(line.as_bytes());
+    }
 }
 
 /// `initd: message key=value` for info, `initd: warning: …` and so on for

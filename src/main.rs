@@ -1,7 +1,8 @@
 use std::process::ExitCode;
 
 use initd::cli::{self, Command};
-use initd::{config, exec, exit, logging};
+use initd::pipeline::{self, Main};
+use initd::{exit, show};
 
 fn main() -> ExitCode {
     ExitCode::from(real_main().clamp(0, 255) as u8)
@@ -24,22 +25,27 @@ fn real_main() -> i32 {
             print!("{}", cli::version());
             0
         }
-        Command::Exec(argv) => {
-            let settings = match config::load(std::env::vars_os().collect(), &[]) {
-                Ok(loaded) => loaded.settings,
-                Err(err) => {
-                    eprintln!("initd: {err}");
-                    return exit::CONFIG;
-                }
-            };
-            logging::init(settings.log_level, settings.log_format);
-            match exec::run(&argv, &settings) {
-                Ok(code) => code,
-                Err(err) => {
-                    tracing::error!("{err}");
-                    err.exit_code()
-                }
-            }
+        Command::Exec(argv) => pipeline::run(Main::Command(argv)),
+        Command::Run => pipeline::run(Main::Server),
+        Command::Config => config(),
+    }
+}
+
+fn config() -> i32 {
+    let prepared = match pipeline::prepare() {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    print!("{}", show::settings(&prepared.loaded.layers));
+    match pipeline::plan(&prepared, &Main::Server) {
+        Ok(plan) => {
+            print!("{}", show::plan(&plan));
+            0
+        }
+        Err((message, code)) => {
+            println!("\n# the plan cannot be made: {}", prepared.redactor.redact(&message));
+            eprintln!("initd: {}", prepared.redactor.redact(&message));
+            code
         }
     }
 }

@@ -1,0 +1,407 @@
+//! The entrypoint pipeline shared by `initd run` and `initd exec`:
+//! secrets, configuration, the app user, dependencies, migrations and
+//! pre-start commands, then the main command — each phase only after the
+//! previous one succeeded, and none after a stop.
+//!
+//! Everything that can be checked is checked before anything starts (the
+//! plan), so a bad setting never leaves a half-started app behind.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, error, info, warn};
+
+use crate::cmdline;
+use crate::dns;
+use crate::config::{self, Loaded, Migrate, MigrateLock, Settings};
+use crate::exit;
+use crate::gunicorn;
+use crate::logging;
+use crate::migrate_lock;
+use crate::netio;
+use crate::resolve;
+use crate::secrets::{self, Redactor};
+use crate::signals;
+use crate::steps::{Halt, Launcher};
+use crate::supervisor::{Policy, Supervisor};
+use crate::user::{self, AppUser, DropDecision};
+use crate::waitfor;
+
+/// What the pipeline ends in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Main {
+    /// `initd run`: the server from the settings.
+    Server,
+    /// `initd exec`: this command, after secrets and the user only.
+    Command(Vec<OsString>),
+}
+
+/// Everything decided before anything starts.
+pub struct Plan {
+    pub user: UserPlan,
+    pub wait_for: Vec<waitfor::Target>,
+    /// (what, argv, whether the migration lock is held around it)
+    pub steps: Vec<Step>,
+    pub main: Vec<String>,
+    pub main_what: &'static str,
+    pub warnings: Vec<String>,
+}
+
+pub struct Step {
+    pub what: String,
+    pub argv: Vec<String>,
+    pub locked: bool,
+}
+
+pub struct UserPlan {
+    pub decision: DropDecision,
+    pub host_uid: Option<u32>,
+    pub host_gid: Option<u32>,
+    pub chown: Vec<PathBuf>,
+}
+
+impl UserPlan {
+    pub fn user(&self) -> &AppUser {
+        match &self.decision {
+            DropDecision::Skip(u) | DropDecision::Drop(u) => u,
+        }
+    }
+}
+
+/// The environment after secrets, the configuration, and a redactor for
+/// every line initd prints from here on.
+pub struct Prepared {
+    pub env: Vec<(OsString, OsString)>,
+    pub loaded: Loaded,
+    pub redactor: Arc<Redactor>,
+    pub cwd: PathBuf,
+}
+
+/// Reads secrets and settings. Errors are printed (redacted) and mapped to
+/// an exit status; logging is not set up yet, so they go to stderr plainly.
+pub fn prepare() -> Result<Prepared, i32> {
+    let resolved = secrets::resolve(std::env::vars_os(), &[]).map_err(|e| {
+        eprintln!("initd: {e}");
+        exit::CONFIG
+    })?;
+    let redactor = Arc::new(Redactor::new(&resolved.secrets));
+    let names: Vec<String> = resolved.secrets.iter().map(|s| s.name.clone()).collect();
+    let loaded = config::load(resolved.env.clone(), &names).map_err(|e| {
+        eprintln!("initd: {}", redactor.redact(&e.to_string()));
+        exit::CONFIG
+    })?;
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    Ok(Prepared {
+        env: resolved.env,
+        loaded,
+        redactor,
+        cwd,
+    })
+}
+
+/// Works out the whole plan without side effects.
+pub fn plan(prepared: &Prepared, main: &Main) -> Result<Plan, (String, i32)> {
+    let settings = &prepared.loaded.settings;
+    let p = &settings.pipeline;
+    let user = plan_user(settings).map_err(|e| (e.to_string(), exit::NOPERM))?;
+    let mut warnings = Vec::new();
+    let mut steps = Vec::new();
+    let (main_argv, main_what) = match main {
+        Main::Command(argv) => (argv.iter().map(|a| a.to_string_lossy().into_owned()).collect(), "command"),
+        Main::Server => {
+            let migrate = match &p.migrate {
+                Migrate::Off => None,
+                Migrate::Command(argv) => Some(argv.clone()),
+                Migrate::Auto => prepared.cwd.join("manage.py").is_file().then(|| {
+                    ["python", "manage.py", "migrate", "--noinput"].map(String::from).to_vec()
+                }),
+            };
+            if let Some(argv) = migrate {
+                steps.push(Step {
+                    what: "migration".into(),
+                    argv,
+                    locked: p.migrate_lock == MigrateLock::Postgres,
+                });
+            } else if p.migrate_lock == MigrateLock::Postgres {
+                warnings.push("INITD_MIGRATE_LOCK=postgres has no migration to guard".into());
+            }
+            for (i, argv) in p.prestart.iter().enumerate() {
+                steps.push(Step {
+                    what: format!("pre-start command {}", i + 1),
+                    argv: argv.clone(),
+                    locked: false,
+                });
+            }
+            let server = server_plan(prepared).map_err(|e| (e, exit::CONFIG))?;
+            warnings.extend(server.warnings);
+            (server.argv, "server")
+        }
+    };
+    // Every command must exist before the first one starts.
+    let path = prepared.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_os_str());
+    for argv in steps.iter().map(|s| &s.argv).chain(std::iter::once(&main_argv)) {
+        resolve::resolve(argv[0].as_ref(), path, &prepared.cwd).map_err(|e| (e.to_string(), e.exit_code()))?;
+    }
+    Ok(Plan {
+        user,
+        wait_for: if matches!(main, Main::Server) { p.wait_for.clone() } else { Vec::new() },
+        steps,
+        main: main_argv,
+        main_what,
+        warnings,
+    })
+}
+
+fn plan_user(settings: &Settings) -> Result<UserPlan, user::UserError> {
+    let p = &settings.pipeline;
+    let (uid, gid) = user::current_ids();
+    user::check_host_ids(uid, p.host_uid, p.host_gid)?;
+    for (var, id) in [("HOST_UID", p.host_uid), ("HOST_GID", p.host_gid)] {
+        if id == Some(0) {
+            return Err(user::UserError::HostIdIsRoot { var });
+        }
+    }
+    let db = user::Db::load(Path::new("/"))?;
+    let decision = user::plan_drop(uid, gid, p.user.as_deref(), &db, p.allow_root)?;
+    Ok(UserPlan {
+        decision,
+        host_uid: p.host_uid,
+        host_gid: p.host_gid,
+        chown: p.chown.clone(),
+    })
+}
+
+fn server_plan(prepared: &Prepared) -> Result<gunicorn::ServerPlan, String> {
+    let layers = &prepared.loaded.layers;
+    let env = &prepared.env;
+    // Settings initd knows come from its layers (so the TOML file counts);
+    // gunicorn's own variables straight from the environment.
+    let lookup = |name: &str| {
+        layers.text(name).or_else(|| {
+            env.iter()
+                .find(|(k, _)| k.to_str() == Some(name))
+                .and_then(|(_, v)| v.to_str().map(str::to_string))
+        })
+    };
+    let inputs = gunicorn::ServerInputs::gather(lookup, prepared.loaded.settings.stop_timeout, &prepared.cwd);
+    gunicorn::plan(&inputs).map_err(|e| e.to_string())
+}
+
+/// Runs the pipeline to its end and returns initd's exit status.
+pub fn run(main: Main) -> i32 {
+    // Block first: a TERM that arrives while secrets are read or files are
+    // chowned must wait for the supervisor, not kill initd half-way (or, as
+    // PID 1, be dropped by the kernel).
+    if let Err(e) = signals::block_handled() {
+        eprintln!("initd: blocking signals failed: {e}");
+        return exit::INTERNAL;
+    }
+    let prepared = match prepare() {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let settings = prepared.loaded.settings.clone();
+    logging::init(settings.log_level, settings.log_format, Some(prepared.redactor.clone()));
+    let plan = match plan(&prepared, &main) {
+        Ok(plan) => plan,
+        Err((message, code)) => {
+            error!("{message}");
+            return code;
+        }
+    };
+    for warning in &plan.warnings {
+        warn!("{warning}");
+    }
+    let mut sup = match Supervisor::new(Policy::from(&settings)) {
+        Ok(sup) => sup,
+        Err(e) => {
+            error!("opening a signalfd failed: {e}");
+            return exit::INTERNAL;
+        }
+    };
+    if std::process::id() != 1 {
+        match crate::reaper::become_subreaper() {
+            Ok(()) => debug!("not PID 1: registered as child subreaper, so orphans are still reaped here"),
+            Err(e) => {
+                error!("becoming a child subreaper failed: {e}");
+                return exit::INTERNAL;
+            }
+        }
+    }
+    match execute(&prepared, &plan, &mut sup) {
+        Ok(code) | Err(Halt(code)) => code,
+    }
+}
+
+fn execute(prepared: &Prepared, plan: &Plan, sup: &mut Supervisor) -> Result<i32, Halt> {
+    let user = become_app_user(&plan.user)?;
+    let mut env = prepared.env.clone();
+    if matches!(plan.user.decision, DropDecision::Drop(_)) {
+        for (key, value) in user::user_env(&user) {
+            env.retain(|(k, _)| k != key);
+            env.push((key.into(), value));
+        }
+    }
+    checkpoint(sup)?;
+    if !plan.wait_for.is_empty() {
+        wait_for(sup, &plan.wait_for, prepared.loaded.settings.pipeline.wait_timeout)?;
+    }
+    let launcher = Launcher::new(env, &prepared.cwd);
+    for step in &plan.steps {
+        checkpoint(sup)?;
+        if step.locked {
+            run_locked(sup, &launcher, step, &prepared.env)?;
+        } else {
+            launcher.run_step(sup, &step.what, &step.argv)?;
+        }
+    }
+    checkpoint(sup)?;
+    info!("starting {}: {}", plan.main_what, cmdline::join(&plan.main));
+    Ok(launcher.run_main(sup, plan.main_what, &plan.main))
+}
+
+/// Ends the pipeline if a stop has arrived since the last look.
+fn checkpoint(sup: &mut Supervisor) -> Result<(), Halt> {
+    sup.handle_pending();
+    match sup.stop_requested() {
+        Some(_) => Err(Halt(sup.finish(None))),
+        None => Ok(()),
+    }
+}
+
+/// Renumbers and chowns as root if asked, then drops initd itself to the
+/// app user: everything started afterwards inherits it, and PID 1 keeps no
+/// root it does not need.
+fn become_app_user(plan: &UserPlan) -> Result<AppUser, Halt> {
+    let fail = |e: &dyn std::fmt::Display| {
+        error!("{e}");
+        Halt(exit::NOPERM)
+    };
+    let mut user = plan.user().clone();
+    if let DropDecision::Drop(_) = &plan.decision {
+        if plan.host_uid.is_some() || plan.host_gid.is_some() {
+            let remap = user::apply_remap(Path::new("/"), &user.name, plan.host_uid, plan.host_gid)
+                .map_err(|e| fail(&e))?;
+            if remap.changed() {
+                info!(
+                    "user {} is now uid {} gid {} (was {}:{}), to match HOST_UID/HOST_GID",
+                    user.name, remap.new_uid, remap.new_gid, remap.old_uid, remap.old_gid
+                );
+                let db = user::Db::load(Path::new("/")).map_err(|e| fail(&e))?;
+                user = user::resolve(&user.name, &db, false).map_err(|e| fail(&e))?;
+                let report = user::chown_tree(
+                    &user.home,
+                    remap.new_uid,
+                    remap.new_gid,
+                    Some((remap.old_uid, remap.old_gid)),
+                )
+                .map_err(|e| fail(&e))?;
+                debug!(changed = report.changed, home = %user.home.display(), "chowned the home directory");
+            }
+        }
+        for path in &plan.chown {
+            let report = user::chown_tree(path, user.uid, user.gid, None).map_err(|e| fail(&e))?;
+            if report.read_only > 0 {
+                warn!("INITD_CHOWN: skipped read-only parts of {}", path.display());
+            }
+            debug!(changed = report.changed, path = %path.display(), "chowned");
+        }
+        user::drop_privileges(&user).map_err(|e| fail(&e))?;
+        info!("running as {} (uid {}, gid {})", user.name, user.uid, user.gid);
+    } else {
+        if !plan.chown.is_empty() {
+            if user::is_root() {
+                warn!("INITD_CHOWN ignored: the app runs as root, which owns everything already");
+            } else {
+                return Err(fail(&"INITD_CHOWN needs initd to start as root; remove it or start the container as root"));
+            }
+        }
+        if (plan.host_uid.is_some() || plan.host_gid.is_some()) && user::is_root() {
+            warn!("HOST_UID/HOST_GID ignored: the app runs as root");
+        }
+    }
+    Ok(user)
+}
+
+fn wait_for(sup: &mut Supervisor, targets: &[waitfor::Target], timeout: Duration) -> Result<(), Halt> {
+    let list: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
+    info!("waiting for {} (up to {}s)", list.join(", "), timeout.as_secs());
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match waitfor::wait_all(targets, left, sup.signal_fd()) {
+            Ok(()) => return Ok(()),
+            Err(waitfor::WaitError::Interrupted) => {
+                // Any signal wakes the wait; only a stop ends it.
+                checkpoint(sup)?;
+            }
+            Err(e) => {
+                error!("{e}; nothing was started");
+                return Err(Halt(e.exit_code()));
+            }
+        }
+    }
+}
+
+/// Runs the migration while holding the PostgreSQL advisory lock, so
+/// replicas starting together migrate one after another.
+fn run_locked(
+    sup: &mut Supervisor,
+    launcher: &Launcher,
+    step: &Step,
+    env: &[(OsString, OsString)],
+) -> Result<(), Halt> {
+    let url = env.iter().find(|(k, _)| k == "DATABASE_URL").map(|(_, v)| v.clone());
+    let target = migrate_lock::target_from_env(url).map_err(|e| {
+        error!("{e}");
+        Halt(exit::CONFIG)
+    })?;
+    let resolver = dns::Resolver::system();
+    let signal_fd = sup.signal_fd().as_raw_fd();
+    // SAFETY: the signalfd is owned by the supervisor, which outlives this
+    // function; the borrow is raw only so the loop below may still hand
+    // the supervisor out mutably between attempts.
+    let signals = || unsafe { BorrowedFd::borrow_raw(signal_fd) };
+    let resolve = |host: &str, port: u16| -> std::io::Result<Vec<SocketAddr>> {
+        let limit = Instant::now() + Duration::from_secs(10);
+        let ips = resolver
+            .lookup(host, limit, netio::Interrupt::new(signals()))
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect())
+    };
+    info!("taking the migration lock on {target}");
+    let lock = loop {
+        let interrupted = || netio::Interrupt::new(signals()).pending().unwrap_or(false);
+        // No deadline: another replica's migration takes as long as it
+        // takes, and a stop ends the wait at once.
+        match migrate_lock::acquire(&target, &resolve, migrate_lock::LOCK_KEY, Duration::MAX, &interrupted) {
+            Ok(lock) => break lock,
+            Err(migrate_lock::LockError::Interrupted) => checkpoint(sup)?,
+            Err(e) => {
+                error!("{e}; the migration did not run");
+                return Err(Halt(if e.is_config() { exit::CONFIG } else { exit::UNAVAILABLE }));
+            }
+        }
+    };
+    debug!("holding the migration lock");
+    let result = launcher.run_step(sup, &step.what, &step.argv);
+    if let Err(e) = lock.release() {
+        warn!("{e}");
+    }
+    result
+}
+
+impl From<&Settings> for Policy {
+    fn from(s: &Settings) -> Policy {
+        Policy {
+            target: s.signal_target,
+            map: s.signal_map.clone(),
+            stop_timeout: s.stop_timeout,
+            keep_signal_status: s.keep_signal_status,
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! `initd config`: the effective settings as TOML, each with where it came
+//! from, then the plan `initd run` would follow. Secret values never
+//! appear: a value that came from a secret file is printed as `***`.
+
+use std::fmt::Write;
+
+use crate::cmdline;
+use crate::config::{Kind, Layers, Raw, SETTINGS, Source};
+use crate::pipeline::Plan;
+use crate::user::DropDecision;
+
+pub fn settings(layers: &Layers) -> String {
+    let mut out = String::from("# initd configuration: every setting, with where its value came from\n");
+    for setting in SETTINGS {
+        let key = setting.key();
+        let source = layers.source(setting.name);
+        let value = match (layers.get(setting.name), &source) {
+            (Some(_), Source::Secret) => Some("\"***\"".to_string()),
+            (Some(raw), _) => Some(toml_value(setting.kind, raw)),
+            (None, _) if !setting.default.is_empty() => Some(toml_value(setting.kind, &Raw::Text(setting.default.into()))),
+            (None, _) => None,
+        };
+        let origin = match &source {
+            Source::Default => "default".to_string(),
+            Source::File(path) => format!("file {}", path.display()),
+            Source::Env => format!("env {}", setting.name),
+            Source::Secret => format!("secret {}_FILE", setting.name),
+        };
+        let line = match value {
+            Some(v) => format!("{key} = {v}"),
+            None => format!("# {key} = (unset)"),
+        };
+        let _ = writeln!(out, "{line:<48} # {origin}");
+    }
+    out
+}
+
+/// Renders a value as TOML: numbers and booleans bare, lists as arrays,
+/// everything else as a quoted string.
+fn toml_value(kind: Kind, raw: &Raw) -> String {
+    let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let items = |raw: &Raw, split: fn(&str) -> Vec<String>| match raw {
+        Raw::Items(items) => items.clone(),
+        Raw::Text(text) => split(text),
+    };
+    match kind {
+        Kind::List => {
+            let list = items(raw, |t| t.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
+            format!("[{}]", list.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", "))
+        }
+        Kind::Commands => {
+            let list = items(raw, cmdline::split_commands);
+            format!("[{}]", list.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", "))
+        }
+        Kind::Number | Kind::Bool => match raw {
+            Raw::Text(t) if t.trim().parse::<i64>().is_ok() || matches!(t.trim(), "true" | "false") => {
+                t.trim().to_string()
+            }
+            Raw::Text(t) => quote(t),
+            Raw::Items(items) => quote(&items.join(",")),
+        },
+        Kind::Text | Kind::Duration => match raw {
+            Raw::Text(t) => quote(t),
+            Raw::Items(items) => quote(&items.join(",")),
+        },
+    }
+}
+
+pub fn plan(plan: &Plan) -> String {
+    let mut out = String::from("\n# the plan: what `initd run` does, in order\n");
+    let user = plan.user.user();
+    let groups: Vec<String> = user.groups.iter().map(u32::to_string).collect();
+    let how = match &plan.user.decision {
+        DropDecision::Drop(_) => "initd drops from root to this user",
+        DropDecision::Skip(_) => "initd already runs as this user",
+    };
+    let _ = writeln!(
+        out,
+        "# user: {} (uid {}, gid {}, groups {}); {how}",
+        user.name,
+        user.uid,
+        user.gid,
+        groups.join(",")
+    );
+    if plan.user.host_uid.is_some() || plan.user.host_gid.is_some() {
+        let id = |v: Option<u32>| v.map_or("unchanged".to_string(), |v| v.to_string());
+        let _ = writeln!(
+            out,
+            "# renumber the user first: uid {}, gid {}",
+            id(plan.user.host_uid),
+            id(plan.user.host_gid)
+        );
+    }
+    for path in &plan.user.chown {
+        let _ = writeln!(out, "# chown -R {}: {}", user.name, path.display());
+    }
+    if !plan.wait_for.is_empty() {
+        let list: Vec<String> = plan.wait_for.iter().map(|t| t.to_string()).collect();
+        let _ = writeln!(out, "# wait for: {}", list.join(", "));
+    }
+    for (i, step) in plan.steps.iter().enumerate() {
+        let lock = if step.locked { " (holding the PostgreSQL migration lock)" } else { "" };
+        let _ = writeln!(out, "# {}. {}{lock}: {}", i + 1, step.what, cmdline::join(&step.argv));
+    }
+    let _ = writeln!(out, "# {}. {}: {}", plan.steps.len() + 1, plan.main_what, cmdline::join(&plan.main));
+    for warning in &plan.warnings {
+        let _ = writeln!(out, "# warning: {warning}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{env_layer, file_layer};
+    use std::ffi::OsString;
+    use std::path::Path;
+
+    #[test]
+    fn each_value_says_where_it_came_from() {
+        let file = file_layer(Path::new("/etc/initd.toml"), "prestart = [\"echo one\"]\nport = 9000\n").unwrap();
+        let env = env_layer(
+            vec![
+                (OsString::from("INITD_STOP_TIMEOUT"), OsString::from("5s")),
+                (OsString::from("GUNICORN_ARGUMENTS"), OsString::from("--certfile hunter2")),
+            ],
+            &["GUNICORN_ARGUMENTS".to_string()],
+        )
+        .unwrap();
+        let text = settings(&file.overlaid(env));
+        let line = |key: &str| text.lines().find(|l| l.starts_with(key)).unwrap_or_default().to_string();
+        assert!(line("stop_timeout = \"5s\"").ends_with("# env INITD_STOP_TIMEOUT"), "{text}");
+        assert!(line("port = 9000").ends_with("# file /etc/initd.toml"), "{text}");
+        assert!(line("prestart = [\"echo one\"]").ends_with("# file /etc/initd.toml"), "{text}");
+        assert!(line("signal_target = \"child\"").ends_with("# default"), "{text}");
+        assert!(line("gunicorn_arguments = \"***\"").ends_with("# secret GUNICORN_ARGUMENTS_FILE"), "{text}");
+        assert!(!text.contains("hunter2"));
+        assert!(text.contains("# app = (unset)"), "{text}");
+    }
+
+    #[test]
+    fn the_output_is_valid_toml() {
+        let text = settings(&Layers::default());
+        let table: toml::Table = text.parse().expect("valid TOML");
+        assert_eq!(table["stop_timeout"].as_str(), Some("8s"));
+        assert_eq!(table["port"].as_integer(), Some(8000));
+    }
+}
