@@ -1,1 +1,2 @@
 pub mod secrets;
+pub mod user;
