@@ -700,6 +700,17 @@ mod tests {
     }
 
     #[test]
+    fn non_utf8_entries_pass_through() {
+        use std::os::unix::ffi::OsStringExt;
+        let odd = (
+            OsString::from_vec(b"N\xff_FILE".to_vec()),
+            OsString::from_vec(b"/x\xff".to_vec()),
+        );
+        let r = resolve_with(vec![odd.clone()], &[], &Fake::new(&[])).unwrap();
+        assert_eq!(r.env, [odd]);
+    }
+
+    #[test]
     fn initd_settings_are_left_alone() {
         let r = run(
             &[
