@@ -1,0 +1,986 @@
+//! Docker secrets: `NAME_FILE=/run/secrets/x` (or `FILE__NAME=/run/secrets/x`)
+//! becomes `NAME=<content of the file>` in the app's environment.
+//!
+//! Which variables count as secrets:
+//! - the name ends in `_FILE` (the docker-library convention) or starts with
+//!   `FILE__` (the linuxserver.io convention), and what remains is not empty;
+//! - the value is an absolute path. Docker, Compose and Kubernetes always
+//!   mount secrets at absolute paths, while relative values (`ENV_FILE=.env`,
+//!   `HISTFILE`-style `~/...`) are settings that some program resolves itself;
+//! - the name is not a well-known setting that merely *points at* a file
+//!   ([`NOT_SECRETS`]), not initd's own (`INITD_*`), and not listed by the
+//!   caller in `keep`.
+//!
+//! Symlinks are followed: Docker and Kubernetes secrets are symlinks
+//! (`/run/secrets/x -> ..data/x`), and the paths are chosen by whoever starts
+//! the container, who controls the container anyway. What must be true is that
+//! the *final* target is a regular file: anything else (directory, FIFO,
+//! device, socket) is refused before it is opened, and once more with `fstat`
+//! after the open in case it was swapped in between.
+
+use std::borrow::Cow;
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::fs::{FileType, Metadata, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+/// Secrets are credentials, not payloads; a bigger file is almost certainly
+/// the wrong path, and the kernel caps one env string at 128 KiB anyway.
+pub const MAX_SECRET_BYTES: usize = 1024 * 1024;
+
+/// Shorter values are not redacted: masking every "abc" or "1" in the logs
+/// would garble them without protecting anything worth protecting.
+pub const MIN_REDACT_LEN: usize = 4;
+
+const SUFFIX: &str = "_FILE";
+const PREFIX: &str = "FILE__";
+const OWN_PREFIX: &str = "INITD_";
+
+/// Variables that end in `_FILE` and hold an absolute path but are real
+/// settings of a program that opens the file itself. Replacing them with the
+/// file's content would break that program (and remove the variable it reads).
+pub const NOT_SECRETS: &[&str] = &[
+    // TLS trust stores read by OpenSSL / Python's ssl module.
+    "SSL_CERT_FILE",
+    "NIX_SSL_CERT_FILE",
+    // Tool configuration files.
+    "PIP_CONFIG_FILE",
+    "UV_CONFIG_FILE",
+    "NEW_RELIC_CONFIG_FILE",
+    "OTEL_CONFIG_FILE",
+    "OTEL_EXPERIMENTAL_CONFIG_FILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    // Cloud workload-identity tokens: the platform rotates the file and the
+    // SDK re-reads it, so inlining would freeze a token that soon expires.
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    // Key files that tools read themselves.
+    "ANSIBLE_VAULT_PASSWORD_FILE",
+    "SOPS_AGE_KEY_FILE",
+    // dotenv files loaded by the runner (Click's automatic env vars).
+    "UV_ENV_FILE",
+    "FLASK_ENV_FILE",
+    "UVICORN_ENV_FILE",
+    // Files the app writes (coverage data, logs, pid files) or parses itself;
+    // their would-be targets (`ENV`, `LOG`, `PID`...) are never credentials.
+    "COVERAGE_FILE",
+    "ENV_FILE",
+    "CONFIG_FILE",
+    "LOG_FILE",
+    "PID_FILE",
+];
+
+/// A secret's content. It has no `Display` and its `Debug` prints `***`, so
+/// it cannot end up in a log line by accident; memory is wiped on drop.
+pub struct SecretValue(String);
+
+impl SecretValue {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl Drop for SecretValue {
+    fn drop(&mut self) {
+        wipe(std::mem::take(&mut self.0).into_bytes());
+    }
+}
+
+/// Best effort only: copies made by the allocator or by `execve` survive.
+fn wipe(mut bytes: Vec<u8>) {
+    bytes.fill(0);
+    // Keeps the optimizer from dropping the fill as a dead store.
+    std::hint::black_box(&bytes);
+}
+
+/// One resolved secret. `var` is the `*_FILE` variable it came from.
+#[derive(Debug)]
+pub struct Secret {
+    pub name: String,
+    pub var: String,
+    pub path: PathBuf,
+    pub value: SecretValue,
+}
+
+/// The child's full environment after resolution, in the input order: each
+/// `*_FILE` entry is replaced in place by `NAME=<content>`.
+pub struct Resolved {
+    pub env: Vec<(OsString, OsString)>,
+    pub secrets: Vec<Secret>,
+}
+
+impl fmt::Debug for Resolved {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let is_secret = |k: &OsStr| self.secrets.iter().any(|s| OsStr::new(&s.name) == k);
+        let env = self.env.iter().map(|(k, v)| {
+            let shown: &OsStr = if is_secret(k) { "***".as_ref() } else { v };
+            (k, shown)
+        });
+        f.debug_struct("Resolved")
+            .field("env", &DebugMap(env))
+            .field("secrets", &self.secrets)
+            .finish()
+    }
+}
+
+struct DebugMap<I>(I);
+
+impl<'a, I> fmt::Debug for DebugMap<I>
+where
+    I: Iterator<Item = (&'a OsString, &'a OsStr)> + Clone,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.0.clone()).finish()
+    }
+}
+
+/// What kind of non-regular file a secret path turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Directory,
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+    Other,
+}
+
+impl FileKind {
+    fn of(ft: FileType) -> FileKind {
+        if ft.is_dir() {
+            FileKind::Directory
+        } else if ft.is_fifo() {
+            FileKind::Fifo
+        } else if ft.is_socket() {
+            FileKind::Socket
+        } else if ft.is_char_device() {
+            FileKind::CharDevice
+        } else if ft.is_block_device() {
+            FileKind::BlockDevice
+        } else {
+            FileKind::Other
+        }
+    }
+}
+
+impl fmt::Display for FileKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FileKind::Directory => "a directory",
+            FileKind::Fifo => "a FIFO",
+            FileKind::Socket => "a socket",
+            FileKind::CharDevice => "a character device",
+            FileKind::BlockDevice => "a block device",
+            FileKind::Other => "a special file",
+        })
+    }
+}
+
+/// Why a secret file could not be used. Never carries any of its content.
+#[derive(Debug)]
+pub enum Problem {
+    Io(io::Error),
+    NotRegular(FileKind),
+    TooLarge,
+    NulByte,
+    NotUtf8,
+}
+
+impl Problem {
+    fn explain(&self, path: &Path, var: &str) -> String {
+        let path = path.display();
+        match self {
+            Problem::Io(e) => format!(
+                "cannot read {path} ({}); mount the secret or unset {var}",
+                describe_io(e)
+            ),
+            Problem::NotRegular(kind) => format!(
+                "{path} is {kind}, not a regular file; point {var} at the secret file itself, \
+                 or if {var} is an app setting rather than a Docker secret, \
+                 tell initd to leave it alone"
+            ),
+            Problem::TooLarge => format!(
+                "{path} is larger than 1 MiB, too big for an environment variable; \
+                 let the app read the file itself and tell initd to leave {var} alone"
+            ),
+            Problem::NulByte => format!(
+                "{path} contains a NUL byte, which an environment variable cannot hold; \
+                 fix the secret file"
+            ),
+            Problem::NotUtf8 => format!(
+                "{path} is not valid UTF-8 text; base64-encode binary secrets \
+                 or let the app read the file itself"
+            ),
+        }
+    }
+}
+
+/// `No such file or directory` reads better than Rust's `... (os error 2)`.
+fn describe_io(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => nix::errno::Errno::from_raw(code).desc().to_owned(),
+        None => e.to_string(),
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum SecretError {
+    #[error("secret {name}: both {name} and {var} are set; unset one of them")]
+    Conflict { name: String, var: String },
+    #[error("secret {name}: both {first} and {second} are set; keep only one")]
+    Duplicate {
+        name: String,
+        first: String,
+        second: String,
+    },
+    #[error("secret {name}: {}", .problem.explain(.path, .var))]
+    Unusable {
+        name: String,
+        var: String,
+        path: PathBuf,
+        problem: Problem,
+    },
+}
+
+/// Source of secret bytes, so tests can run without special files.
+pub trait SecretReader {
+    /// Returns at most `MAX_SECRET_BYTES + 1` bytes: enough to tell that a
+    /// file is too large without ever reading a huge one.
+    fn read(&self, path: &Path) -> Result<Vec<u8>, Problem>;
+}
+
+/// Reads real files, refusing anything but regular files.
+pub struct FsReader;
+
+impl SecretReader for FsReader {
+    fn read(&self, path: &Path) -> Result<Vec<u8>, Problem> {
+        // `metadata` follows symlinks: the final target is what must be regular.
+        // Checking before the open keeps a FIFO from blocking us and a device
+        // from seeing an open at all.
+        require_regular(&std::fs::metadata(path).map_err(Problem::Io)?)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+            .map_err(Problem::Io)?;
+        // The path may have been swapped since the stat; trust only the fd.
+        let meta = file.metadata().map_err(Problem::Io)?;
+        require_regular(&meta)?;
+        read_capped(file, meta.len())
+    }
+}
+
+fn require_regular(meta: &Metadata) -> Result<(), Problem> {
+    if meta.is_file() {
+        Ok(())
+    } else {
+        Err(Problem::NotRegular(FileKind::of(meta.file_type())))
+    }
+}
+
+fn read_capped(reader: impl Read, size_hint: u64) -> Result<Vec<u8>, Problem> {
+    let cap = MAX_SECRET_BYTES + 1;
+    // Exact capacity means no reallocation, so no stray copies of the secret.
+    let hint = usize::try_from(size_hint).unwrap_or(cap).min(cap);
+    let mut buf = Vec::with_capacity(hint);
+    match reader.take(cap as u64).read_to_end(&mut buf) {
+        Ok(_) => Ok(buf),
+        Err(e) => {
+            wipe(buf);
+            Err(Problem::Io(e))
+        }
+    }
+}
+
+/// Turns raw file bytes into the variable's value: size, NUL and UTF-8
+/// checks, then exactly one trailing newline (`\n` or `\r\n`) removed.
+pub fn decode(mut bytes: Vec<u8>) -> Result<String, Problem> {
+    let problem = if bytes.len() > MAX_SECRET_BYTES {
+        Some(Problem::TooLarge)
+    } else if bytes.contains(&0) {
+        Some(Problem::NulByte)
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        wipe(bytes);
+        return Err(problem);
+    }
+    let strip = if bytes.ends_with(b"\r\n") {
+        2
+    } else {
+        usize::from(bytes.ends_with(b"\n"))
+    };
+    bytes.truncate(bytes.len() - strip);
+    String::from_utf8(bytes).map_err(|e| {
+        wipe(e.into_bytes());
+        Problem::NotUtf8
+    })
+}
+
+/// The variable a `*_FILE` name feeds, by naming convention alone.
+fn target_name(var: &str) -> Option<&str> {
+    let target = match var.strip_prefix(PREFIX) {
+        Some(rest) => rest,
+        None => var.strip_suffix(SUFFIX)?,
+    };
+    (!target.is_empty()).then_some(target)
+}
+
+fn is_excluded(var: &str, target: &str, keep: &[String]) -> bool {
+    NOT_SECRETS.contains(&var)
+        || keep.iter().any(|k| k == var)
+        // initd reads its own settings from its own environment, never from
+        // files; resolving them here would be a confusing second path.
+        || var.starts_with(OWN_PREFIX)
+        || target.starts_with(OWN_PREFIX)
+}
+
+/// `(var, target)` if this entry is a secret reference to resolve.
+fn candidate<'a>(var: &'a OsStr, value: &OsStr, keep: &[String]) -> Option<(&'a str, &'a str)> {
+    let var = var.to_str()?;
+    let target = target_name(var)?;
+    let absolute = value.as_bytes().starts_with(b"/");
+    (absolute && !is_excluded(var, target, keep)).then_some((var, target))
+}
+
+/// A secret to load: `index` is the position of its `*_FILE` entry.
+#[derive(Debug, PartialEq, Eq)]
+struct Planned {
+    index: usize,
+    var: String,
+    target: String,
+    path: PathBuf,
+}
+
+/// Finds the secret references and rejects ambiguous setups, touching no file.
+fn plan(env: &[(OsString, OsString)], keep: &[String]) -> Result<Vec<Planned>, SecretError> {
+    let mut planned: Vec<Planned> = Vec::new();
+    for (index, (key, value)) in env.iter().enumerate() {
+        let Some((var, target)) = candidate(key, value, keep) else {
+            continue;
+        };
+        if let Some(other) = planned.iter().find(|p| p.target == target) {
+            return Err(SecretError::Duplicate {
+                name: target.to_owned(),
+                first: other.var.clone(),
+                second: var.to_owned(),
+            });
+        }
+        planned.push(Planned {
+            index,
+            var: var.to_owned(),
+            target: target.to_owned(),
+            path: PathBuf::from(value),
+        });
+    }
+    for p in &planned {
+        // Empty counts as unset, like docker-library's `file_env`: images
+        // often declare `ENV DB_PASSWORD=""` as documentation.
+        let set = env
+            .iter()
+            .any(|(k, v)| k.as_os_str() == OsStr::new(&p.target) && !v.is_empty());
+        if set {
+            return Err(SecretError::Conflict {
+                name: p.target.clone(),
+                var: p.var.clone(),
+            });
+        }
+    }
+    Ok(planned)
+}
+
+fn load(p: &Planned, reader: &(impl SecretReader + ?Sized)) -> Result<Secret, SecretError> {
+    let unusable = |problem| SecretError::Unusable {
+        name: p.target.clone(),
+        var: p.var.clone(),
+        path: p.path.clone(),
+        problem,
+    };
+    let value = decode(reader.read(&p.path).map_err(unusable)?).map_err(unusable)?;
+    Ok(Secret {
+        name: p.target.clone(),
+        var: p.var.clone(),
+        path: p.path.clone(),
+        value: SecretValue(value),
+    })
+}
+
+/// Replaces each `*_FILE` entry in place and drops the empty `NAME` entries
+/// the secrets supersede.
+fn rebuild(
+    env: Vec<(OsString, OsString)>,
+    planned: &[Planned],
+    secrets: &[Secret],
+) -> Vec<(OsString, OsString)> {
+    let superseded = |k: &OsStr| planned.iter().any(|p| OsStr::new(&p.target) == k);
+    env.into_iter()
+        .enumerate()
+        .filter_map(
+            |(index, (k, v))| match planned.iter().position(|p| p.index == index) {
+                Some(i) => Some((
+                    OsString::from(&secrets[i].name),
+                    OsString::from(secrets[i].value.expose()),
+                )),
+                None if superseded(&k) => None,
+                None => Some((k, v)),
+            },
+        )
+        .collect()
+}
+
+/// Resolves secrets from real files. `keep` lists extra `*_FILE` variable
+/// names to leave untouched.
+pub fn resolve(
+    env: impl IntoIterator<Item = (OsString, OsString)>,
+    keep: &[String],
+) -> Result<Resolved, SecretError> {
+    resolve_with(env, keep, &FsReader)
+}
+
+/// [`resolve`] with the file access supplied by the caller.
+pub fn resolve_with(
+    env: impl IntoIterator<Item = (OsString, OsString)>,
+    keep: &[String],
+    reader: &(impl SecretReader + ?Sized),
+) -> Result<Resolved, SecretError> {
+    let env: Vec<_> = env.into_iter().collect();
+    let planned = plan(&env, keep)?;
+    let secrets = planned
+        .iter()
+        .map(|p| load(p, reader))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Resolved {
+        env: rebuild(env, &planned, &secrets),
+        secrets,
+    })
+}
+
+/// Masks secret values in text; build it once and use it on every log line.
+pub struct Redactor {
+    // Longest first, so a secret that contains another is masked whole.
+    needles: Vec<SecretValue>,
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Redactor({} needles)", self.needles.len())
+    }
+}
+
+impl Redactor {
+    pub fn new(secrets: &[Secret]) -> Redactor {
+        let mut needles: Vec<&str> = secrets
+            .iter()
+            .flat_map(|s| needles_of(s.value.expose()))
+            .collect();
+        needles.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+        needles.dedup();
+        Redactor {
+            needles: needles
+                .into_iter()
+                .map(|n| SecretValue(n.to_owned()))
+                .collect(),
+        }
+    }
+
+    pub fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        let mut out = Cow::Borrowed(text);
+        for needle in &self.needles {
+            if out.contains(needle.expose()) {
+                out = Cow::Owned(out.replace(needle.expose(), "***"));
+            }
+        }
+        out
+    }
+}
+
+/// The whole value, plus each line of a multi-line one (a PEM key or a JSON
+/// credential leaks one line at a time into logs).
+fn needles_of(value: &str) -> impl Iterator<Item = &str> {
+    let lines = value.contains('\n').then(|| value.lines().map(str::trim));
+    std::iter::once(value)
+        .chain(lines.into_iter().flatten())
+        .filter(|n| n.len() >= MIN_REDACT_LEN)
+}
+
+/// Replaces every secret value (at least [`MIN_REDACT_LEN`] bytes) with `***`.
+pub fn redact(text: &str, secrets: &[Secret]) -> String {
+    Redactor::new(secrets).redact(text).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A temp dir removed on drop (tempfile is not a dependency).
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> TempDir {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let name = format!(
+                "initd-secrets-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            );
+            let dir = std::env::temp_dir().join(name);
+            fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+
+        fn file(&self, name: &str, content: &[u8]) -> PathBuf {
+            let path = self.0.join(name);
+            fs::write(&path, content).unwrap();
+            path
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// In-memory files for the pure tests.
+    struct Fake(HashMap<PathBuf, Vec<u8>>);
+
+    impl Fake {
+        fn new(files: &[(&str, &str)]) -> Fake {
+            Fake(
+                files
+                    .iter()
+                    .map(|(p, c)| (PathBuf::from(p), c.as_bytes().to_vec()))
+                    .collect(),
+            )
+        }
+    }
+
+    impl SecretReader for Fake {
+        fn read(&self, path: &Path) -> Result<Vec<u8>, Problem> {
+            self.0
+                .get(path)
+                .cloned()
+                .ok_or_else(|| Problem::Io(io::Error::from_raw_os_error(libc::ENOENT)))
+        }
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect()
+    }
+
+    fn run(pairs: &[(&str, &str)], files: &[(&str, &str)]) -> Result<Resolved, SecretError> {
+        resolve_with(env(pairs), &[], &Fake::new(files))
+    }
+
+    fn get<'a>(r: &'a Resolved, name: &str) -> Option<&'a str> {
+        r.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.to_str().unwrap())
+    }
+
+    fn names(r: &Resolved) -> Vec<&str> {
+        r.env.iter().map(|(k, _)| k.to_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn suffix_spelling_is_resolved_in_place() {
+        let r = run(
+            &[
+                ("A", "1"),
+                ("DB_PASSWORD_FILE", "/run/secrets/db"),
+                ("Z", "2"),
+            ],
+            &[("/run/secrets/db", "hunter22\n")],
+        )
+        .unwrap();
+        assert_eq!(names(&r), ["A", "DB_PASSWORD", "Z"]);
+        assert_eq!(get(&r, "DB_PASSWORD"), Some("hunter22"));
+        assert_eq!(r.secrets.len(), 1);
+        assert_eq!(r.secrets[0].var, "DB_PASSWORD_FILE");
+        assert_eq!(r.secrets[0].path, Path::new("/run/secrets/db"));
+    }
+
+    #[test]
+    fn prefix_spelling_is_resolved() {
+        let r = run(&[("FILE__API_KEY", "/s/k")], &[("/s/k", "abcd")]).unwrap();
+        assert_eq!(names(&r), ["API_KEY"]);
+        assert_eq!(get(&r, "API_KEY"), Some("abcd"));
+    }
+
+    #[test]
+    fn exactly_one_trailing_newline_is_removed() {
+        for (raw, want) in [
+            ("v", "v"),
+            ("v\n", "v"),
+            ("v\r\n", "v"),
+            ("v\n\n", "v\n"),
+            ("v\r\n\r\n", "v\r\n"),
+            ("v\r", "v\r"),
+            ("\n", ""),
+            ("", ""),
+            ("a\nb\n", "a\nb"),
+        ] {
+            assert_eq!(decode(raw.as_bytes().to_vec()).unwrap(), want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn target_names_follow_both_conventions() {
+        assert_eq!(target_name("DB_FILE"), Some("DB"));
+        assert_eq!(target_name("FILE__DB"), Some("DB"));
+        assert_eq!(target_name("_FILE"), None);
+        assert_eq!(target_name("FILE__"), None);
+        assert_eq!(target_name("PROFILE"), None);
+        assert_eq!(target_name("DB_FILE_PATH"), None);
+        assert_eq!(target_name("COVERAGE_RCFILE"), None);
+        // The prefix wins when both apply.
+        assert_eq!(target_name("FILE__X_FILE"), Some("X_FILE"));
+    }
+
+    #[test]
+    fn only_absolute_paths_are_secrets() {
+        let r = run(
+            &[
+                ("ENVX_FILE", ".env"),
+                ("HOME_FILE", "~/x"),
+                ("EMPTY_FILE", ""),
+                ("CMD_FILE", "gunicorn.conf.py"),
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            names(&r),
+            ["ENVX_FILE", "HOME_FILE", "EMPTY_FILE", "CMD_FILE"]
+        );
+        assert!(r.secrets.is_empty());
+    }
+
+    #[test]
+    fn well_known_settings_are_left_alone() {
+        let pairs: Vec<(&str, &str)> = NOT_SECRETS.iter().map(|n| (*n, "/etc/x")).collect();
+        let r = run(&pairs, &[]).unwrap();
+        assert_eq!(names(&r), NOT_SECRETS);
+        assert!(r.secrets.is_empty());
+        // And names that merely look similar are not *_FILE at all.
+        let r = run(
+            &[
+                ("REQUESTS_CA_BUNDLE", "/x"),
+                ("PYTHONSTARTUP", "/x"),
+                ("KUBECONFIG", "/x"),
+                ("HISTFILE", "/x"),
+                ("COVERAGE_RCFILE", "/x"),
+            ],
+            &[],
+        )
+        .unwrap();
+        assert!(r.secrets.is_empty());
+    }
+
+    #[test]
+    fn non_utf8_entries_pass_through() {
+        use std::os::unix::ffi::OsStringExt;
+        let odd = (
+            OsString::from_vec(b"N\xff_FILE".to_vec()),
+            OsString::from_vec(b"/x\xff".to_vec()),
+        );
+        let r = resolve_with(vec![odd.clone()], &[], &Fake::new(&[])).unwrap();
+        assert_eq!(r.env, [odd]);
+    }
+
+    #[test]
+    fn initd_settings_are_left_alone() {
+        let r = run(
+            &[
+                ("INITD_CONFIG_FILE", "/etc/initd.toml"),
+                ("FILE__INITD_X", "/a"),
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(names(&r), ["INITD_CONFIG_FILE", "FILE__INITD_X"]);
+    }
+
+    #[test]
+    fn keep_leaves_extra_names_alone() {
+        let keep = vec!["APP_LOG_FILE".to_owned()];
+        let r = resolve_with(
+            env(&[("APP_LOG_FILE", "/var/log/app.log"), ("TOKEN_FILE", "/t")]),
+            &keep,
+            &Fake::new(&[("/t", "tok1")]),
+        )
+        .unwrap();
+        assert_eq!(names(&r), ["APP_LOG_FILE", "TOKEN"]);
+    }
+
+    #[test]
+    fn name_and_name_file_together_is_an_error() {
+        let err = run(
+            &[("DB_PASSWORD", "topsecret"), ("DB_PASSWORD_FILE", "/s/db")],
+            &[("/s/db", "x")],
+        )
+        .unwrap_err();
+        assert!(matches!(err, SecretError::Conflict { .. }));
+        let msg = err.to_string();
+        assert_eq!(
+            msg,
+            "secret DB_PASSWORD: both DB_PASSWORD and DB_PASSWORD_FILE are set; unset one of them"
+        );
+        assert!(!msg.contains("topsecret"));
+    }
+
+    #[test]
+    fn empty_name_is_superseded_by_the_file() {
+        let r = run(
+            &[
+                ("DB_PASSWORD", ""),
+                ("X", "1"),
+                ("DB_PASSWORD_FILE", "/s/db"),
+            ],
+            &[("/s/db", "pw12")],
+        )
+        .unwrap();
+        assert_eq!(names(&r), ["X", "DB_PASSWORD"]);
+        assert_eq!(get(&r, "DB_PASSWORD"), Some("pw12"));
+    }
+
+    #[test]
+    fn both_spellings_for_one_name_is_an_error() {
+        let err = run(
+            &[("DB_FILE", "/a"), ("FILE__DB", "/b")],
+            &[("/a", "1"), ("/b", "2")],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "secret DB: both DB_FILE and FILE__DB are set; keep only one"
+        );
+    }
+
+    #[test]
+    fn missing_file_error_names_variable_and_path() {
+        let err = run(&[("DB_PASSWORD_FILE", "/run/secrets/db")], &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "secret DB_PASSWORD: cannot read /run/secrets/db (No such file or directory); \
+             mount the secret or unset DB_PASSWORD_FILE"
+        );
+    }
+
+    #[test]
+    fn missing_real_file_is_reported() {
+        let dir = TempDir::new();
+        let path = dir.0.join("nope");
+        let err = resolve(env(&[("K_FILE", path.to_str().unwrap())]), &[]).unwrap_err();
+        assert!(matches!(
+            err,
+            SecretError::Unusable { problem: Problem::Io(ref e), .. }
+                if e.kind() == io::ErrorKind::NotFound
+        ));
+    }
+
+    #[test]
+    fn unreadable_file_is_reported() {
+        let dir = TempDir::new();
+        // A file inside a non-directory yields ENOTDIR even for root, unlike
+        // permission bits, which root ignores.
+        let file = dir.file("plain", b"x");
+        let path = file.join("child");
+        let err = resolve(env(&[("K_FILE", path.to_str().unwrap())]), &[]).unwrap_err();
+        assert!(err.to_string().contains("(Not a directory)"), "{err}");
+    }
+
+    #[test]
+    fn real_file_is_read() {
+        let dir = TempDir::new();
+        let path = dir.file("db", b"s3cr3t\r\n");
+        let r = resolve(env(&[("DB_FILE", path.to_str().unwrap())]), &[]).unwrap();
+        assert_eq!(get(&r, "DB"), Some("s3cr3t"));
+    }
+
+    fn read_err(path: &Path) -> Problem {
+        FsReader.read(path).unwrap_err()
+    }
+
+    #[test]
+    fn directory_is_refused() {
+        let dir = TempDir::new();
+        assert!(matches!(
+            read_err(&dir.0),
+            Problem::NotRegular(FileKind::Directory)
+        ));
+    }
+
+    #[test]
+    fn fifo_is_refused_without_blocking() {
+        let dir = TempDir::new();
+        let path = dir.0.join("fifo");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        // No writer exists: a blocking open would hang this test forever.
+        assert!(matches!(
+            read_err(&path),
+            Problem::NotRegular(FileKind::Fifo)
+        ));
+    }
+
+    #[test]
+    fn device_is_refused() {
+        assert!(matches!(
+            read_err(Path::new("/dev/null")),
+            Problem::NotRegular(FileKind::CharDevice)
+        ));
+    }
+
+    #[test]
+    fn socket_is_refused() {
+        let dir = TempDir::new();
+        let path = dir.0.join("sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        assert!(matches!(
+            read_err(&path),
+            Problem::NotRegular(FileKind::Socket)
+        ));
+    }
+
+    #[test]
+    fn symlink_chain_to_regular_file_is_accepted() {
+        // The Kubernetes layout: key -> ..data/key, ..data -> ..2024_01_01/.
+        let dir = TempDir::new();
+        fs::create_dir(dir.0.join("..2024")).unwrap();
+        dir.file("..2024/db", b"k8s-secret\n");
+        symlink("..2024", dir.0.join("..data")).unwrap();
+        symlink("..data/db", dir.0.join("db")).unwrap();
+        assert_eq!(FsReader.read(&dir.0.join("db")).unwrap(), b"k8s-secret\n");
+    }
+
+    #[test]
+    fn symlink_to_directory_is_refused() {
+        let dir = TempDir::new();
+        fs::create_dir(dir.0.join("d")).unwrap();
+        symlink("d", dir.0.join("link")).unwrap();
+        assert!(matches!(
+            read_err(&dir.0.join("link")),
+            Problem::NotRegular(FileKind::Directory)
+        ));
+    }
+
+    #[test]
+    fn dangling_symlink_is_refused() {
+        let dir = TempDir::new();
+        symlink("missing", dir.0.join("link")).unwrap();
+        assert!(matches!(read_err(&dir.0.join("link")), Problem::Io(_)));
+    }
+
+    #[test]
+    fn nul_byte_is_refused() {
+        assert!(matches!(decode(b"ab\0cd".to_vec()), Err(Problem::NulByte)));
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused() {
+        assert!(matches!(
+            decode(vec![b'a', 0xff, b'b']),
+            Err(Problem::NotUtf8)
+        ));
+    }
+
+    #[test]
+    fn size_limit_is_exact() {
+        assert!(decode(vec![b'a'; MAX_SECRET_BYTES]).is_ok());
+        assert!(matches!(
+            decode(vec![b'a'; MAX_SECRET_BYTES + 1]),
+            Err(Problem::TooLarge)
+        ));
+    }
+
+    #[test]
+    fn huge_file_is_refused_after_a_capped_read() {
+        let dir = TempDir::new();
+        let path = dir.0.join("big");
+        // Sparse: 1 GiB on paper, nothing on disk. Only the cap is read.
+        let f = fs::File::create(&path).unwrap();
+        f.set_len(1 << 30).unwrap();
+        let bytes = FsReader.read(&path).unwrap();
+        assert_eq!(bytes.len(), MAX_SECRET_BYTES + 1);
+        let err = resolve(env(&[("BIG_FILE", path.to_str().unwrap())]), &[]).unwrap_err();
+        assert!(err.to_string().contains("larger than 1 MiB"), "{err}");
+    }
+
+    #[test]
+    fn errors_never_contain_the_content() {
+        let dir = TempDir::new();
+        let nul = dir.file("nul", b"password-one\0");
+        let bad = dir.file("bad", b"password-two\xff");
+        for path in [nul, bad] {
+            let err = resolve(env(&[("P_FILE", path.to_str().unwrap())]), &[]).unwrap_err();
+            let text = format!("{err} {err:?}");
+            assert!(!text.contains("password"), "{text}");
+            assert!(text.contains("P_FILE") && text.contains(path.to_str().unwrap()));
+        }
+    }
+
+    #[test]
+    fn debug_output_redacts_values() {
+        let r = run(
+            &[("PLAIN", "visible"), ("DB_FILE", "/s/db")],
+            &[("/s/db", "hunter22")],
+        )
+        .unwrap();
+        let text = format!("{r:?} {:?} {:?}", r.secrets[0], r.secrets[0].value);
+        assert!(!text.contains("hunter22"), "{text}");
+        assert!(text.contains("***") && text.contains("visible"));
+    }
+
+    #[test]
+    fn redact_masks_values_and_their_lines() {
+        let r = run(
+            &[("A_FILE", "/a"), ("B_FILE", "/b"), ("C_FILE", "/c")],
+            &[
+                ("/a", "abcdef"),
+                ("/b", "abc"),
+                ("/c", "-----KEY-----\nline-two\n"),
+            ],
+        )
+        .unwrap();
+        let line = "login abcdef ok abc; key line-two; pem -----KEY-----\nline-two";
+        assert_eq!(
+            redact(line, &r.secrets),
+            "login *** ok abc; key ***; pem ***"
+        );
+    }
+
+    #[test]
+    fn redact_prefers_the_longest_secret() {
+        let r = run(
+            &[("A_FILE", "/a"), ("B_FILE", "/b")],
+            &[("/a", "pass"), ("/b", "password99")],
+        )
+        .unwrap();
+        assert_eq!(redact("x password99 pass", &r.secrets), "x *** ***");
+        let redactor = Redactor::new(&r.secrets);
+        assert!(matches!(redactor.redact("clean"), Cow::Borrowed("clean")));
+        assert!(!format!("{redactor:?}").contains("pass"));
+    }
+}
