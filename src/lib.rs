@@ -6,6 +6,7 @@ pub mod config;
 pub mod exec;
 pub mod exit;
 pub mod logging;
+pub mod migrate_lock;
 pub mod procfs;
 pub mod reaper;
 pub mod resolve;
