@@ -9,6 +9,7 @@ pub mod dns;
 pub mod exit;
 pub mod gunicorn;
 pub mod logging;
+pub mod migrate_lock;
 pub mod netio;
 pub mod pipeline;
 pub mod procfs;
