@@ -65,7 +65,12 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
 
 /// Subcommands configured only through the environment take no arguments
 /// but --help.
-fn no_args(rest: &[OsString], command: Command, topic: Topic, name: &'static str) -> Result<Command, UsageError> {
+fn no_args(
+    rest: &[OsString],
+    command: Command,
+    topic: Topic,
+    name: &'static str,
+) -> Result<Command, UsageError> {
     match rest.first().and_then(|a| a.to_str()) {
         None if rest.is_empty() => Ok(command),
         Some("-h" | "--help") => Ok(Command::Help(topic)),

@@ -78,6 +78,13 @@ pub const SETTINGS: &[Setting] = &[
         "/app/initd.toml",
     ),
     setting(
+        "INITD_NOT_SECRETS",
+        Kind::List,
+        "",
+        "`*_FILE` variables that are not Docker secrets, left as they are (environment only)",
+        "TF_CLI_CONFIG_FILE,MY_CERT_FILE",
+    ),
+    setting(
         "INITD_SIGNAL_TARGET",
         Kind::Text,
         "child",
@@ -367,7 +374,7 @@ impl Layers {
             .unwrap_or(Source::Default)
     }
 
-    fn text(&self, name: &str) -> Option<String> {
+    pub fn text(&self, name: &str) -> Option<String> {
         match self.get(name)? {
             Raw::Text(text) => Some(text.clone()),
             Raw::Items(items) => Some(items.join(",")),
@@ -398,6 +405,7 @@ macro_rules! env_fields {
 
 env_fields! {
     config => "initd_config",
+    not_secrets => "initd_not_secrets",
     user => "initd_user",
     allow_root => "initd_allow_root",
     host_uid => "host_uid",

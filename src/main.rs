@@ -39,11 +39,15 @@ fn config() -> i32 {
     print!("{}", show::settings(&prepared.loaded.layers));
     match pipeline::plan(&prepared, &Main::Server) {
         Ok(plan) => {
-            print!("{}", show::plan(&plan));
+            // GUNICORN_ARGUMENTS may come from a secret and be in a command.
+            print!("{}", prepared.redactor.redact(&show::plan(&plan)));
             0
         }
         Err((message, code)) => {
-            println!("\n# the plan cannot be made: {}", prepared.redactor.redact(&message));
+            println!(
+                "\n# the plan cannot be made: {}",
+                prepared.redactor.redact(&message)
+            );
             eprintln!("initd: {}", prepared.redactor.redact(&message));
             code
         }

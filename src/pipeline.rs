@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use tracing::{debug, error, info, warn};
 
 use crate::cmdline;
-use crate::dns;
 use crate::config::{self, Loaded, Migrate, MigrateLock, Settings};
+use crate::dns;
 use crate::exit;
 use crate::gunicorn;
 use crate::logging;
@@ -84,7 +84,14 @@ pub struct Prepared {
 /// Reads secrets and settings. Errors are printed (redacted) and mapped to
 /// an exit status; logging is not set up yet, so they go to stderr plainly.
 pub fn prepare() -> Result<Prepared, i32> {
-    let resolved = secrets::resolve(std::env::vars_os(), &[]).map_err(|e| {
+    // Read before the secrets, which it is about.
+    let keep: Vec<String> = std::env::var("INITD_NOT_SECRETS")
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let resolved = secrets::resolve(std::env::vars_os(), &keep).map_err(|e| {
         eprintln!("initd: {e}");
         exit::CONFIG
     })?;
@@ -111,13 +118,18 @@ pub fn plan(prepared: &Prepared, main: &Main) -> Result<Plan, (String, i32)> {
     let mut warnings = Vec::new();
     let mut steps = Vec::new();
     let (main_argv, main_what) = match main {
-        Main::Command(argv) => (argv.iter().map(|a| a.to_string_lossy().into_owned()).collect(), "command"),
+        Main::Command(argv) => (
+            argv.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+            "command",
+        ),
         Main::Server => {
             let migrate = match &p.migrate {
                 Migrate::Off => None,
                 Migrate::Command(argv) => Some(argv.clone()),
                 Migrate::Auto => prepared.cwd.join("manage.py").is_file().then(|| {
-                    ["python", "manage.py", "migrate", "--noinput"].map(String::from).to_vec()
+                    ["python", "manage.py", "migrate", "--noinput"]
+                        .map(String::from)
+                        .to_vec()
                 }),
             };
             if let Some(argv) = migrate {
@@ -142,13 +154,22 @@ pub fn plan(prepared: &Prepared, main: &Main) -> Result<Plan, (String, i32)> {
         }
     };
     // Every command must exist before the first one starts.
-    let path = prepared.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_os_str());
+    let path = prepared
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_os_str());
     for argv in steps.iter().map(|s| &s.argv).chain(std::iter::once(&main_argv)) {
-        resolve::resolve(argv[0].as_ref(), path, &prepared.cwd).map_err(|e| (e.to_string(), e.exit_code()))?;
+        resolve::resolve(argv[0].as_ref(), path, &prepared.cwd)
+            .map_err(|e| (e.to_string(), e.exit_code()))?;
     }
     Ok(Plan {
         user,
-        wait_for: if matches!(main, Main::Server) { p.wait_for.clone() } else { Vec::new() },
+        wait_for: if matches!(main, Main::Server) {
+            p.wait_for.clone()
+        } else {
+            Vec::new()
+        },
         steps,
         main: main_argv,
         main_what,
@@ -205,7 +226,11 @@ pub fn run(main: Main) -> i32 {
         Err(code) => return code,
     };
     let settings = prepared.loaded.settings.clone();
-    logging::init(settings.log_level, settings.log_format, Some(prepared.redactor.clone()));
+    logging::init(
+        settings.log_level,
+        settings.log_format,
+        Some(prepared.redactor.clone()),
+    );
     let plan = match plan(&prepared, &main) {
         Ok(plan) => plan,
         Err((message, code)) => {
@@ -248,7 +273,11 @@ fn execute(prepared: &Prepared, plan: &Plan, sup: &mut Supervisor) -> Result<i32
     }
     checkpoint(sup)?;
     if !plan.wait_for.is_empty() {
-        wait_for(sup, &plan.wait_for, prepared.loaded.settings.pipeline.wait_timeout)?;
+        wait_for(
+            sup,
+            &plan.wait_for,
+            prepared.loaded.settings.pipeline.wait_timeout,
+        )?;
     }
     let launcher = Launcher::new(env, &prepared.cwd);
     for step in &plan.steps {
@@ -260,7 +289,13 @@ fn execute(prepared: &Prepared, plan: &Plan, sup: &mut Supervisor) -> Result<i32
         }
     }
     checkpoint(sup)?;
-    info!("starting {}: {}", plan.main_what, cmdline::join(&plan.main));
+    // `initd exec` stands in for tini: its command's output should be all
+    // there is. The server's start is worth a line.
+    if plan.steps.is_empty() && plan.wait_for.is_empty() && plan.main_what == "command" {
+        debug!("starting {}: {}", plan.main_what, cmdline::join(&plan.main));
+    } else {
+        info!("starting {}: {}", plan.main_what, cmdline::join(&plan.main));
+    }
     Ok(launcher.run_main(sup, plan.main_what, &plan.main))
 }
 
@@ -311,13 +346,15 @@ fn become_app_user(plan: &UserPlan) -> Result<AppUser, Halt> {
             debug!(changed = report.changed, path = %path.display(), "chowned");
         }
         user::drop_privileges(&user).map_err(|e| fail(&e))?;
-        info!("running as {} (uid {}, gid {})", user.name, user.uid, user.gid);
+        debug!("running as {} (uid {}, gid {})", user.name, user.uid, user.gid);
     } else {
         if !plan.chown.is_empty() {
             if user::is_root() {
                 warn!("INITD_CHOWN ignored: the app runs as root, which owns everything already");
             } else {
-                return Err(fail(&"INITD_CHOWN needs initd to start as root; remove it or start the container as root"));
+                return Err(fail(
+                    &"INITD_CHOWN needs initd to start as root; remove it or start the container as root",
+                ));
             }
         }
         if (plan.host_uid.is_some() || plan.host_gid.is_some()) && user::is_root() {
@@ -355,7 +392,10 @@ fn run_locked(
     step: &Step,
     env: &[(OsString, OsString)],
 ) -> Result<(), Halt> {
-    let url = env.iter().find(|(k, _)| k == "DATABASE_URL").map(|(_, v)| v.clone());
+    let url = env
+        .iter()
+        .find(|(k, _)| k == "DATABASE_URL")
+        .map(|(_, v)| v.clone());
     let target = migrate_lock::target_from_env(url).map_err(|e| {
         error!("{e}");
         Halt(exit::CONFIG)
@@ -378,12 +418,22 @@ fn run_locked(
         let interrupted = || netio::Interrupt::new(signals()).pending().unwrap_or(false);
         // No deadline: another replica's migration takes as long as it
         // takes, and a stop ends the wait at once.
-        match migrate_lock::acquire(&target, &resolve, migrate_lock::LOCK_KEY, Duration::MAX, &interrupted) {
+        match migrate_lock::acquire(
+            &target,
+            &resolve,
+            migrate_lock::LOCK_KEY,
+            Duration::MAX,
+            &interrupted,
+        ) {
             Ok(lock) => break lock,
             Err(migrate_lock::LockError::Interrupted) => checkpoint(sup)?,
             Err(e) => {
                 error!("{e}; the migration did not run");
-                return Err(Halt(if e.is_config() { exit::CONFIG } else { exit::UNAVAILABLE }));
+                return Err(Halt(if e.is_config() {
+                    exit::CONFIG
+                } else {
+                    exit::UNAVAILABLE
+                }));
             }
         }
     };

@@ -32,6 +32,9 @@ use thiserror::Error;
 /// Secrets are credentials, not payloads; a bigger file is almost certainly
 /// the wrong path, and the kernel caps one env string at 128 KiB anyway.
 pub const MAX_SECRET_BYTES: usize = 1024 * 1024;
+/// Linux's MAX_ARG_STRLEN: the longest single `NAME=value` string (with its
+/// NUL) that execve accepts.
+pub const MAX_ENV_STRING: usize = 32 * 4096;
 
 /// Shorter values are not redacted: masking every "abc" or "1" in the logs
 /// would garble them without protecting anything worth protecting.
@@ -195,6 +198,9 @@ pub enum Problem {
     Io(io::Error),
     NotRegular(FileKind),
     TooLarge,
+    /// Fits the read cap, but `NAME=value` is longer than the kernel lets
+    /// one environment string be (MAX_ARG_STRLEN): exec would fail E2BIG.
+    TooLargeForEnv,
     NulByte,
     NotUtf8,
 }
@@ -204,17 +210,22 @@ impl Problem {
         let path = path.display();
         match self {
             Problem::Io(e) => format!(
-                "cannot read {path} ({}); mount the secret or unset {var}",
+                "cannot read {path} ({}); mount the secret, unset {var}, or if it is not a \
+                 Docker secret add {var} to INITD_NOT_SECRETS",
                 describe_io(e)
             ),
             Problem::NotRegular(kind) => format!(
                 "{path} is {kind}, not a regular file; point {var} at the secret file itself, \
                  or if {var} is an app setting rather than a Docker secret, \
-                 tell initd to leave it alone"
+                 add {var} to INITD_NOT_SECRETS"
             ),
             Problem::TooLarge => format!(
                 "{path} is larger than 1 MiB, too big for an environment variable; \
-                 let the app read the file itself and tell initd to leave {var} alone"
+                 let the app read the file itself and add {var} to INITD_NOT_SECRETS"
+            ),
+            Problem::TooLargeForEnv => format!(
+                "{path} is larger than the 128 KiB one environment variable can hold; \
+                 let the app read the file itself and add {var} to INITD_NOT_SECRETS"
             ),
             Problem::NulByte => format!(
                 "{path} contains a NUL byte, which an environment variable cannot hold; \
@@ -411,6 +422,9 @@ fn load(p: &Planned, reader: &(impl SecretReader + ?Sized)) -> Result<Secret, Se
         problem,
     };
     let value = decode(reader.read(&p.path).map_err(unusable)?).map_err(unusable)?;
+    if p.target.len() + 1 + value.len() + 1 > MAX_ENV_STRING {
+        return Err(unusable(Problem::TooLargeForEnv));
+    }
     Ok(Secret {
         name: p.target.clone(),
         var: p.var.clone(),
@@ -490,10 +504,7 @@ impl Redactor {
         needles.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
         needles.dedup();
         Redactor {
-            needles: needles
-                .into_iter()
-                .map(|n| SecretValue(n.to_owned()))
-                .collect(),
+            needles: needles.into_iter().map(|n| SecretValue(n.to_owned())).collect(),
         }
     }
 
@@ -607,11 +618,7 @@ mod tests {
     #[test]
     fn suffix_spelling_is_resolved_in_place() {
         let r = run(
-            &[
-                ("A", "1"),
-                ("DB_PASSWORD_FILE", "/run/secrets/db"),
-                ("Z", "2"),
-            ],
+            &[("A", "1"), ("DB_PASSWORD_FILE", "/run/secrets/db"), ("Z", "2")],
             &[("/run/secrets/db", "hunter22\n")],
         )
         .unwrap();
@@ -620,6 +627,20 @@ mod tests {
         assert_eq!(r.secrets.len(), 1);
         assert_eq!(r.secrets[0].var, "DB_PASSWORD_FILE");
         assert_eq!(r.secrets[0].path, Path::new("/run/secrets/db"));
+    }
+
+    #[test]
+    fn a_secret_too_long_for_one_environment_string_is_refused() {
+        // "BIG=" + value + NUL must fit MAX_ARG_STRLEN, or exec fails E2BIG.
+        let fits = "a".repeat(MAX_ENV_STRING - "BIG=".len() - 1);
+        let too_long = format!("{fits}a");
+        assert!(run(&[("BIG_FILE", "/s/big")], &[("/s/big", &fits)]).is_ok());
+        let err = run(&[("BIG_FILE", "/s/big")], &[("/s/big", &too_long)]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "secret BIG: /s/big is larger than the 128 KiB one environment variable can hold; \
+             let the app read the file itself and add BIG_FILE to INITD_NOT_SECRETS"
+        );
     }
 
     #[test]
@@ -671,10 +692,7 @@ mod tests {
             &[],
         )
         .unwrap();
-        assert_eq!(
-            names(&r),
-            ["ENVX_FILE", "HOME_FILE", "EMPTY_FILE", "CMD_FILE"]
-        );
+        assert_eq!(names(&r), ["ENVX_FILE", "HOME_FILE", "EMPTY_FILE", "CMD_FILE"]);
         assert!(r.secrets.is_empty());
     }
 
@@ -713,10 +731,7 @@ mod tests {
     #[test]
     fn initd_settings_are_left_alone() {
         let r = run(
-            &[
-                ("INITD_CONFIG_FILE", "/etc/initd.toml"),
-                ("FILE__INITD_X", "/a"),
-            ],
+            &[("INITD_CONFIG_FILE", "/etc/initd.toml"), ("FILE__INITD_X", "/a")],
             &[],
         )
         .unwrap();
@@ -754,11 +769,7 @@ mod tests {
     #[test]
     fn empty_name_is_superseded_by_the_file() {
         let r = run(
-            &[
-                ("DB_PASSWORD", ""),
-                ("X", "1"),
-                ("DB_PASSWORD_FILE", "/s/db"),
-            ],
+            &[("DB_PASSWORD", ""), ("X", "1"), ("DB_PASSWORD_FILE", "/s/db")],
             &[("/s/db", "pw12")],
         )
         .unwrap();
@@ -785,7 +796,8 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "secret DB_PASSWORD: cannot read /run/secrets/db (No such file or directory); \
-             mount the secret or unset DB_PASSWORD_FILE"
+             mount the secret, unset DB_PASSWORD_FILE, or if it is not a Docker secret add \
+             DB_PASSWORD_FILE to INITD_NOT_SECRETS"
         );
     }
 
@@ -839,10 +851,7 @@ mod tests {
         let path = dir.0.join("fifo");
         nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         // No writer exists: a blocking open would hang this test forever.
-        assert!(matches!(
-            read_err(&path),
-            Problem::NotRegular(FileKind::Fifo)
-        ));
+        assert!(matches!(read_err(&path), Problem::NotRegular(FileKind::Fifo)));
     }
 
     #[test]
@@ -858,10 +867,7 @@ mod tests {
         let dir = TempDir::new();
         let path = dir.0.join("sock");
         let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        assert!(matches!(
-            read_err(&path),
-            Problem::NotRegular(FileKind::Socket)
-        ));
+        assert!(matches!(read_err(&path), Problem::NotRegular(FileKind::Socket)));
     }
 
     #[test]
@@ -900,10 +906,7 @@ mod tests {
 
     #[test]
     fn invalid_utf8_is_refused() {
-        assert!(matches!(
-            decode(vec![b'a', 0xff, b'b']),
-            Err(Problem::NotUtf8)
-        ));
+        assert!(matches!(decode(vec![b'a', 0xff, b'b']), Err(Problem::NotUtf8)));
     }
 
     #[test]
@@ -965,10 +968,7 @@ mod tests {
         )
         .unwrap();
         let line = "login abcdef ok abc; key line-two; pem -----KEY-----\nline-two";
-        assert_eq!(
-            redact(line, &r.secrets),
-            "login *** ok abc; key ***; pem ***"
-        );
+        assert_eq!(redact(line, &r.secrets), "login *** ok abc; key ***; pem ***");
     }
 
     #[test]

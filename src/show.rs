@@ -17,7 +17,9 @@ pub fn settings(layers: &Layers) -> String {
         let value = match (layers.get(setting.name), &source) {
             (Some(_), Source::Secret) => Some("\"***\"".to_string()),
             (Some(raw), _) => Some(toml_value(setting.kind, raw)),
-            (None, _) if !setting.default.is_empty() => Some(toml_value(setting.kind, &Raw::Text(setting.default.into()))),
+            (None, _) if !setting.default.is_empty() => {
+                Some(toml_value(setting.kind, &Raw::Text(setting.default.into())))
+            }
             (None, _) => None,
         };
         let origin = match &source {
@@ -45,12 +47,23 @@ fn toml_value(kind: Kind, raw: &Raw) -> String {
     };
     match kind {
         Kind::List => {
-            let list = items(raw, |t| t.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
-            format!("[{}]", list.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", "))
+            let list = items(raw, |t| {
+                t.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            });
+            format!(
+                "[{}]",
+                list.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", ")
+            )
         }
         Kind::Commands => {
             let list = items(raw, cmdline::split_commands);
-            format!("[{}]", list.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", "))
+            format!(
+                "[{}]",
+                list.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", ")
+            )
         }
         Kind::Number | Kind::Bool => match raw {
             Raw::Text(t) if t.trim().parse::<i64>().is_ok() || matches!(t.trim(), "true" | "false") => {
@@ -99,10 +112,26 @@ pub fn plan(plan: &Plan) -> String {
         let _ = writeln!(out, "# wait for: {}", list.join(", "));
     }
     for (i, step) in plan.steps.iter().enumerate() {
-        let lock = if step.locked { " (holding the PostgreSQL migration lock)" } else { "" };
-        let _ = writeln!(out, "# {}. {}{lock}: {}", i + 1, step.what, cmdline::join(&step.argv));
+        let lock = if step.locked {
+            " (holding the PostgreSQL migration lock)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "# {}. {}{lock}: {}",
+            i + 1,
+            step.what,
+            cmdline::join(&step.argv)
+        );
     }
-    let _ = writeln!(out, "# {}. {}: {}", plan.steps.len() + 1, plan.main_what, cmdline::join(&plan.main));
+    let _ = writeln!(
+        out,
+        "# {}. {}: {}",
+        plan.steps.len() + 1,
+        plan.main_what,
+        cmdline::join(&plan.main)
+    );
     for warning in &plan.warnings {
         let _ = writeln!(out, "# warning: {warning}");
     }
@@ -118,22 +147,43 @@ mod tests {
 
     #[test]
     fn each_value_says_where_it_came_from() {
-        let file = file_layer(Path::new("/etc/initd.toml"), "prestart = [\"echo one\"]\nport = 9000\n").unwrap();
+        let file = file_layer(
+            Path::new("/etc/initd.toml"),
+            "prestart = [\"echo one\"]\nport = 9000\n",
+        )
+        .unwrap();
         let env = env_layer(
             vec![
                 (OsString::from("INITD_STOP_TIMEOUT"), OsString::from("5s")),
-                (OsString::from("GUNICORN_ARGUMENTS"), OsString::from("--certfile hunter2")),
+                (
+                    OsString::from("GUNICORN_ARGUMENTS"),
+                    OsString::from("--certfile hunter2"),
+                ),
             ],
             &["GUNICORN_ARGUMENTS".to_string()],
         )
         .unwrap();
         let text = settings(&file.overlaid(env));
-        let line = |key: &str| text.lines().find(|l| l.starts_with(key)).unwrap_or_default().to_string();
-        assert!(line("stop_timeout = \"5s\"").ends_with("# env INITD_STOP_TIMEOUT"), "{text}");
+        let line = |key: &str| {
+            text.lines()
+                .find(|l| l.starts_with(key))
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(
+            line("stop_timeout = \"5s\"").ends_with("# env INITD_STOP_TIMEOUT"),
+            "{text}"
+        );
         assert!(line("port = 9000").ends_with("# file /etc/initd.toml"), "{text}");
-        assert!(line("prestart = [\"echo one\"]").ends_with("# file /etc/initd.toml"), "{text}");
+        assert!(
+            line("prestart = [\"echo one\"]").ends_with("# file /etc/initd.toml"),
+            "{text}"
+        );
         assert!(line("signal_target = \"child\"").ends_with("# default"), "{text}");
-        assert!(line("gunicorn_arguments = \"***\"").ends_with("# secret GUNICORN_ARGUMENTS_FILE"), "{text}");
+        assert!(
+            line("gunicorn_arguments = \"***\"").ends_with("# secret GUNICORN_ARGUMENTS_FILE"),
+            "{text}"
+        );
         assert!(!text.contains("hunter2"));
         assert!(text.contains("# app = (unset)"), "{text}");
     }

@@ -94,9 +94,7 @@ pub struct AppUser {
 
 #[derive(Debug, Error)]
 pub enum UserError {
-    #[error(
-        "{USER_SETTING}={spec:?} is not valid: {reason}; use a name, uid, uid:gid or name:group"
-    )]
+    #[error("{USER_SETTING}={spec:?} is not valid: {reason}; use a name, uid, uid:gid or name:group")]
     InvalidSpec { spec: String, reason: &'static str },
     #[error(
         "user {name:?} not found in /etc/passwd; add it in your Dockerfile: \
@@ -126,9 +124,7 @@ pub enum UserError {
         if .vars.contains(" and ") { "need" } else { "needs" }
     )]
     HostIdsNeedRoot { vars: &'static str, uid: u32 },
-    #[error(
-        "{var}={value:?} is not a valid id; use a number, e.g. the output of `id -u` on the host"
-    )]
+    #[error("{var}={value:?} is not a valid id; use a number, e.g. the output of `id -u` on the host")]
     InvalidHostId { var: &'static str, value: String },
     #[error("{var}=0 would make the app user root; leave {var} unset when the host user is root")]
     HostIdIsRoot { var: &'static str },
@@ -138,20 +134,12 @@ pub enum UserError {
         "cannot give user {user:?} uid {uid} (HOST_UID): it belongs to user {other:?} in \
          /etc/passwd; renumber {other:?} in your Dockerfile (usermod -u) or leave HOST_UID unset"
     )]
-    UidTaken {
-        user: String,
-        uid: u32,
-        other: String,
-    },
+    UidTaken { user: String, uid: u32, other: String },
     #[error(
         "cannot give group {group:?} gid {gid} (HOST_GID): it belongs to group {other:?} in \
          /etc/group; renumber {other:?} in your Dockerfile (groupmod -g) or leave HOST_GID unset"
     )]
-    GidTaken {
-        group: String,
-        gid: u32,
-        other: String,
-    },
+    GidTaken { group: String, gid: u32, other: String },
     #[error("cannot read {}: {}", .path.display(), describe_io(.source))]
     Read { path: PathBuf, source: io::Error },
     #[error("cannot update {}: {}{}", .path.display(), describe_io(.source), write_hint(.source))]
@@ -169,9 +157,7 @@ fn describe_io(e: &io::Error) -> String {
 
 fn write_hint(e: &io::Error) -> &'static str {
     match e.raw_os_error() {
-        Some(libc::EROFS) => {
-            "; HOST_UID/HOST_GID need a writable /etc (not docker run --read-only)"
-        }
+        Some(libc::EROFS) => "; HOST_UID/HOST_GID need a writable /etc (not docker run --read-only)",
         Some(libc::EBUSY) => "; is the file bind-mounted? HOST_UID/HOST_GID must rewrite it",
         _ => "",
     }
@@ -389,9 +375,7 @@ fn parse_who(part: &str) -> Result<Who<'_>, &'static str> {
         return Err("empty user or group");
     }
     if part.bytes().all(|b| b.is_ascii_digit()) {
-        return parse_id(part.as_bytes())
-            .map(Who::Id)
-            .ok_or("id out of range");
+        return parse_id(part.as_bytes()).map(Who::Id).ok_or("id out of range");
     }
     Ok(Who::Name(part))
 }
@@ -420,12 +404,10 @@ pub fn resolve(spec: &str, db: &Db, allow_root: bool) -> Result<AppUser, UserErr
     let parsed = parse_spec(spec)?;
     let mut user = match parsed.user {
         Who::Name(name) => {
-            let entry = db
-                .user_by_name(name)
-                .ok_or_else(|| UserError::UserNotFound {
-                    name: name.to_owned(),
-                    id: db.free_id(),
-                })?;
+            let entry = db.user_by_name(name).ok_or_else(|| UserError::UserNotFound {
+                name: name.to_owned(),
+                id: db.free_id(),
+            })?;
             from_entry(entry, entry.gid, db)
         }
         Who::Id(uid) => match db.user_by_uid(uid) {
@@ -473,14 +455,13 @@ fn numeric_user(uid: u32, gid: u32) -> AppUser {
 fn resolve_group(group: Who<'_>, spec: &str, db: &Db) -> Result<u32, UserError> {
     match group {
         Who::Id(gid) => Ok(gid),
-        Who::Name(name) => {
-            db.group_by_name(name)
-                .map(|g| g.gid)
-                .ok_or_else(|| UserError::GroupNotFound {
-                    group: name.to_owned(),
-                    spec: spec.to_owned(),
-                })
-        }
+        Who::Name(name) => db
+            .group_by_name(name)
+            .map(|g| g.gid)
+            .ok_or_else(|| UserError::GroupNotFound {
+                group: name.to_owned(),
+                spec: spec.to_owned(),
+            }),
     }
 }
 
@@ -521,13 +502,11 @@ pub fn plan_drop(
         return stay(current_uid, current_gid, requested, db).map(DropDecision::Skip);
     }
     match resolve(requested.unwrap_or(DEFAULT_USER), db, allow_root) {
-        Ok(user) if user.uid == current_uid && user.gid == current_gid => {
-            Ok(DropDecision::Skip(user))
-        }
+        Ok(user) if user.uid == current_uid && user.gid == current_gid => Ok(DropDecision::Skip(user)),
         Ok(user) => Ok(DropDecision::Drop(user)),
-        Err(UserError::UserNotFound { .. }) if requested.is_none() && allow_root => Ok(
-            DropDecision::Skip(current_user(current_uid, current_gid, db)),
-        ),
+        Err(UserError::UserNotFound { .. }) if requested.is_none() && allow_root => {
+            Ok(DropDecision::Skip(current_user(current_uid, current_gid, db)))
+        }
         Err(e) => Err(e),
     }
 }
@@ -549,10 +528,7 @@ fn stay(uid: u32, gid: u32, requested: Option<&str>, db: &Db) -> Result<AppUser,
 
 /// Effective uid and gid of this process.
 pub fn current_ids() -> (u32, u32) {
-    (
-        nix::unistd::geteuid().as_raw(),
-        nix::unistd::getegid().as_raw(),
-    )
+    (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw())
 }
 
 pub fn is_root() -> bool {
@@ -639,11 +615,9 @@ pub fn remap(
         }
     }
     let db = Db::parse(passwd, group);
-    let entry = db
-        .user_by_name(user)
-        .ok_or_else(|| UserError::RemapUserMissing {
-            user: user.to_owned(),
-        })?;
+    let entry = db.user_by_name(user).ok_or_else(|| UserError::RemapUserMissing {
+        user: user.to_owned(),
+    })?;
     let (old_uid, old_gid) = (entry.uid, entry.gid);
     let uid = new_uid.unwrap_or(old_uid);
     let gid = new_gid.unwrap_or(old_gid);
@@ -651,13 +625,7 @@ pub fn remap(
     check_gid_free(&db, old_gid, gid)?;
     let group_renumbered = gid != old_gid && db.group_by_gid(old_gid).is_some();
     Ok(Remap {
-        passwd: rewrite_passwd(
-            passwd,
-            user,
-            (old_uid, uid),
-            (old_gid, gid),
-            group_renumbered,
-        ),
+        passwd: rewrite_passwd(passwd, user, (old_uid, uid), (old_gid, gid), group_renumbered),
         group: rewrite_group(group, old_gid, gid),
         old_uid,
         old_gid,
@@ -842,9 +810,7 @@ impl Staged {
         }
         // The rename is only durable once the directory entry is.
         let dir = self.dest.parent().unwrap_or(Path::new("/"));
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(write_err)
+        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(write_err)
     }
 }
 
@@ -1024,10 +990,7 @@ impl DropError {
     /// For `pre_exec`, whose error reaches the parent as an errno only.
     pub fn errno(self) -> Errno {
         match self {
-            DropError::SetGroups(e)
-            | DropError::SetGid(e)
-            | DropError::SetUid(e)
-            | DropError::Query(e) => e,
+            DropError::SetGroups(e) | DropError::SetGid(e) | DropError::SetUid(e) | DropError::Query(e) => e,
             DropError::Mismatch | DropError::RegainedRoot => Errno::EPERM,
         }
     }
@@ -1089,12 +1052,8 @@ impl DropPlan {
     fn verify(&self) -> Result<(), DropError> {
         let u = nix::unistd::getresuid().map_err(DropError::Query)?;
         let g = nix::unistd::getresgid().map_err(DropError::Query)?;
-        let uid_ok = [u.real, u.effective, u.saved]
-            .iter()
-            .all(|&x| x == self.uid);
-        let gid_ok = [g.real, g.effective, g.saved]
-            .iter()
-            .all(|&x| x == self.gid);
+        let uid_ok = [u.real, u.effective, u.saved].iter().all(|&x| x == self.uid);
+        let gid_ok = [g.real, g.effective, g.saved].iter().all(|&x| x == self.gid);
         if !uid_ok || !gid_ok {
             return Err(DropError::Mismatch);
         }
@@ -1103,10 +1062,7 @@ impl DropPlan {
         if !self.uid.is_root() && nix::unistd::setuid(Uid::from_raw(0)).is_ok() {
             return Err(DropError::RegainedRoot);
         }
-        if !self.uid.is_root()
-            && self.gid.as_raw() != 0
-            && nix::unistd::setgid(Gid::from_raw(0)).is_ok()
-        {
+        if !self.uid.is_root() && self.gid.as_raw() != 0 && nix::unistd::setgid(Gid::from_raw(0)).is_ok() {
             return Err(DropError::RegainedRoot);
         }
         Ok(())
@@ -1408,10 +1364,7 @@ ok:x:7:7::/:/bin/sh
             "1:4294967295",
         ] {
             let err = resolve(spec, &db(), false).unwrap_err();
-            assert!(
-                matches!(err, UserError::InvalidSpec { .. }),
-                "{spec:?}: {err}"
-            );
+            assert!(matches!(err, UserError::InvalidSpec { .. }), "{spec:?}: {err}");
         }
     }
 
@@ -1507,10 +1460,7 @@ ok:x:7:7::/:/bin/sh
              files), but initd runs as uid 1000; remove HOST_UID or start the container as root"
         );
         let err = check_host_ids(1000, Some(1), Some(1)).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("HOST_UID and HOST_GID need initd")
-        );
+        assert!(err.to_string().starts_with("HOST_UID and HOST_GID need initd"));
     }
 
     #[test]
@@ -1673,25 +1623,15 @@ audio:x:29:app\n";
                 .file_type()
                 .is_symlink()
         );
-        assert!(
-            fs::read(etc.join("passwd.real"))
-                .unwrap()
-                .starts_with(b"root")
-        );
-        assert_eq!(
-            Db::load(&dir.0).unwrap().user_by_name("app").unwrap().uid,
-            501
-        );
+        assert!(fs::read(etc.join("passwd.real")).unwrap().starts_with(b"root"));
+        assert_eq!(Db::load(&dir.0).unwrap().user_by_name("app").unwrap().uid, 501);
     }
 
     #[test]
     fn apply_remap_without_passwd_is_an_error() {
         let dir = TempDir::new();
         let err = apply_remap(&dir.0, "app", Some(501), None).unwrap_err();
-        assert!(
-            err.to_string().contains("No such file or directory"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("No such file or directory"), "{err}");
     }
 
     #[test]
@@ -1850,10 +1790,7 @@ audio:x:29:app\n";
     fn prepare_keeps_groups_and_never_sends_an_empty_list() {
         let mut user = resolve("app", &db(), false).unwrap();
         let plan = prepare(&user);
-        assert_eq!(
-            plan.to_string(),
-            "uid=1000 gid=1000 groups=[1000, 29, 44, 33]"
-        );
+        assert_eq!(plan.to_string(), "uid=1000 gid=1000 groups=[1000, 29, 44, 33]");
         user.groups.clear();
         // An empty setgroups would keep none, but root's groups must not leak.
         assert_eq!(prepare(&user).groups, [Gid::from_raw(1000)]);
@@ -1863,11 +1800,7 @@ audio:x:29:app\n";
     fn drop_errors_map_to_errno_and_static_messages() {
         assert_eq!(DropError::SetUid(Errno::EAGAIN).errno(), Errno::EAGAIN);
         assert_eq!(DropError::RegainedRoot.errno(), Errno::EPERM);
-        assert!(
-            DropError::RegainedRoot
-                .message()
-                .contains("could regain root")
-        );
+        assert!(DropError::RegainedRoot.message().contains("could regain root"));
         assert_eq!(
             DropError::RegainedRoot.to_string(),
             "could regain root after dropping privileges"

@@ -33,9 +33,17 @@
 #   INITD_BASE_SUITE        Debian suite (default bookworm)
 #   DEBIAN_MIRROR           e.g. http://deb.debian.org/debian (default: read from apt's sources)
 #   DEBIAN_SECURITY_MIRROR  e.g. http://deb.debian.org/debian-security (same)
+#   INITD_BASE_EXTRA_CA     PEM files of extra CA certificates to trust in the Debian-
+#                           based images; "auto" (default) takes the CA certificates
+#                           the host added locally (/usr/local/share/ca-certificates,
+#                           plain files in /etc/ssl/certs); "none" takes none.
+#                           Why: where egress goes through a TLS-inspecting proxy,
+#                           the host trusts that proxy's CA, and pip/cargo/apt-over-
+#                           https inside `docker build` work only if the image does too.
 #
 # Needs root (debootstrap, chroot, mount) and a running Docker engine.
 set -euo pipefail
+shopt -s nullglob
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${INITD_BASE_CACHE:-/var/cache/initd-base}
@@ -97,6 +105,30 @@ detect_mirrors() {
     fi
     DEBIAN_MIRROR=${DEBIAN_MIRROR%/}
     DEBIAN_SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR%/}
+}
+
+# Sets EXTRA_CA_FILES from INITD_BASE_EXTRA_CA (see the header). "auto"
+# keeps only real CA certificates (basicConstraints CA:TRUE), so a
+# self-signed server certificate such as ssl-cert's snakeoil is not trusted.
+find_extra_cas() {
+    local spec=${INITD_BASE_EXTRA_CA:-auto} f
+    EXTRA_CA_FILES=()
+    case $spec in
+    none | "") return 0 ;;
+    auto)
+        for f in /usr/local/share/ca-certificates/*.crt /usr/local/share/ca-certificates/*/*.crt \
+            /etc/ssl/certs/*.pem /etc/ssl/certs/*.crt; do
+            [ -f "$f" ] && [ ! -L "$f" ] || continue
+            [ "${f##*/}" = ca-certificates.crt ] && continue
+            openssl x509 -noout -ext basicConstraints -in "$f" 2>/dev/null | grep -q 'CA:TRUE' || continue
+            EXTRA_CA_FILES+=("$f")
+        done ;;
+    *)
+        for f in $spec; do
+            [ -r "$f" ] || die "INITD_BASE_EXTRA_CA: cannot read $f"
+            EXTRA_CA_FILES+=("$f")
+        done ;;
+    esac
 }
 
 ensure_host_tools() {
@@ -208,6 +240,17 @@ EOF
     chmod 755 "$root/usr/sbin/policy-rc.d"
     cp /etc/resolv.conf "$root/etc/resolv.conf"
     mount -t proc proc "$root/proc"
+    # Extra CAs go where update-ca-certificates (run by the ca-certificates
+    # package's postinst) adds them to /etc/ssl/certs/ca-certificates.crt,
+    # the bundle Debian's python3-certifi, pip, cargo, curl and apt all use.
+    local ca ca_name
+    if ((${#EXTRA_CA_FILES[@]})); then
+        mkdir -p "$root/usr/local/share/ca-certificates/initd-base"
+        for ca in "${EXTRA_CA_FILES[@]}"; do
+            ca_name=${ca##*/}
+            cp "$ca" "$root/usr/local/share/ca-certificates/initd-base/${ca_name%.*}.crt"
+        done
+    fi
     apt_install ca-certificates
     # What debootstrap unpacked before the dpkg excludes existed.
     in_root 'find /usr/share/doc -mindepth 1 -not -type d -not -name copyright -delete
@@ -353,6 +396,15 @@ smoke_python() {
         python3 -m venv --system-site-packages /tmp/v && /tmp/v/bin/python -c "import flask"
         printf "flask\ngunicorn\npsycopg2\n" >/tmp/r.txt
         pip install --no-index --disable-pip-version-check --root-user-action=ignore -q -r /tmp/r.txt'
+    # Informational only (the network is not the image's business): can a
+    # container reach PyPI over TLS, as a `pip install` in a Dockerfile needs?
+    docker run --rm "$1" python3 -c '
+import urllib.request
+try:
+    urllib.request.urlopen("https://pypi.org/simple/pip/", timeout=15).read(100)
+    print("PyPI reachable from containers")
+except Exception as e:
+    print("PyPI NOT reachable from containers:", e)' || true
 }
 
 # nginx: Debian's nginx, laid out like the official image: config snippets in
@@ -532,7 +584,11 @@ recipe_files() {
 # prints them normalized (comments dropped), so comment edits don't rebuild.
 COMMON_FUNCS=(in_root link_debs apt_install new_root finalize_root import_root)
 base_hash() {
-    { echo "v$RECIPE_VERSION $SUITE"; declare -f make_base in_root link_debs apt_install; } | sha256sum | cut -c1-16
+    {
+        echo "v$RECIPE_VERSION $SUITE"
+        declare -f make_base in_root link_debs apt_install
+        ((${#EXTRA_CA_FILES[@]} == 0)) || cat "${EXTRA_CA_FILES[@]}"
+    } | sha256sum | cut -c1-16
 }
 recipe_hash() {
     local f
@@ -639,6 +695,8 @@ main() {
     local w
     for w in "$CACHE"/work/*; do remove_root "$w"; done
     detect_mirrors
+    find_extra_cas
+    ((${#EXTRA_CA_FILES[@]} == 0)) || log "extra CA certificates for the images: ${EXTRA_CA_FILES[*]}"
 
     local t0=$SECONDS name
     for name in "${images[@]}"; do build_one "$name"; done

@@ -28,7 +28,9 @@ pub fn pid1_prefix() -> Vec<&'static str> {
 }
 
 /// A command that runs initd (with `args`) as PID 1. The environment is
-/// cleared but for PATH so the host's INITD_* settings cannot leak in.
+/// cleared but for PATH so the host's settings cannot leak in; the tests
+/// run as root on a host without an `app` user, so root is allowed (the
+/// user tests take it away again).
 pub fn initd_pid1<I, S>(args: I) -> Command
 where
     I: IntoIterator<Item = S>,
@@ -37,7 +39,9 @@ where
     let prefix = pid1_prefix();
     let mut cmd = Command::new(prefix[0]);
     cmd.args(&prefix[1..]).arg(INITD).args(args);
-    cmd.env_clear().env("PATH", "/usr/local/bin:/usr/bin:/bin");
+    cmd.env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("INITD_ALLOW_ROOT", "true");
     cmd
 }
 
@@ -49,7 +53,9 @@ where
 {
     let mut cmd = Command::new(INITD);
     cmd.args(args);
-    cmd.env_clear().env("PATH", "/usr/local/bin:/usr/bin:/bin");
+    cmd.env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("INITD_ALLOW_ROOT", "true");
     cmd
 }
 
