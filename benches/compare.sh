@@ -65,6 +65,15 @@ done
 # initd rejects unknown INITD_* variables as a configuration error, and
 # INITD_BIN is ours, not initd's: keep it out of the inits' environment.
 BUILD_INITD=1
+# initd drops to an app user by default and refuses root without one; the
+# peers run the child as root, so initd must too for a like-for-like run.
+# (Exported once here so no `env` wrapper lands inside a timed region.)
+export INITD_ALLOW_ROOT=true
+# initd reads every NAME_FILE=/path variable as a Docker secret; a
+# developer machine's *_FILE variables are not secrets.
+for var in $(compgen -e); do
+    case $var in *_FILE | FILE__*) unset "$var" ;; esac
+done
 if [[ -n ${INITD_BIN:-} ]]; then BUILD_INITD=0; fi
 INITD_BIN=${INITD_BIN:-$REPO/target/x86_64-unknown-linux-gnu/release/initd}
 export -n INITD_BIN

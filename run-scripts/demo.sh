@@ -18,5 +18,12 @@ else
     as_pid1=()
 fi
 
-echo "demo: initd supervises python3 -m http.server on http://127.0.0.1:$port/ (Ctrl-C to stop)"
-exec "${as_pid1[@]}" env INITD_LOG="${INITD_LOG:-debug}" "$initd" python3 -m http.server "$port" --bind 127.0.0.1
+# A clean environment, as a container has: a workstation's *_FILE variables
+# would otherwise be read as Docker secrets. The server runs as `nobody`,
+# as an image's app user would: initd drops to it from root.
+user=nobody
+[ "$(id -u)" = 0 ] || user=$(id -un)
+echo "demo: initd supervises python3 -m http.server, as $user, on http://127.0.0.1:$port/ (Ctrl-C to stop)"
+exec "${as_pid1[@]}" env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin TERM="${TERM:-dumb}" LANG="${LANG:-C.UTF-8}" \
+    INITD_LOG="${INITD_LOG:-debug}" INITD_USER="$user" \
+    "$initd" python3 -m http.server "$port" --bind 127.0.0.1 --directory /tmp

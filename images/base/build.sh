@@ -42,6 +42,7 @@
 #                           https inside `docker build` work only if the image does too.
 #
 # Needs root (debootstrap, chroot, mount) and a running Docker engine.
+# shellcheck disable=SC2016 # in_root scripts are single-quoted on purpose: they expand in the chroot
 set -euo pipefail
 shopt -s nullglob
 
@@ -111,16 +112,21 @@ detect_mirrors() {
 # keeps only real CA certificates (basicConstraints CA:TRUE), so a
 # self-signed server certificate such as ssl-cert's snakeoil is not trusted.
 find_extra_cas() {
-    local spec=${INITD_BASE_EXTRA_CA:-auto} f
+    local spec=${INITD_BASE_EXTRA_CA:-auto} f sum
+    local -A seen=()
     EXTRA_CA_FILES=()
     case $spec in
     none | "") return 0 ;;
     auto)
         for f in /usr/local/share/ca-certificates/*.crt /usr/local/share/ca-certificates/*/*.crt \
             /etc/ssl/certs/*.pem /etc/ssl/certs/*.crt; do
-            [ -f "$f" ] && [ ! -L "$f" ] || continue
+            if [ ! -f "$f" ] || [ -L "$f" ]; then continue; fi
             [ "${f##*/}" = ca-certificates.crt ] && continue
             openssl x509 -noout -ext basicConstraints -in "$f" 2>/dev/null | grep -q 'CA:TRUE' || continue
+            # The same certificate often sits in both places.
+            sum=$(sha256sum <"$f" | cut -d' ' -f1)
+            [ -z "${seen[$sum]:-}" ] || continue
+            seen[$sum]=1
             EXTRA_CA_FILES+=("$f")
         done ;;
     *)
@@ -670,7 +676,7 @@ build_one() {
 }
 
 main() {
-    FORCE= VERIFY=
+    FORCE='' VERIFY=
     local images=() a
     for a in "$@"; do
         case $a in

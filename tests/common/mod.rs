@@ -102,6 +102,18 @@ pub fn finish(mut child: Child, limit: Duration) -> Output {
     }
 }
 
+/// The exit status, or `None` if the child is still running after `limit`.
+pub fn wait_or_none(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    None
+}
+
 pub fn wait_timeout(child: &mut Child, limit: Duration) -> ExitStatus {
     let start = Instant::now();
     loop {

@@ -59,7 +59,7 @@ if [ "$1" = postgres ] && [ "$(id -u)" = 0 ]; then
     chmod 3777 /var/run/postgresql
     # setpriv (util-linux, always present) execs in place; su/runuser would
     # stay behind as the parent, and then PID 1 would not be postgres.
-    exec setpriv --reuid=postgres --regid=postgres --init-groups "$BASH_SOURCE" "$@"
+    exec setpriv --reuid=postgres --regid=postgres --init-groups "${BASH_SOURCE[0]}" "$@"
 fi
 
 if [ "$1" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
@@ -110,7 +110,15 @@ if [ "$1" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
         case "$f" in
         *.sh)
             # Executable scripts run; others are sourced, as upstream.
-            if [ -x "$f" ]; then log "running $f"; "$f"; else log "sourcing $f"; . "$f"; fi ;;
+            if [ -x "$f" ]; then
+                log "running $f"
+                "$f"
+            else
+                log "sourcing $f"
+                # shellcheck disable=SC1090 # the user's script
+                . "$f"
+            fi
+            ;;
         *.sql) log "running $f"; "${psql[@]}" --dbname "$POSTGRES_DB" -f "$f" ;;
         *.sql.gz) log "running $f"; gunzip -c "$f" | "${psql[@]}" --dbname "$POSTGRES_DB" ;;
         *) log "ignoring $f" ;;

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite in one command, on a fresh machine: installs what the
+# tests need when it is missing (as root, from Debian's packages), starts a
+# throwaway PostgreSQL for the migration-lock tests, and runs `cargo test`.
+#
+#   bash tests/run.sh [CARGO TEST ARGS...]
+#
+# Plain `cargo test` works too: tests whose tools are missing print a note
+# and pass without checking anything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v unshare >/dev/null || need+=(util-linux)
+command -v python3 >/dev/null || need+=(python3)
+command -v awk >/dev/null || need+=(gawk)
+command -v gunicorn >/dev/null || need+=(gunicorn)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+if ((${#need[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "tests/run.sh: missing ${need[*]}; install them (apt-get install ${need[*]}) or run as root" >&2
+        exit 1
+    fi
+    echo "tests/run.sh: installing ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+exec bash tests/support/postgres.sh run cargo test "$@"
