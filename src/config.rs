@@ -1095,6 +1095,18 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_documents_every_setting() {
+        let readme = include_str!("../README.md");
+        for s in SETTINGS {
+            assert!(
+                readme.contains(&format!("| `{}` |", s.name)),
+                "{} is missing from README's table",
+                s.name
+            );
+        }
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("8"), Some(Duration::from_secs(8)));
         assert_eq!(parse_duration("8s"), Some(Duration::from_secs(8)));
