@@ -18,6 +18,7 @@ pub mod resolve;
 pub mod secrets;
 pub mod show;
 pub mod signals;
+pub mod status;
 pub mod steps;
 pub mod supervisor;
 pub mod user;

@@ -26,6 +26,7 @@ use crate::netio;
 use crate::resolve;
 use crate::secrets::{self, Redactor};
 use crate::signals;
+use crate::status::{Phase, Status};
 use crate::steps::{Halt, Launcher};
 use crate::supervisor::{Policy, Supervisor};
 use crate::user::{self, AppUser, DropDecision};
@@ -241,7 +242,7 @@ pub fn run(main: Main) -> i32 {
     for warning in &plan.warnings {
         warn!("{warning}");
     }
-    let mut sup = match Supervisor::new(Policy::from(&settings)) {
+    let mut sup = match Supervisor::new(Policy::from(&settings), Status::new()) {
         Ok(sup) => sup,
         Err(e) => {
             error!("opening a signalfd failed: {e}");
@@ -296,6 +297,8 @@ fn execute(prepared: &Prepared, plan: &Plan, sup: &mut Supervisor) -> Result<i32
     } else {
         info!("starting {}: {}", plan.main_what, cmdline::join(&plan.main));
     }
+    sup.status()
+        .set_phase(Phase::Running, format!("{} running", plan.main_what));
     Ok(launcher.run_main(sup, plan.main_what, &plan.main))
 }
 

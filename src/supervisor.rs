@@ -5,6 +5,7 @@
 //! with no timeout, and only a stop in progress gives it a deadline.
 
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -18,6 +19,7 @@ use crate::exit::{self, Fate, StopOutcome};
 use crate::procfs;
 use crate::reaper;
 use crate::signals::{self, Mapped, SignalMap, Target, short_name};
+use crate::status::{Phase, Status};
 
 /// How signals are forwarded and how a stop proceeds.
 #[derive(Debug, Clone)]
@@ -82,12 +84,13 @@ pub struct Supervisor {
     killed_all: bool,
     /// Whether a child was still alive at the last reaping pass.
     children_left: bool,
+    status: Arc<Status>,
 }
 
 impl Supervisor {
     /// Opens the signalfd. The handled signals must already be blocked
     /// (before any child is spawned, so none is missed).
-    pub fn new(policy: Policy) -> nix::Result<Supervisor> {
+    pub fn new(policy: Policy, status: Arc<Status>) -> nix::Result<Supervisor> {
         let signals = SignalFd::with_flags(
             &signals::handled_set(),
             SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
@@ -101,7 +104,14 @@ impl Supervisor {
             deadline: None,
             killed_all: false,
             children_left: false,
+            status,
         })
+    }
+
+    /// What `initd check` reports; the pipeline sets the phases before the
+    /// server, the supervisor those of the stop.
+    pub fn status(&self) -> &Arc<Status> {
+        &self.status
     }
 
     pub fn policy(&self) -> &Policy {
@@ -152,7 +162,9 @@ impl Supervisor {
     /// Supervises the main child to its end, then whatever it left behind,
     /// and returns initd's exit status.
     pub fn run_main(&mut self, pid: Pid) -> i32 {
+        self.status.set_main(Some(pid.as_raw() as u32));
         let fate = self.run_step(pid);
+        self.status.set_main(None);
         match fate {
             // A command that succeeded needs no epitaph among its output.
             Fate::Exited(0) => debug!("main child exited with status 0"),
@@ -262,6 +274,8 @@ impl Supervisor {
                         sent: sig,
                         killed: false,
                     });
+                    self.status
+                        .set_phase(Phase::Stopping, format!("stopping on {}", short_name(received)));
                     self.deadline = Some(Instant::now() + grace);
                 }
                 self.forward(sig);
