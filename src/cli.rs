@@ -19,6 +19,7 @@ pub enum Command {
     Version,
     Exec(Vec<OsString>),
     Run,
+    Dev,
     Config,
 }
 
@@ -27,6 +28,7 @@ pub enum Topic {
     Main,
     Exec,
     Run,
+    Dev,
     Config,
     Version,
 }
@@ -41,7 +43,7 @@ pub enum UsageError {
     Unexpected(&'static str),
 }
 
-const SUBCOMMANDS: [&str; 5] = ["exec", "run", "config", "version", "help"];
+const SUBCOMMANDS: [&str; 6] = ["exec", "run", "dev", "config", "version", "help"];
 
 pub fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
     let mut args = args.into_iter();
@@ -55,6 +57,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
         Some("-V" | "--version") => Ok(Command::Version),
         Some("version") => no_args(&rest, Command::Version, Topic::Version, "initd version"),
         Some("run") => no_args(&rest, Command::Run, Topic::Run, "initd run"),
+        Some("dev") => no_args(&rest, Command::Dev, Topic::Dev, "initd dev"),
         Some("config") => no_args(&rest, Command::Config, Topic::Config, "initd config"),
         Some("exec") => parse_exec(rest),
         Some("--") => exec(rest),
@@ -82,6 +85,7 @@ fn help_topic(arg: Option<&OsString>) -> Topic {
     match arg.and_then(|a| a.to_str()) {
         Some("exec") => Topic::Exec,
         Some("run") => Topic::Run,
+        Some("dev") => Topic::Dev,
         Some("config") => Topic::Config,
         Some("version") => Topic::Version,
         _ => Topic::Main,
@@ -114,6 +118,7 @@ pub fn help(topic: Topic) -> String {
         Topic::Main => main_help(),
         Topic::Exec => EXEC_HELP.to_string(),
         Topic::Run => RUN_HELP.to_string(),
+        Topic::Dev => DEV_HELP.to_string(),
         Topic::Config => CONFIG_HELP.to_string(),
         Topic::Version => {
             "initd version: print initd's version and build information\n\nUSAGE\n    initd version\n"
@@ -159,6 +164,27 @@ A failing step, or a stop signal, ends the pipeline: nothing after it starts.
 `initd config` shows the plan without running it.
 ";
 
+const DEV_HELP: &str = "\
+initd dev: the development entrypoint (compose `command: initd dev`)
+
+USAGE
+    initd dev
+
+Secrets and the app user as for `initd run`, then:
+    1. INITD_DEV_SETUP commands, once, in order (`npm ci unless node_modules`
+       skips the command when node_modules exists)
+    2. with AUTO_START_SERVER=true: wait for INITD_WAIT_FOR, migrate, run
+       INITD_PRESTART
+    3. INITD_WATCHERS (css=npm run watch:css; js=...) start together, each line
+       they print prefixed with their name; one that exits is restarted with
+       backoff (1s doubling to 30s) and never takes the others down
+    4. with AUTO_START_SERVER=true, the dev server (INITD_DEV_SERVER, else
+       runserver, flask run or gunicorn), restarted when a file under
+       INITD_RELOAD_PATHS changes; a server that crashes waits for the next
+       change. Without it, the container idles for `docker compose exec`.
+TERM stops everything gracefully and exits 0.
+";
+
 const CONFIG_HELP: &str = "\
 initd config: print the effective configuration and the plan
 
@@ -180,6 +206,7 @@ initd: PID 1 for containers of Python web apps
 USAGE
     initd [exec --] CMD [ARGS...]   run CMD under initd (reap, forward, stop)
     initd run                       secrets, app user, wait, migrate, then the server
+    initd dev                       dev setup, asset watchers, a reloading dev server
     initd config                    print the effective configuration and plan
     initd version                   print version and build information
     initd help [SUBCOMMAND]         print this help, or a subcommand's
@@ -298,6 +325,7 @@ mod tests {
     fn subcommands_are_known() {
         assert!(is_subcommand("exec"));
         assert!(is_subcommand("run"));
-        assert!(!is_subcommand("dev"));
+        assert!(is_subcommand("dev"));
+        assert!(!is_subcommand("check"));
     }
 }

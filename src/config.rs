@@ -32,6 +32,9 @@ pub enum Kind {
     List,
     /// Commands separated by `;` in the environment, an array in TOML.
     Commands,
+    /// `name=command` pairs separated by `;` in the environment, a table in
+    /// TOML.
+    Table,
 }
 
 pub struct Setting {
@@ -232,6 +235,62 @@ pub const SETTINGS: &[Setting] = &[
         "8080",
     ),
     setting(
+        "AUTO_START_SERVER",
+        Kind::Bool,
+        "false",
+        "`initd dev`: run migrations and start the dev server; false: idle, awaiting `docker compose exec`",
+        "true",
+    ),
+    setting(
+        "INITD_DEV_SETUP",
+        Kind::Commands,
+        "",
+        "`initd dev`: commands run once first; `CMD unless PATH` skips CMD when PATH exists",
+        "npm ci unless node_modules",
+    ),
+    setting(
+        "INITD_WATCHERS",
+        Kind::Table,
+        "",
+        "`initd dev`: long-running asset watchers, `name=command` separated by `;` (a table in TOML)",
+        "css=npm run watch:css; js=npm run watch:js",
+    ),
+    setting(
+        "INITD_DEV_SERVER",
+        Kind::Text,
+        "",
+        "`initd dev`: the dev server; unset: runserver (manage.py), flask run (FLASK_APP), or gunicorn with one worker",
+        "uvicorn app:app --port 8000",
+    ),
+    setting(
+        "INITD_RELOAD_PATHS",
+        Kind::List,
+        "",
+        "`initd dev`: where to watch for changes (default: the working directory)",
+        "/app/src,/app/templates",
+    ),
+    setting(
+        "INITD_RELOAD_INCLUDE",
+        Kind::List,
+        "",
+        "`initd dev`: file name patterns whose change restarts the server (default: Python, template and config files)",
+        "*.py,*.html",
+    ),
+    setting(
+        "INITD_RELOAD_IGNORE",
+        Kind::List,
+        "",
+        "`initd dev`: names never watched (default: .git, __pycache__, node_modules, .venv, *.pyc, editor swap files)",
+        "*.pyc,build",
+    ),
+    setting(
+        "INITD_RELOAD_POLL",
+        Kind::Duration,
+        "",
+        "`initd dev`: poll for changes at this interval instead of inotify (default: inotify, or 1s polling on mounts inotify cannot see)",
+        "1s",
+    ),
+    setting(
         "GUNICORN_ARGUMENTS",
         Kind::Text,
         "",
@@ -330,6 +389,28 @@ pub struct Pipeline {
     pub forwarded_allow_ips: Option<String>,
     pub port: u16,
     pub gunicorn_arguments: Option<String>,
+    pub dev: Dev,
+}
+
+/// `initd dev`'s settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dev {
+    pub auto_start_server: bool,
+    pub setup: Vec<SetupStep>,
+    pub watchers: Vec<(String, Vec<String>)>,
+    pub server: Option<Vec<String>>,
+    /// Empty: the working directory.
+    pub reload_paths: Vec<PathBuf>,
+    pub reload_include: Option<Vec<String>>,
+    pub reload_ignore: Option<Vec<String>>,
+    pub reload_poll: Option<Duration>,
+}
+
+/// A dev setup command, skipped when `unless` exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupStep {
+    pub argv: Vec<String>,
+    pub unless: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -354,6 +435,8 @@ pub enum Raw {
     Text(String),
     /// From a TOML array: kept apart so no separator has to be escaped.
     Items(Vec<String>),
+    /// From a TOML table of strings.
+    Pairs(Vec<(String, String)>),
 }
 
 /// The gathered values with their sources: what `initd config` prints.
@@ -378,6 +461,13 @@ impl Layers {
         match self.get(name)? {
             Raw::Text(text) => Some(text.clone()),
             Raw::Items(items) => Some(items.join(",")),
+            Raw::Pairs(pairs) => Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
         }
     }
 }
@@ -421,6 +511,14 @@ env_fields! {
     workers => "initd_workers",
     forwarded_allow_ips => "initd_forwarded_allow_ips",
     port => "port",
+    auto_start_server => "auto_start_server",
+    dev_setup => "initd_dev_setup",
+    watchers => "initd_watchers",
+    dev_server => "initd_dev_server",
+    reload_paths => "initd_reload_paths",
+    reload_include => "initd_reload_include",
+    reload_ignore => "initd_reload_ignore",
+    reload_poll => "initd_reload_poll",
     gunicorn_arguments => "gunicorn_arguments",
     signal_target => "initd_signal_target",
     signal_map => "initd_signal_map",
@@ -524,6 +622,11 @@ fn toml_raw(setting: &Setting, value: &toml::Value) -> Option<Raw> {
             .map(|v| v.as_str().map(str::to_string))
             .collect::<Option<Vec<_>>>()
             .map(Raw::Items),
+        (Kind::Table, Value::Table(table)) => table
+            .iter()
+            .map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+            .collect::<Option<Vec<_>>>()
+            .map(Raw::Pairs),
         (_, Value::String(s)) => Some(Raw::Text(s.clone())),
         (Kind::Number, Value::Integer(n)) => Some(Raw::Text(n.to_string())),
         (Kind::Bool, Value::Boolean(b)) => Some(Raw::Text(b.to_string())),
@@ -541,6 +644,7 @@ fn expected_toml(kind: Kind) -> &'static str {
         Kind::Number => "an integer",
         Kind::List => "an array of strings",
         Kind::Commands => "an array of command strings",
+        Kind::Table => "a table of name = \"command\"",
     }
 }
 
@@ -629,7 +733,7 @@ impl Reader<'_> {
         let lines = match self.layers.get(name) {
             None => return Ok(None),
             Some(Raw::Items(items)) => items.clone(),
-            Some(Raw::Text(text)) => cmdline::split_commands(text),
+            Some(other) => cmdline::split_commands(&text_of(other)),
         };
         let invalid = |line: &str, why: String| ConfigError::Invalid {
             name: name.to_string(),
@@ -700,7 +804,7 @@ fn parse_pipeline(r: &Reader) -> Result<Pipeline, ConfigError> {
         match r.layers.get(name) {
             None => Vec::new(),
             Some(Raw::Items(items)) => items.clone(),
-            Some(Raw::Text(text)) => text.split(',').map(|s| s.trim().to_string()).collect(),
+            Some(other) => text_of(other).split(',').map(|s| s.trim().to_string()).collect(),
         }
         .into_iter()
         .filter(|s| !s.is_empty())
@@ -760,7 +864,111 @@ fn parse_pipeline(r: &Reader) -> Result<Pipeline, ConfigError> {
             )?
             .unwrap_or(8000),
         gunicorn_arguments: non_empty("GUNICORN_ARGUMENTS"),
+        dev: parse_dev(r)?,
     })
+}
+
+fn parse_dev(r: &Reader) -> Result<Dev, ConfigError> {
+    let list = |name: &'static str| -> Option<Vec<String>> {
+        let items: Vec<String> = match r.layers.get(name)? {
+            Raw::Items(items) => items.clone(),
+            other => text_of(other).split(',').map(|s| s.trim().to_string()).collect(),
+        };
+        Some(items.into_iter().filter(|s| !s.is_empty()).collect())
+    };
+    let setup = r
+        .commands("INITD_DEV_SETUP")?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|mut argv| {
+            // `npm ci unless node_modules`: the command makes that path.
+            let n = argv.len();
+            let unless = (n >= 3 && argv[n - 2] == "unless").then(|| PathBuf::from(argv[n - 1].clone()));
+            if unless.is_some() {
+                argv.truncate(n - 2);
+            }
+            SetupStep { argv, unless }
+        })
+        .collect();
+    let mut watchers = Vec::new();
+    if let Some(raw) = r.layers.get("INITD_WATCHERS") {
+        let pairs: Vec<(String, String)> = match raw {
+            Raw::Pairs(pairs) => pairs.clone(),
+            other => cmdline::split_commands(&text_of(other))
+                .into_iter()
+                .map(|entry| match entry.split_once('=') {
+                    Some((name, cmd)) => Ok((name.trim().to_string(), cmd.trim().to_string())),
+                    None => Err(ConfigError::Invalid {
+                        name: "INITD_WATCHERS".into(),
+                        value: entry.clone(),
+                        expected: "name=command entries separated by ; (css=npm run watch:css)".into(),
+                    }),
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        for (name, cmd) in pairs {
+            let valid_name = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !valid_name {
+                return Err(ConfigError::Invalid {
+                    name: "INITD_WATCHERS".into(),
+                    value: name,
+                    expected: "a watcher name of letters, digits, - _ or .".into(),
+                });
+            }
+            let argv = cmdline::split(&cmd).map_err(|e| ConfigError::Invalid {
+                name: "INITD_WATCHERS".into(),
+                value: cmd.clone(),
+                expected: format!("a command line ({e})"),
+            })?;
+            if watchers.iter().any(|(n, _)| *n == name) {
+                return Err(ConfigError::Entry {
+                    name: "INITD_WATCHERS",
+                    detail: format!("the watcher name {name:?} is used twice"),
+                });
+            }
+            watchers.push((name, argv));
+        }
+    }
+    let server = match r.layers.text("INITD_DEV_SERVER") {
+        Some(text) if !text.trim().is_empty() => Some(single_command(r, "INITD_DEV_SERVER")?),
+        _ => None,
+    };
+    Ok(Dev {
+        auto_start_server: r
+            .value("AUTO_START_SERVER", parse_bool, BOOL_FORM)?
+            .unwrap_or(false),
+        setup,
+        watchers,
+        server,
+        reload_paths: list("INITD_RELOAD_PATHS")
+            .unwrap_or_default()
+            .into_iter()
+            .map(PathBuf::from)
+            .collect(),
+        reload_include: list("INITD_RELOAD_INCLUDE"),
+        reload_ignore: list("INITD_RELOAD_IGNORE"),
+        reload_poll: r.value(
+            "INITD_RELOAD_POLL",
+            |v| parse_duration(v).filter(|d| !d.is_zero()),
+            DURATION_FORM,
+        )?,
+    })
+}
+
+/// A gathered value as the text the environment would have held.
+pub fn text_of(raw: &Raw) -> String {
+    match raw {
+        Raw::Text(t) => t.clone(),
+        Raw::Items(items) => items.join(","),
+        Raw::Pairs(pairs) => pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
 }
 
 /// A setting that holds exactly one command line.
@@ -1104,6 +1312,65 @@ mod tests {
                 s.name
             );
         }
+    }
+
+    #[test]
+    fn dev_settings() {
+        let d = from_env(env(&[
+            ("AUTO_START_SERVER", "yes"),
+            ("INITD_DEV_SETUP", "npm ci unless node_modules; echo hi"),
+            ("INITD_WATCHERS", "css=npm run watch:css; js=sh -c 'a;b'"),
+            ("INITD_DEV_SERVER", "python app.py"),
+            ("INITD_RELOAD_PATHS", "/app/src,/app/templates"),
+            ("INITD_RELOAD_POLL", "500ms"),
+        ]))
+        .unwrap()
+        .pipeline
+        .dev;
+        assert!(d.auto_start_server);
+        assert_eq!(d.setup[0].argv, ["npm", "ci"]);
+        assert_eq!(d.setup[0].unless, Some(PathBuf::from("node_modules")));
+        assert_eq!(d.setup[1].unless, None);
+        assert_eq!(
+            d.watchers[0],
+            (
+                "css".to_string(),
+                vec!["npm".into(), "run".into(), "watch:css".into()]
+            )
+        );
+        assert_eq!(d.watchers[1].1, ["sh", "-c", "a;b"]);
+        assert_eq!(d.server.unwrap(), ["python", "app.py"]);
+        assert_eq!(d.reload_paths.len(), 2);
+        assert_eq!(d.reload_poll, Some(Duration::from_millis(500)));
+        let defaults = from_env(env(&[])).unwrap().pipeline.dev;
+        assert!(!defaults.auto_start_server);
+        assert!(defaults.watchers.is_empty());
+        assert_eq!(defaults.reload_include, None);
+    }
+
+    #[test]
+    fn watchers_from_a_toml_table() {
+        let text = "[watchers]\ncss = \"npm run watch:css\"\n";
+        let d = parse(&file_layer(Path::new("/etc/initd.toml"), text).unwrap())
+            .unwrap()
+            .pipeline
+            .dev;
+        assert_eq!(d.watchers[0].0, "css");
+    }
+
+    #[test]
+    fn bad_watchers_are_named() {
+        let err = |v: &str| from_env(env(&[("INITD_WATCHERS", v)])).unwrap_err().to_string();
+        assert!(
+            err("npm run watch").contains("expected name=command"),
+            "{}",
+            err("npm run watch")
+        );
+        assert!(err("a b=x").contains("a watcher name"), "{}", err("a b=x"));
+        assert_eq!(
+            err("a=x; a=y"),
+            "INITD_WATCHERS: the watcher name \"a\" is used twice"
+        );
     }
 
     #[test]

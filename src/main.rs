@@ -27,6 +27,7 @@ fn real_main() -> i32 {
         }
         Command::Exec(argv) => pipeline::run(Main::Command(argv)),
         Command::Run => pipeline::run(Main::Server),
+        Command::Dev => pipeline::run(Main::Dev),
         Command::Config => config(),
     }
 }

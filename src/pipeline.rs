@@ -39,6 +39,9 @@ pub enum Main {
     Server,
     /// `initd exec`: this command, after secrets and the user only.
     Command(Vec<OsString>),
+    /// `initd dev`: setup, watchers, and the dev server when
+    /// AUTO_START_SERVER is on.
+    Dev,
 }
 
 /// Everything decided before anything starts.
@@ -50,6 +53,13 @@ pub struct Plan {
     pub main: Vec<String>,
     pub main_what: &'static str,
     pub warnings: Vec<String>,
+    /// Dev mode's own parts.
+    pub dev: Option<DevParts>,
+}
+
+pub struct DevParts {
+    pub setup: Vec<config::SetupStep>,
+    pub plan: crate::dev::DevPlan,
 }
 
 pub struct Step {
@@ -118,64 +128,158 @@ pub fn plan(prepared: &Prepared, main: &Main) -> Result<Plan, (String, i32)> {
     let user = plan_user(settings).map_err(|e| (e.to_string(), exit::NOPERM))?;
     let mut warnings = Vec::new();
     let mut steps = Vec::new();
+    let mut dev = None;
     let (main_argv, main_what) = match main {
         Main::Command(argv) => (
             argv.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
             "command",
         ),
         Main::Server => {
-            let migrate = match &p.migrate {
-                Migrate::Off => None,
-                Migrate::Command(argv) => Some(argv.clone()),
-                Migrate::Auto => prepared.cwd.join("manage.py").is_file().then(|| {
-                    ["python", "manage.py", "migrate", "--noinput"]
-                        .map(String::from)
-                        .to_vec()
-                }),
-            };
-            if let Some(argv) = migrate {
-                steps.push(Step {
-                    what: "migration".into(),
-                    argv,
-                    locked: p.migrate_lock == MigrateLock::Postgres,
-                });
-            } else if p.migrate_lock == MigrateLock::Postgres {
-                warnings.push("INITD_MIGRATE_LOCK=postgres has no migration to guard".into());
-            }
-            for (i, argv) in p.prestart.iter().enumerate() {
-                steps.push(Step {
-                    what: format!("pre-start command {}", i + 1),
-                    argv: argv.clone(),
-                    locked: false,
-                });
-            }
+            steps.extend(pre_start_steps(prepared, &mut warnings));
             let server = server_plan(prepared).map_err(|e| (e, exit::CONFIG))?;
             warnings.extend(server.warnings);
             (server.argv, "server")
         }
+        Main::Dev => {
+            let d = &p.dev;
+            let server = if d.auto_start_server {
+                steps.extend(pre_start_steps(prepared, &mut warnings));
+                Some(dev_server(prepared).map_err(|e| (e, exit::CONFIG))?)
+            } else {
+                None
+            };
+            let roots = if d.reload_paths.is_empty() {
+                vec![prepared.cwd.clone()]
+            } else {
+                d.reload_paths.iter().map(|r| prepared.cwd.join(r)).collect()
+            };
+            let mut filter = crate::reload::Filter::default();
+            if let Some(include) = &d.reload_include {
+                filter.include = include.clone();
+            }
+            if let Some(ignore) = &d.reload_ignore {
+                filter.ignore = ignore.clone();
+            }
+            let main = server.clone().unwrap_or_default();
+            dev = Some(DevParts {
+                setup: d.setup.clone(),
+                plan: crate::dev::DevPlan {
+                    watchers: d.watchers.clone(),
+                    server,
+                    reload_roots: roots,
+                    filter,
+                    poll: d.reload_poll,
+                },
+            });
+            (main, "dev server")
+        }
     };
-    // Every command must exist before the first one starts.
+    // Every command must exist before the first one starts (watchers may
+    // be installed by the dev setup, so they are looked up when started).
     let path = prepared
         .env
         .iter()
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.as_os_str());
-    for argv in steps.iter().map(|s| &s.argv).chain(std::iter::once(&main_argv)) {
+    let setup = dev.iter().flat_map(|d| d.setup.iter().map(|s| &s.argv));
+    let main_cmd = (!main_argv.is_empty()).then_some(&main_argv);
+    for argv in setup.chain(steps.iter().map(|s| &s.argv)).chain(main_cmd) {
         resolve::resolve(argv[0].as_ref(), path, &prepared.cwd)
             .map_err(|e| (e.to_string(), e.exit_code()))?;
     }
     Ok(Plan {
         user,
-        wait_for: if matches!(main, Main::Server) {
-            p.wait_for.clone()
-        } else {
-            Vec::new()
+        wait_for: match main {
+            Main::Server => p.wait_for.clone(),
+            Main::Dev if p.dev.auto_start_server => p.wait_for.clone(),
+            _ => Vec::new(),
         },
         steps,
         main: main_argv,
         main_what,
         warnings,
+        dev,
     })
+}
+
+/// The migration (auto-detected or configured) and the pre-start commands.
+fn pre_start_steps(prepared: &Prepared, warnings: &mut Vec<String>) -> Vec<Step> {
+    let p = &prepared.loaded.settings.pipeline;
+    let mut steps = Vec::new();
+    let migrate = match &p.migrate {
+        Migrate::Off => None,
+        Migrate::Command(argv) => Some(argv.clone()),
+        Migrate::Auto => prepared.cwd.join("manage.py").is_file().then(|| {
+            ["python", "manage.py", "migrate", "--noinput"]
+                .map(String::from)
+                .to_vec()
+        }),
+    };
+    if let Some(argv) = migrate {
+        steps.push(Step {
+            what: "migration".into(),
+            argv,
+            locked: p.migrate_lock == MigrateLock::Postgres,
+        });
+    } else if p.migrate_lock == MigrateLock::Postgres {
+        warnings.push("INITD_MIGRATE_LOCK=postgres has no migration to guard".into());
+    }
+    for (i, argv) in p.prestart.iter().enumerate() {
+        steps.push(Step {
+            what: format!("pre-start command {}", i + 1),
+            argv: argv.clone(),
+            locked: false,
+        });
+    }
+    steps
+}
+
+/// The dev server: INITD_DEV_SERVER, else Django's runserver, Flask's dev
+/// server, or gunicorn with one worker. initd does the reloading itself, so
+/// the frameworks' own reloaders are turned off (two reloaders restart
+/// twice, and Django's polls every second).
+fn dev_server(prepared: &Prepared) -> Result<Vec<String>, String> {
+    let settings = &prepared.loaded.settings;
+    if let Some(server) = &settings.pipeline.dev.server {
+        return Ok(server.clone());
+    }
+    let port = settings.pipeline.port.to_string();
+    if prepared.cwd.join("manage.py").is_file() {
+        let bind = format!("0.0.0.0:{port}");
+        return Ok(["python", "manage.py", "runserver", "--noreload", &bind]
+            .map(String::from)
+            .to_vec());
+    }
+    let flask_app = prepared
+        .env
+        .iter()
+        .any(|(k, v)| k == "FLASK_APP" && !v.is_empty());
+    if flask_app {
+        let argv = [
+            "flask",
+            "run",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            &port,
+            "--no-reload",
+        ];
+        return Ok(argv.map(String::from).to_vec());
+    }
+    let layers = &prepared.loaded.layers;
+    let env = &prepared.env;
+    let lookup = |name: &str| {
+        if name == "INITD_WORKERS" {
+            return Some("1".to_string());
+        }
+        layers.text(name).or_else(|| {
+            env.iter()
+                .find(|(k, _)| k.to_str() == Some(name))
+                .and_then(|(_, v)| v.to_str().map(str::to_string))
+        })
+    };
+    let inputs = gunicorn::ServerInputs::gather(lookup, settings.stop_timeout, &prepared.cwd);
+    gunicorn::plan(&inputs).map(|p| p.argv).map_err(|e| e.to_string())
 }
 
 fn plan_user(settings: &Settings) -> Result<UserPlan, user::UserError> {
@@ -281,6 +385,21 @@ fn execute(prepared: &Prepared, plan: &Plan, sup: &mut Supervisor) -> Result<i32
         )?;
     }
     let launcher = Launcher::new(env, &prepared.cwd);
+    if let Some(dev) = &plan.dev {
+        for step in &dev.setup {
+            checkpoint(sup)?;
+            if let Some(path) = step.unless.as_ref().filter(|p| prepared.cwd.join(p).exists()) {
+                info!(
+                    "dev setup: skipping `{}`: {} exists",
+                    cmdline::join(&step.argv),
+                    path.display()
+                );
+                continue;
+            }
+            sup.status().set_phase(Phase::Starting, "dev setup running");
+            launcher.run_step(sup, "dev setup", &step.argv)?;
+        }
+    }
     for step in &plan.steps {
         checkpoint(sup)?;
         if step.locked {
@@ -290,6 +409,16 @@ fn execute(prepared: &Prepared, plan: &Plan, sup: &mut Supervisor) -> Result<i32
         }
     }
     checkpoint(sup)?;
+    if let Some(dev) = &plan.dev {
+        let dev_plan = crate::dev::DevPlan {
+            watchers: dev.plan.watchers.clone(),
+            server: dev.plan.server.clone(),
+            reload_roots: dev.plan.reload_roots.clone(),
+            filter: dev.plan.filter.clone(),
+            poll: dev.plan.poll,
+        };
+        return Ok(crate::dev::run(sup, &launcher, dev_plan));
+    }
     // `initd exec` stands in for tini: its command's output should be all
     // there is. The server's start is worth a line.
     if plan.steps.is_empty() && plan.wait_for.is_empty() && plan.main_what == "command" {

@@ -49,6 +49,22 @@ pub fn reap(main: Pid) -> Pass {
     }
 }
 
+/// Reaps every child that has ended, without blocking, and says which ended
+/// how; for loops that supervise several children at once.
+pub fn reap_any() -> (Vec<(Pid, Fate)>, bool) {
+    let mut ended = Vec::new();
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => return (ended, true),
+            Ok(WaitStatus::Exited(pid, code)) => ended.push((pid, Fate::Exited(code))),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => ended.push((pid, Fate::Signaled(sig))),
+            Ok(_) => {}
+            Err(Errno::EINTR) => continue,
+            Err(_) => return (ended, false),
+        }
+    }
+}
+
 /// When initd is not PID 1 (run from a shell, or under another init), ask
 /// the kernel to re-parent orphaned descendants to initd anyway, so they are
 /// still reaped and still stopped at the end.

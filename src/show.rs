@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use crate::cmdline;
-use crate::config::{Kind, Layers, Raw, SETTINGS, Source};
+use crate::config::{Kind, Layers, Raw, SETTINGS, Source, text_of};
 use crate::pipeline::Plan;
 use crate::user::DropDecision;
 
@@ -38,44 +38,36 @@ pub fn settings(layers: &Layers) -> String {
 }
 
 /// Renders a value as TOML: numbers and booleans bare, lists as arrays,
-/// everything else as a quoted string.
+/// watchers as an inline table, everything else as a quoted string.
 fn toml_value(kind: Kind, raw: &Raw) -> String {
     let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
-    let items = |raw: &Raw, split: fn(&str) -> Vec<String>| match raw {
-        Raw::Items(items) => items.clone(),
-        Raw::Text(text) => split(text),
+    let array = |items: Vec<String>| {
+        format!(
+            "[{}]",
+            items.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", ")
+        )
     };
-    match kind {
-        Kind::List => {
-            let list = items(raw, |t| {
-                t.split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            });
-            format!(
-                "[{}]",
-                list.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", ")
-            )
+    let text = text_of(raw);
+    match (kind, raw) {
+        (Kind::List | Kind::Commands, Raw::Items(items)) => array(items.clone()),
+        (Kind::List, _) => array(
+            text.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        ),
+        (Kind::Commands, _) => array(cmdline::split_commands(&text)),
+        (Kind::Table, _) => {
+            let pairs: Vec<String> = cmdline::split_commands(&text)
+                .iter()
+                .filter_map(|entry| entry.split_once('='))
+                .map(|(k, v)| format!("{} = {}", k.trim(), quote(v.trim())))
+                .collect();
+            format!("{{ {} }}", pairs.join(", "))
         }
-        Kind::Commands => {
-            let list = items(raw, cmdline::split_commands);
-            format!(
-                "[{}]",
-                list.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", ")
-            )
-        }
-        Kind::Number | Kind::Bool => match raw {
-            Raw::Text(t) if t.trim().parse::<i64>().is_ok() || matches!(t.trim(), "true" | "false") => {
-                t.trim().to_string()
-            }
-            Raw::Text(t) => quote(t),
-            Raw::Items(items) => quote(&items.join(",")),
-        },
-        Kind::Text | Kind::Duration => match raw {
-            Raw::Text(t) => quote(t),
-            Raw::Items(items) => quote(&items.join(",")),
-        },
+        (Kind::Number, _) if text.trim().parse::<i64>().is_ok() => text.trim().to_string(),
+        (Kind::Bool, _) if matches!(text.trim(), "true" | "false") => text.trim().to_string(),
+        _ => quote(&text),
     }
 }
 

@@ -5,6 +5,7 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use tracing::{debug, error, info};
 
@@ -20,6 +21,16 @@ pub struct Launcher {
     pub cwd: PathBuf,
     /// Whether stdin is a terminal to hand to each command in turn.
     pub foreground: bool,
+}
+
+/// Logs a failed exec and gives its shell-style status.
+pub fn spawn_failed(what: &str, program: &str, e: &std::io::Error) -> Halt {
+    error!("{what}: cannot execute {program}: {e}");
+    Halt(if e.kind() == std::io::ErrorKind::NotFound {
+        crate::exit::NOT_FOUND
+    } else {
+        crate::exit::NOT_EXECUTABLE
+    })
 }
 
 /// initd must exit with this status now.
@@ -39,31 +50,28 @@ impl Launcher {
         self.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v)
     }
 
-    /// Starts `argv` as the supervised child. Lookup and exec failures end
-    /// the pipeline with 127/126 and a line naming `what`.
-    pub fn start(&self, what: &str, argv: &[String]) -> Result<nix::unistd::Pid, Halt> {
-        let program = resolve::resolve(
-            argv[0].as_ref(),
-            self.path_var().map(OsString::as_os_str),
-            &self.cwd,
-        )
-        .map_err(|e| {
+    /// The command for `argv`, with the pipeline's environment and
+    /// directory; `foreground` hands it the terminal. Lookup failures are
+    /// logged naming `what` and become 127/126.
+    pub fn command(&self, what: &str, argv: &[String], foreground: bool) -> Result<Command, Halt> {
+        let path = self.path_var().map(OsString::as_os_str);
+        let program = resolve::resolve(argv[0].as_ref(), path, &self.cwd).map_err(|e| {
             error!("{what}: {e}");
             Halt(e.exit_code())
         })?;
         let argv_os: Vec<OsString> = argv.iter().map(OsString::from).collect();
-        let mut cmd = child::command(&program, &argv_os, self.foreground);
+        let mut cmd = child::command(&program, &argv_os, foreground && self.foreground);
         cmd.env_clear()
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&self.cwd);
-        let pid = child::spawn(cmd).map_err(|e| {
-            error!("{what}: cannot execute {}: {e}", program.display());
-            Halt(if e.kind() == std::io::ErrorKind::NotFound {
-                crate::exit::NOT_FOUND
-            } else {
-                crate::exit::NOT_EXECUTABLE
-            })
-        })?;
+        Ok(cmd)
+    }
+
+    /// Starts `argv` as the supervised child. Lookup and exec failures end
+    /// the pipeline with 127/126 and a line naming `what`.
+    pub fn start(&self, what: &str, argv: &[String]) -> Result<nix::unistd::Pid, Halt> {
+        let cmd = self.command(what, argv, true)?;
+        let pid = child::spawn(cmd).map_err(|e| spawn_failed(what, &argv[0], &e))?;
         debug!(pid = %pid, "{what} started: {}", cmdline::join(argv));
         Ok(pid)
     }

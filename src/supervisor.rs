@@ -125,6 +125,23 @@ impl Supervisor {
         self.signals.as_fd()
     }
 
+    /// Reads the pending signals without acting on them, for a loop that
+    /// applies its own rules (dev mode supervises several children).
+    pub fn read_signals(&mut self) -> Vec<Signal> {
+        let mut out = Vec::new();
+        loop {
+            match self.signals.read_signal() {
+                Ok(Some(info)) => out.extend(Signal::try_from(info.ssi_signo as i32).ok()),
+                Ok(None) => return out,
+                Err(Errno::EINTR) => continue,
+                Err(err) => {
+                    warn!("reading signals failed: {err}");
+                    return out;
+                }
+            }
+        }
+    }
+
     /// The stop signal received so far, if any.
     pub fn stop_requested(&self) -> Option<Signal> {
         self.stop.map(|s| s.sent)
@@ -324,7 +341,7 @@ impl Supervisor {
     /// whole pid namespace, which kill(-1) reaches atomically; as a
     /// subreaper, kill(-1) would reach the whole host, so only initd's own
     /// descendants are signalled.
-    fn signal_all(&self, sig: Signal) {
+    pub fn signal_all(&self, sig: Signal) {
         if self.pid1 {
             if let Err(err) = kill(Pid::from_raw(-1), sig)
                 && err != Errno::ESRCH

@@ -112,7 +112,7 @@ detect_mirrors() {
 # keeps only real CA certificates (basicConstraints CA:TRUE), so a
 # self-signed server certificate such as ssl-cert's snakeoil is not trusted.
 find_extra_cas() {
-    local spec=${INITD_BASE_EXTRA_CA:-auto} f sum
+    local spec=${INITD_BASE_EXTRA_CA:-auto} f sum bc
     local -A seen=()
     EXTRA_CA_FILES=()
     case $spec in
@@ -122,7 +122,8 @@ find_extra_cas() {
             /etc/ssl/certs/*.pem /etc/ssl/certs/*.crt; do
             if [ ! -f "$f" ] || [ -L "$f" ]; then continue; fi
             [ "${f##*/}" = ca-certificates.crt ] && continue
-            openssl x509 -noout -ext basicConstraints -in "$f" 2>/dev/null | grep -q 'CA:TRUE' || continue
+            bc=$(openssl x509 -noout -ext basicConstraints -in "$f" 2>/dev/null) || continue
+            [[ $bc == *CA:TRUE* ]] || continue
             # The same certificate often sits in both places.
             sum=$(sha256sum <"$f" | cut -d' ' -f1)
             [ -z "${seen[$sum]:-}" ] || continue
@@ -167,7 +168,8 @@ remove_root() {
     local root=$1 m
     [ -e "$root" ] || return 0
     while mounted_below "$root"; do
-        m=$(awk -v d="$root" '$5 == d || index($5, d "/") == 1 { print $5 }' /proc/self/mountinfo | sort -r | head -n1)
+        # The deepest mount point first (awk alone: no `| head` to SIGPIPE).
+        m=$(awk -v d="$root" '($5 == d || index($5, d "/") == 1) && length($5) > length(m) { m = $5 } END { print m }' /proc/self/mountinfo)
         umount "$m" 2>/dev/null || umount -l "$m"
     done
     rm -rf --one-file-system "$root"
@@ -519,10 +521,13 @@ smoke_postgres() {
         fi
         local t0=$SECONDS
         docker stop -t 10 "$id" >/dev/null
-        local took=$((SECONDS - t0)) code
+        local took=$((SECONDS - t0)) code logs
         code=$(docker inspect -f '{{.State.ExitCode}}' "$id")
-        docker logs "$id" 2>&1 | grep -q 'database system is shut down' || { docker logs "$id" >&2; return 1; }
-        if [ "$run" = second ] && docker logs "$id" 2>&1 | grep -q 'initializing a new cluster'; then
+        # Into a variable first: `docker logs | grep -q` can die of SIGPIPE
+        # when grep quits early, and pipefail would call that a failure.
+        logs=$(docker logs "$id" 2>&1)
+        grep -q 'database system is shut down' <<<"$logs" || { printf '%s\n' "$logs" >&2; return 1; }
+        if [ "$run" = second ] && grep -q 'initializing a new cluster' <<<"$logs"; then
             log "postgres smoke: second start re-initialized the volume"
             return 1
         fi
@@ -663,9 +668,13 @@ build_one() {
         rc=${PIPESTATUS[0]}
         set -e
         if [ "$rc" != 0 ]; then
-            log "$name: smoke test FAILED"
+            # Untag it: with its recipe label in place, the next run would
+            # take the broken image as up to date.
+            docker rmi "$tag" >/dev/null 2>&1 || true
+            log "$name: smoke test FAILED; $tag removed"
             FAILED+=("$name")
-            status="$status, smoke FAILED"
+            SUMMARY+=("$tag|-|$secs|$status, smoke FAILED")
+            return 0
         else
             status="$status, smoke ok"
         fi

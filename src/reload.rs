@@ -1,0 +1,608 @@
+//! Noticing source changes for the dev server: which files count (include
+//! and ignore patterns), how to watch them (inotify, or polling where
+//! inotify cannot see a bind mount's changes), and coalescing a burst of
+//! writes into one restart.
+//!
+//! Both watchers report changed paths on a channel and wake the dev loop
+//! through a pipe it polls next to the signalfd, so the loop still sleeps
+//! with no timer while nothing happens.
+
+use std::collections::HashMap;
+use std::fs;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::fcntl::OFlag;
+use notify::Watcher as _;
+use tracing::{debug, info, warn};
+
+/// Python, templates and configuration: what a change to should restart
+/// the dev server.
+pub const DEFAULT_INCLUDE: &[&str] = &[
+    "*.py", "*.pyi", "*.html", "*.jinja", "*.jinja2", "*.j2", "*.txt", "*.toml", "*.cfg", "*.ini", "*.yaml",
+    "*.yml", "*.json", "*.env", ".env",
+];
+
+/// Version control, caches, dependencies and editor droppings: changes there
+/// are never the developer's edit (vim writes `4913` to test a directory).
+pub const DEFAULT_IGNORE: &[&str] = &[
+    ".git",
+    ".hg",
+    "__pycache__",
+    "node_modules",
+    ".venv",
+    ".mypy_cache",
+    ".pytest_cache",
+    "*.pyc",
+    "*.pyo",
+    "*.swp",
+    "*.swx",
+    "*.swo",
+    "*~",
+    ".#*",
+    "#*#",
+    "4913",
+];
+
+/// Filesystems whose changes made on the host never reach inotify inside the
+/// container: Docker Desktop's and WSL2's bind mounts, network mounts.
+const BLIND_FILESYSTEMS: &[&str] = &[
+    "9p",
+    "virtiofs",
+    "fuse.grpcfuse",
+    "fuse.osxfs",
+    "fakeowner",
+    "fuse.sshfs",
+    "vboxsf",
+    "cifs",
+    "smb3",
+    "nfs",
+    "nfs4",
+];
+
+/// `*` and `?` wildcards over one path component.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    fn go(p: &[u8], n: &[u8]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), name.as_bytes())
+}
+
+/// Which paths count as edits.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    pub include: Vec<String>,
+    pub ignore: Vec<String>,
+}
+
+impl Default for Filter {
+    fn default() -> Self {
+        Filter {
+            include: DEFAULT_INCLUDE.iter().map(|s| s.to_string()).collect(),
+            ignore: DEFAULT_IGNORE.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+impl Filter {
+    /// A directory (by its name) whose contents are never looked at.
+    pub fn ignores_dir(&self, name: &str) -> bool {
+        self.ignore.iter().any(|p| glob_match(p, name))
+    }
+
+    /// Whether a change to `path` (under one of the watched roots) should
+    /// restart the server: no component ignored, and the name included.
+    pub fn wants(&self, path: &Path) -> bool {
+        let mut names = path.components().filter_map(|c| c.as_os_str().to_str());
+        if names.clone().any(|n| self.ignores_dir(n)) {
+            return false;
+        }
+        match names.next_back() {
+            Some(name) => self.include.iter().any(|p| glob_match(p, name)),
+            None => false,
+        }
+    }
+}
+
+/// The filesystem type of the mount holding `path`, from the text of
+/// /proc/self/mountinfo: the longest mount point that is a prefix of it.
+pub fn mount_fs_type(mountinfo: &str, path: &Path) -> Option<String> {
+    let mut best: Option<(usize, String)> = None;
+    for line in mountinfo.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let Some(mount_point) = left.split_whitespace().nth(4) else {
+            continue;
+        };
+        let Some(fs_type) = right.split_whitespace().next() else {
+            continue;
+        };
+        let mount_point = unescape_mountinfo(mount_point);
+        if path.starts_with(&mount_point) && best.as_ref().is_none_or(|(len, _)| mount_point.len() >= *len) {
+            best = Some((mount_point.len(), fs_type.to_string()));
+        }
+    }
+    best.map(|(_, t)| t)
+}
+
+/// mountinfo writes space, tab, newline and backslash as octal escapes.
+fn unescape_mountinfo(field: &str) -> String {
+    let mut out = String::new();
+    let mut rest = field;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let code = rest
+            .get(at + 1..at + 4)
+            .and_then(|o| u8::from_str_radix(o, 8).ok());
+        match code {
+            Some(byte) => {
+                out.push(byte as char);
+                rest = &rest[at + 4..];
+            }
+            None => {
+                out.push('\\');
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Why polling is needed for `path`, if it is.
+pub fn blind_mount(mountinfo: &str, path: &Path) -> Option<String> {
+    let fs_type = mount_fs_type(mountinfo, path)?;
+    BLIND_FILESYSTEMS.contains(&fs_type.as_str()).then_some(fs_type)
+}
+
+/// Trailing-edge debounce: the restart happens once the writes have been
+/// quiet for `quiet`, but never later than `max` after the first one, so a
+/// tool that keeps writing cannot hold the server down.
+#[derive(Debug, Clone)]
+pub struct Debounce {
+    quiet: Duration,
+    max: Duration,
+    first: Option<Instant>,
+    last: Option<Instant>,
+    pub path: Option<PathBuf>,
+    pub count: usize,
+}
+
+impl Debounce {
+    pub fn new(quiet: Duration, max: Duration) -> Debounce {
+        Debounce {
+            quiet,
+            max,
+            first: None,
+            last: None,
+            path: None,
+            count: 0,
+        }
+    }
+
+    pub fn record(&mut self, now: Instant, path: PathBuf) {
+        self.first.get_or_insert(now);
+        self.last = Some(now);
+        self.path = Some(path);
+        self.count += 1;
+    }
+
+    /// When the pending restart is due, if one is pending.
+    pub fn due(&self) -> Option<Instant> {
+        let (first, last) = (self.first?, self.last?);
+        Some((last + self.quiet).min(first + self.max))
+    }
+
+    /// Takes the pending change (the last path and how many there were) if
+    /// it is due at `now`.
+    pub fn take_if_due(&mut self, now: Instant) -> Option<(PathBuf, usize)> {
+        if self.due()? > now {
+            return None;
+        }
+        let taken = (self.path.take()?, self.count);
+        self.first = None;
+        self.last = None;
+        self.count = 0;
+        Some(taken)
+    }
+}
+
+/// How changes are noticed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Inotify,
+    Poll(Duration),
+}
+
+/// A running watcher: changed paths arrive on `changes`, and `wake` becomes
+/// readable whenever there are some.
+pub struct Reloader {
+    pub changes: Receiver<PathBuf>,
+    wake_read: OwnedFd,
+    pub mode: Mode,
+    // Kept alive for as long as the watching should go on.
+    inotify: Option<notify::INotifyWatcher>,
+    /// Directories created since the last look, to be watched too.
+    new_dirs: NewDirs,
+    stop_poller: Arc<AtomicBool>,
+}
+
+type NewDirs = Arc<Mutex<Vec<PathBuf>>>;
+
+impl Drop for Reloader {
+    fn drop(&mut self) {
+        self.stop_poller.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Wakes the dev loop: one byte in a non-blocking pipe (a full pipe already
+/// means "wake up", so a failed write is fine).
+#[derive(Clone)]
+struct Waker {
+    fd: Arc<OwnedFd>,
+    tx: Sender<PathBuf>,
+}
+
+impl Waker {
+    fn send(&self, path: PathBuf) {
+        if self.tx.send(path).is_ok() {
+            let _ = nix::unistd::write(self.fd.as_fd(), &[1]);
+        }
+    }
+}
+
+impl Reloader {
+    /// Starts watching `roots`. `forced_poll` (INITD_RELOAD_POLL) polls at
+    /// that interval; otherwise inotify, unless a root is on a mount
+    /// inotify cannot see into or the watch limit runs out, in which case
+    /// it polls every second and says why.
+    pub fn start(
+        roots: &[PathBuf],
+        filter: &Filter,
+        forced_poll: Option<Duration>,
+    ) -> std::io::Result<Reloader> {
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+        let (tx, rx) = channel();
+        let waker = Waker {
+            fd: Arc::new(write),
+            tx,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut reloader = Reloader {
+            changes: rx,
+            wake_read: read,
+            mode: Mode::Inotify,
+            inotify: None,
+            new_dirs: NewDirs::default(),
+            stop_poller: stop.clone(),
+        };
+        let poll_every = match forced_poll {
+            Some(every) => {
+                info!(
+                    "watching for changes by polling every {} (INITD_RELOAD_POLL)",
+                    human(every)
+                );
+                Some(every)
+            }
+            None => {
+                let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+                let blind = roots
+                    .iter()
+                    .find_map(|r| blind_mount(&mountinfo, r).map(|t| (r, t)));
+                match blind {
+                    Some((root, fs_type)) => {
+                        info!(
+                            "watching for changes by polling every 1s: {} is a {fs_type} mount, where inotify \
+                             does not see changes made on the host",
+                            root.display()
+                        );
+                        Some(Duration::from_secs(1))
+                    }
+                    None => match inotify_watcher(roots, filter, waker.clone(), reloader.new_dirs.clone()) {
+                        Ok(watcher) => {
+                            reloader.inotify = Some(watcher);
+                            None
+                        }
+                        Err(e) => {
+                            info!("watching for changes by polling every 1s: inotify is not usable ({e})");
+                            Some(Duration::from_secs(1))
+                        }
+                    },
+                }
+            }
+        };
+        if let Some(every) = poll_every {
+            reloader.mode = Mode::Poll(every);
+            let (roots, filter) = (roots.to_vec(), filter.clone());
+            std::thread::Builder::new()
+                .name("initd-poll".into())
+                .spawn(move || poll_loop(&roots, &filter, every, &waker, &stop))?;
+        }
+        Ok(reloader)
+    }
+
+    pub fn wake_fd(&self) -> BorrowedFd<'_> {
+        self.wake_read.as_fd()
+    }
+
+    /// Empties the wake pipe and returns the changed paths so far.
+    pub fn drain(&self) -> Vec<PathBuf> {
+        let mut buf = [0u8; 256];
+        while matches!(nix::unistd::read(&self.wake_read, &mut buf), Ok(n) if n > 0) {}
+        self.changes.try_iter().collect()
+    }
+}
+
+/// inotify with one watch per directory, added by walking the tree, so
+/// ignored trees (node_modules, .git) cost no watches; directories created
+/// later are added as they appear.
+fn inotify_watcher(
+    roots: &[PathBuf],
+    filter: &Filter,
+    waker: Waker,
+    pending: NewDirs,
+) -> notify::Result<notify::INotifyWatcher> {
+    let filter_in_handler = filter.clone();
+    let handler = move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        if matches!(event.kind, notify::EventKind::Access(_)) {
+            return;
+        }
+        for path in event.paths {
+            let is_new_dir = matches!(event.kind, notify::EventKind::Create(_)) && path.is_dir();
+            if is_new_dir {
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                if !filter_in_handler.ignores_dir(name) {
+                    pending
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(path.clone());
+                }
+            }
+            waker.send(path);
+        }
+    };
+    let mut watcher = notify::INotifyWatcher::new(handler, notify::Config::default())?;
+    let mut count = 0usize;
+    for root in roots {
+        for dir in directories(root, filter) {
+            watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+            count += 1;
+        }
+    }
+    debug!(directories = count, "inotify watches set");
+    Ok(watcher)
+}
+
+impl Reloader {
+    /// Adds watches for directories created since the last call (inotify
+    /// watches are per directory). If the watch limit runs out, the caller
+    /// is told so it can fall back to polling.
+    pub fn watch_new_dirs(&mut self, filter: &Filter) -> Result<(), String> {
+        let Some(watcher) = self.inotify.as_mut() else {
+            return Ok(());
+        };
+        let dirs = std::mem::take(&mut *self.new_dirs.lock().unwrap_or_else(|e| e.into_inner()));
+        for root in dirs {
+            for dir in directories(&root, filter) {
+                if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+                    return Err(e.to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `root` and every directory below it that is not ignored (symlinks are
+/// not followed: a link to / would otherwise watch the world).
+fn directories(root: &Path, filter: &Filter) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        out.push(dir);
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else { continue };
+            let name = entry.file_name();
+            if kind.is_dir() && !filter.ignores_dir(&name.to_string_lossy()) {
+                stack.push(entry.path());
+            }
+        }
+    }
+    out
+}
+
+/// What a poll compares: modification time and size.
+type Stamp = (Option<SystemTime>, u64);
+
+/// The wanted files below `roots`, with their stamps. Only wanted files are
+/// stat'ed, and ignored trees are not entered, so a poll over a checkout of
+/// 10,000 files costs about 10,000 stat calls.
+pub fn scan(roots: &[PathBuf], filter: &Filter) -> HashMap<PathBuf, Stamp> {
+    let mut found = HashMap::new();
+    for root in roots {
+        for dir in directories(root, filter) {
+            let Ok(entries) = fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Ok(kind) = entry.file_type() else { continue };
+                if kind.is_dir() || !filter.wants(path.strip_prefix(root).unwrap_or(&path)) {
+                    continue;
+                }
+                if let Ok(meta) = entry.metadata() {
+                    found.insert(path, (meta.modified().ok(), meta.len()));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The paths that differ between two scans: changed, added or removed.
+pub fn differences(before: &HashMap<PathBuf, Stamp>, after: &HashMap<PathBuf, Stamp>) -> Vec<PathBuf> {
+    let mut changed: Vec<PathBuf> = after
+        .iter()
+        .filter(|(path, stamp)| before.get(*path) != Some(stamp))
+        .map(|(path, _)| path.clone())
+        .chain(before.keys().filter(|p| !after.contains_key(*p)).cloned())
+        .collect();
+    changed.sort();
+    changed
+}
+
+fn poll_loop(roots: &[PathBuf], filter: &Filter, every: Duration, waker: &Waker, stop: &AtomicBool) {
+    let mut before = scan(roots, filter);
+    debug!(files = before.len(), "polling for changes");
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(every);
+        let after = scan(roots, filter);
+        for path in differences(&before, &after) {
+            waker.send(path);
+        }
+        before = after;
+    }
+}
+
+fn human(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// Logs the fallback when inotify runs out of watches mid-session.
+pub fn warn_watch_limit(reason: &str) {
+    warn!(
+        "inotify cannot watch new directories ({reason}); restart with INITD_RELOAD_POLL=1s to poll instead"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*.py", "views.py"));
+        assert!(!glob_match("*.py", "views.pyc"));
+        assert!(glob_match("*.py?", "views.pyc"));
+        assert!(glob_match(".#*", ".#views.py"));
+        assert!(glob_match("*~", "views.py~"));
+        assert!(glob_match("__pycache__", "__pycache__"));
+        assert!(!glob_match("__pycache__", "pycache"));
+        assert!(glob_match("*", ""));
+    }
+
+    #[test]
+    fn the_default_filter_wants_code_and_templates_only() {
+        let f = Filter::default();
+        assert!(f.wants(Path::new("app/views.py")));
+        assert!(f.wants(Path::new("templates/index.html")));
+        assert!(f.wants(Path::new("pyproject.toml")));
+        assert!(!f.wants(Path::new("app/__pycache__/views.cpython-311.pyc")));
+        assert!(!f.wants(Path::new("node_modules/x/index.js")));
+        assert!(!f.wants(Path::new(".git/HEAD")));
+        assert!(!f.wants(Path::new("app/.views.py.swp")));
+        assert!(!f.wants(Path::new("app/4913")));
+        assert!(!f.wants(Path::new("static/app.css")));
+        assert!(!f.wants(Path::new(".venv/lib/site.py")));
+    }
+
+    #[test]
+    fn mount_types_come_from_the_longest_mount_point() {
+        let info = "\
+22 1 0:21 / / rw,relatime - overlay overlay rw
+30 22 0:40 / /app rw,relatime - fuse.grpcfuse grpcfuse rw
+31 30 0:41 / /app/node_modules rw - ext4 /dev/vda rw
+32 22 0:42 / /my\\040dir rw - 9p host rw
+";
+        assert_eq!(
+            mount_fs_type(info, Path::new("/app/views.py")).as_deref(),
+            Some("fuse.grpcfuse")
+        );
+        assert_eq!(
+            mount_fs_type(info, Path::new("/app/node_modules/x")).as_deref(),
+            Some("ext4")
+        );
+        assert_eq!(mount_fs_type(info, Path::new("/srv")).as_deref(), Some("overlay"));
+        assert_eq!(mount_fs_type(info, Path::new("/my dir/x")).as_deref(), Some("9p"));
+        assert_eq!(
+            blind_mount(info, Path::new("/app")).as_deref(),
+            Some("fuse.grpcfuse")
+        );
+        assert_eq!(blind_mount(info, Path::new("/srv")), None);
+        // /application is not under /app.
+        assert_eq!(
+            mount_fs_type(info, Path::new("/application")).as_deref(),
+            Some("overlay")
+        );
+    }
+
+    #[test]
+    fn a_burst_is_one_restart_after_it_goes_quiet() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut d = Debounce::new(ms(100), ms(1000));
+        assert_eq!(d.due(), None);
+        for i in 0..50 {
+            d.record(t0 + ms(i * 5), PathBuf::from(format!("f{i}.py")));
+        }
+        assert_eq!(d.due(), Some(t0 + ms(245 + 100)));
+        assert_eq!(d.take_if_due(t0 + ms(300)), None);
+        assert_eq!(d.take_if_due(t0 + ms(345)), Some((PathBuf::from("f49.py"), 50)));
+        assert_eq!(d.due(), None);
+    }
+
+    #[test]
+    fn endless_writes_still_restart_after_the_maximum() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut d = Debounce::new(ms(100), ms(1000));
+        for i in 0..100 {
+            d.record(t0 + ms(i * 50), PathBuf::from("busy.py"));
+        }
+        assert_eq!(d.due(), Some(t0 + ms(1000)));
+    }
+
+    #[test]
+    fn scans_see_changes_additions_and_removals_but_not_ignored_files() {
+        let dir = std::env::temp_dir().join(format!("initd-reload-scan-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("app/__pycache__")).unwrap();
+        fs::create_dir_all(dir.join("node_modules/x")).unwrap();
+        fs::write(dir.join("app/views.py"), "a").unwrap();
+        fs::write(dir.join("app/__pycache__/views.pyc"), "a").unwrap();
+        fs::write(dir.join("node_modules/x/y.py"), "a").unwrap();
+        let roots = vec![dir.clone()];
+        let f = Filter::default();
+        let before = scan(&roots, &f);
+        assert_eq!(before.len(), 1);
+        fs::write(dir.join("app/views.py"), "changed").unwrap();
+        fs::write(dir.join("app/models.py"), "new").unwrap();
+        fs::write(dir.join("node_modules/x/y.py"), "ignored").unwrap();
+        let after = scan(&roots, &f);
+        assert_eq!(
+            differences(&before, &after),
+            vec![dir.join("app/models.py"), dir.join("app/views.py")]
+        );
+        fs::remove_file(dir.join("app/models.py")).unwrap();
+        assert_eq!(
+            differences(&after, &scan(&roots, &f)),
+            vec![dir.join("app/models.py")]
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+}
