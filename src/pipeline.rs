@@ -377,6 +377,16 @@ fn wait_for(sup: &mut Supervisor, targets: &[waitfor::Target], timeout: Duration
                 checkpoint(sup)?;
             }
             Err(e) => {
+                // Each wait gets only the time left, a hair under the
+                // setting even on the first pass ("not up after 999ms"
+                // for 1s); what ran out is the whole INITD_WAIT_TIMEOUT.
+                let e = match e {
+                    waitfor::WaitError::TimedOut { down, .. } => waitfor::WaitError::TimedOut {
+                        waited: timeout,
+                        down,
+                    },
+                    e => e,
+                };
                 error!("{e}; nothing was started");
                 return Err(Halt(e.exit_code()));
             }
