@@ -133,10 +133,21 @@ pub fn plan(prepared: &Prepared, main: &Main) -> Result<Plan, (String, i32)> {
                 }),
             };
             if let Some(argv) = migrate {
+                let locked = p.migrate_lock == MigrateLock::Postgres;
+                if locked {
+                    // A missing or malformed DATABASE_URL is a setting's
+                    // fault: say so now, not after the wait for the database.
+                    let url = prepared
+                        .env
+                        .iter()
+                        .find(|(k, _)| k == "DATABASE_URL")
+                        .map(|(_, v)| v.clone());
+                    migrate_lock::target_from_env(url).map_err(|e| (e.to_string(), exit::CONFIG))?;
+                }
                 steps.push(Step {
                     what: "migration".into(),
                     argv,
-                    locked: p.migrate_lock == MigrateLock::Postgres,
+                    locked,
                 });
             } else if p.migrate_lock == MigrateLock::Postgres {
                 warnings.push("INITD_MIGRATE_LOCK=postgres has no migration to guard".into());
