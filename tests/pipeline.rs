@@ -683,10 +683,9 @@ fn a_secret_never_shows_in_initds_output_or_command_line() {
     ];
     case(4, &["run"], &failing_migration, 3);
     case(5, &["config"], &failing_migration, 0);
-    // From here on the secret is the only one, so no other secret's
-    // redaction can hide it.
-    // A secret that is one of initd's settings, malformed: the error
-    // quotes the value.
+    // From here on each secret is the only one, so the redaction of
+    // another cannot hide it. A secret that is one of initd's settings,
+    // malformed: the error quotes the value (escaped, with a quote in it).
     for (i, value) in [PLANT.to_string(), format!("{PLANT}\"\\x")].iter().enumerate() {
         let vars = [("PORT_FILE", secret(&format!("port{i}"), value))];
         case(6, &["run"], &vars, 78);
@@ -1048,7 +1047,7 @@ fn cmdline(pid: i32) -> Vec<String> {
 #[test]
 fn gunicorn_serves_under_initd_run_and_stops_gracefully() {
     let Ok(gunicorn) = which::which("gunicorn") else {
-        eprintln!("gunicorn_serves_under_initd_run_and_stops_gracefully: skipped, gunicorn is not installed");
+        note("gunicorn_serves_under_initd_run_and_stops_gracefully: skipped, gunicorn is not installed");
         return;
     };
     let dir = Scratch::new("gunicorn");
@@ -1154,9 +1153,9 @@ fn replicas_migrate_one_at_a_time_under_the_postgres_lock() {
     let url = match std::env::var("INITD_TEST_DATABASE_URL") {
         Ok(url) if !url.is_empty() => url,
         _ => {
-            eprintln!(
+            note(
                 "replicas_migrate_one_at_a_time_under_the_postgres_lock: skipped, \
-                 INITD_TEST_DATABASE_URL is not set (bash tests/support/postgres.sh run cargo test)"
+                 INITD_TEST_DATABASE_URL is not set (bash tests/support/postgres.sh run cargo test)",
             );
             return;
         }

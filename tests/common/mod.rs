@@ -186,8 +186,17 @@ pub fn is_root_or_skip(test: &str) -> bool {
     if nix::unistd::geteuid().is_root() {
         return true;
     }
-    eprintln!("{test}: skipped, needs root (setuid, chown, mount over /etc)");
+    note(&format!(
+        "{test}: skipped, needs root (setuid, chown, mount over /etc)"
+    ));
     false
+}
+
+/// A line on stderr past the test harness's capture: a skipped test should
+/// say so, not look all green.
+pub fn note(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{text}");
 }
 
 /// Like [`initd_pid1`], with a private /etc: see [`pid1_with_private_etc`].
