@@ -135,7 +135,7 @@ pub fn plan(prepared: &Prepared, main: &Main) -> Result<Plan, (String, i32)> {
             "command",
         ),
         Main::Server => {
-            steps.extend(pre_start_steps(prepared, &mut warnings));
+            steps.extend(pre_start_steps(prepared, &mut warnings)?);
             let server = server_plan(prepared).map_err(|e| (e, exit::CONFIG))?;
             warnings.extend(server.warnings);
             (server.argv, "server")
@@ -143,7 +143,7 @@ pub fn plan(prepared: &Prepared, main: &Main) -> Result<Plan, (String, i32)> {
         Main::Dev => {
             let d = &p.dev;
             let server = if d.auto_start_server {
-                steps.extend(pre_start_steps(prepared, &mut warnings));
+                steps.extend(pre_start_steps(prepared, &mut warnings)?);
                 Some(dev_server(prepared).map_err(|e| (e, exit::CONFIG))?)
             } else {
                 None
@@ -203,7 +203,7 @@ pub fn plan(prepared: &Prepared, main: &Main) -> Result<Plan, (String, i32)> {
 }
 
 /// The migration (auto-detected or configured) and the pre-start commands.
-fn pre_start_steps(prepared: &Prepared, warnings: &mut Vec<String>) -> Vec<Step> {
+fn pre_start_steps(prepared: &Prepared, warnings: &mut Vec<String>) -> Result<Vec<Step>, (String, i32)> {
     let p = &prepared.loaded.settings.pipeline;
     let mut steps = Vec::new();
     let migrate = match &p.migrate {
@@ -216,10 +216,21 @@ fn pre_start_steps(prepared: &Prepared, warnings: &mut Vec<String>) -> Vec<Step>
         }),
     };
     if let Some(argv) = migrate {
+        let locked = p.migrate_lock == MigrateLock::Postgres;
+        if locked {
+            // A missing or malformed DATABASE_URL is a setting's fault: say
+            // so now, not after the wait for the database.
+            let url = prepared
+                .env
+                .iter()
+                .find(|(k, _)| k == "DATABASE_URL")
+                .map(|(_, v)| v.clone());
+            migrate_lock::target_from_env(url).map_err(|e| (e.to_string(), exit::CONFIG))?;
+        }
         steps.push(Step {
             what: "migration".into(),
             argv,
-            locked: p.migrate_lock == MigrateLock::Postgres,
+            locked,
         });
     } else if p.migrate_lock == MigrateLock::Postgres {
         warnings.push("INITD_MIGRATE_LOCK=postgres has no migration to guard".into());
@@ -231,7 +242,7 @@ fn pre_start_steps(prepared: &Prepared, warnings: &mut Vec<String>) -> Vec<Step>
             locked: false,
         });
     }
-    steps
+    Ok(steps)
 }
 
 /// The dev server: INITD_DEV_SERVER, else Django's runserver, Flask's dev
@@ -509,6 +520,16 @@ fn wait_for(sup: &mut Supervisor, targets: &[waitfor::Target], timeout: Duration
                 checkpoint(sup)?;
             }
             Err(e) => {
+                // Each wait gets only the time left, a hair under the
+                // setting even on the first pass ("not up after 999ms"
+                // for 1s); what ran out is the whole INITD_WAIT_TIMEOUT.
+                let e = match e {
+                    waitfor::WaitError::TimedOut { down, .. } => waitfor::WaitError::TimedOut {
+                        waited: timeout,
+                        down,
+                    },
+                    e => e,
+                };
                 error!("{e}; nothing was started");
                 return Err(Halt(e.exit_code()));
             }

@@ -497,15 +497,13 @@ impl fmt::Debug for Redactor {
 
 impl Redactor {
     pub fn new(secrets: &[Secret]) -> Redactor {
-        let mut needles: Vec<&str> = secrets
+        let mut needles: Vec<SecretValue> = secrets
             .iter()
             .flat_map(|s| needles_of(s.value.expose()))
             .collect();
-        needles.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
-        needles.dedup();
-        Redactor {
-            needles: needles.into_iter().map(|n| SecretValue(n.to_owned())).collect(),
-        }
+        needles.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+        needles.dedup_by(|a, b| a.0 == b.0);
+        Redactor { needles }
     }
 
     pub fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
@@ -519,13 +517,57 @@ impl Redactor {
     }
 }
 
-/// The whole value, plus each line of a multi-line one (a PEM key or a JSON
-/// credential leaks one line at a time into logs).
-fn needles_of(value: &str) -> impl Iterator<Item = &str> {
-    let lines = value.contains('\n').then(|| value.lines().map(str::trim));
-    std::iter::once(value)
-        .chain(lines.into_iter().flatten())
-        .filter(|n| n.len() >= MIN_REDACT_LEN)
+/// Every form in which a value can reach a line initd prints: the whole
+/// value; each line of a multi-line one (a PEM key or a JSON credential
+/// leaks one line at a time into logs); the value as command-line words
+/// quoted anew (a `GUNICORN_ARGUMENTS` secret is logged inside the
+/// server's command line); and each of those escaped the way `{:?}` quotes
+/// a value in an error message and the JSON log format escapes a message,
+/// alone and one inside the other.
+fn needles_of(value: &str) -> Vec<SecretValue> {
+    let mut forms = vec![SecretValue(value.to_owned())];
+    if value.contains('\n') {
+        forms.extend(value.lines().map(|l| SecretValue(l.trim().to_owned())));
+    }
+    if let Ok(words) = crate::cmdline::split(value) {
+        forms.push(SecretValue(crate::cmdline::join(&words)));
+        words.into_iter().for_each(|w| wipe(w.into_bytes()));
+    }
+    forms.retain(|f| f.0.len() >= MIN_REDACT_LEN);
+    let mut all = Vec::with_capacity(forms.len() * 4);
+    for form in forms {
+        let debug = SecretValue(debug_escaped(form.expose()));
+        all.push(SecretValue(json_escaped(debug.expose())));
+        all.push(SecretValue(json_escaped(form.expose())));
+        all.push(debug);
+        all.push(form);
+    }
+    all
+}
+
+/// `text` as `{:?}` prints it, without the quotes around it.
+fn debug_escaped(text: &str) -> String {
+    let quoted = format!("{text:?}");
+    quoted[1..quoted.len() - 1].to_owned()
+}
+
+/// `text` as a JSON string's content (serde_json's escapes).
+fn json_escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Replaces every secret value (at least [`MIN_REDACT_LEN`] bytes) with `***`.
@@ -969,6 +1011,33 @@ mod tests {
         .unwrap();
         let line = "login abcdef ok abc; key line-two; pem -----KEY-----\nline-two";
         assert_eq!(redact(line, &r.secrets), "login *** ok abc; key ***; pem ***");
+    }
+
+    #[test]
+    fn redact_masks_requoted_and_escaped_forms() {
+        let r = run(
+            &[("A_FILE", "/a"), ("B_FILE", "/b")],
+            &[("/a", "--name  'top secret'"), ("/b", "pa\"ss\\word")],
+        )
+        .unwrap();
+        let redactor = Redactor::new(&r.secrets);
+        // Split into words and quoted anew, as in a logged command line.
+        assert_eq!(
+            redactor.redact("gunicorn app --name 'top secret' -w 2"),
+            "gunicorn app *** -w 2"
+        );
+        // Quoted with {:?} in an error message.
+        let message = format!("PORT={:?}: expected a port", "pa\"ss\\word");
+        assert_eq!(redactor.redact(&message), "PORT=\"***\": expected a port");
+        // That message in a JSON log line.
+        assert_eq!(
+            redactor.redact(r#"{"message":"PORT=\"pa\\\"ss\\\\word\": expected a port"}"#),
+            r#"{"message":"PORT=\"***\": expected a port"}"#
+        );
+        assert_eq!(
+            redactor.redact(r#"{"message":"x pa\"ss\\word"}"#),
+            r#"{"message":"x ***"}"#
+        );
     }
 
     #[test]

@@ -190,3 +190,110 @@ impl Drop for Scratch {
         let _ = fs::remove_dir_all(&self.0);
     }
 }
+
+/// Whether the tests run as real root: dropping to another user, chowning
+/// and bind-mounting over /etc need it. Prints a note and returns false
+/// otherwise.
+pub fn is_root_or_skip(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    note(&format!(
+        "{test}: skipped, needs root (setuid, chown, mount over /etc)"
+    ));
+    false
+}
+
+/// A line on stderr past the test harness's capture: a skipped test should
+/// say so, not look all green.
+pub fn note(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{text}");
+}
+
+/// Like [`initd_pid1`], with a private /etc: see [`pid1_with_private_etc`].
+pub fn initd_pid1_with_etc<I, S>(scratch: &Scratch, passwd: &[&str], group: &[&str], args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut argv = vec![std::ffi::OsString::from(INITD)];
+    argv.extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+    pid1_with_private_etc(scratch, passwd, group, argv)
+}
+
+/// Runs `argv` (initd, or a wrapper such as `setpriv` that execs it) as
+/// PID 1 of a new pid namespace, inside a new mount namespace in which a
+/// private /etc is bind-mounted over /etc: the directory `scratch/etc`,
+/// with its own `passwd` and `group` (the host's with the given lines
+/// appended) and a symbolic link to the host's copy of everything else
+/// (copying all of /etc costs most of a second on some disks). Host
+/// entries with the same name or id as an added one are left out so that
+/// the added ones are the only matches (root excepted). Each added user's
+/// home directory is created (owned by the user) when missing. `passwd`
+/// and `group` can be read from outside, also after the run. Needs root
+/// (see [`is_root_or_skip`]). The environment is that of [`initd_pid1`],
+/// `INITD_ALLOW_ROOT` included.
+pub fn pid1_with_private_etc<I, S>(scratch: &Scratch, passwd: &[&str], group: &[&str], argv: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let field = |line: &str, i: usize| line.split(':').nth(i).unwrap_or_default().to_string();
+    // Name and id are fields 0 and 2 in both files. Root stays whatever is
+    // added: a second uid-0 account is added next to it, not instead.
+    let merged = |host: &str, added: &[&str]| {
+        let clashes = |line: &str| {
+            added.iter().any(|a| {
+                field(a, 0) == field(line, 0) || (field(a, 2) != "0" && field(a, 2) == field(line, 2))
+            })
+        };
+        let mut out: Vec<String> = fs::read_to_string(host)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.trim().is_empty() || l.starts_with('#') || !clashes(l))
+            .map(str::to_string)
+            .collect();
+        out.extend(added.iter().map(|a| a.to_string()));
+        out.join("\n") + "\n"
+    };
+    fs::write(scratch.path("passwd.new"), merged("/etc/passwd", passwd)).unwrap();
+    fs::write(scratch.path("group.new"), merged("/etc/group", group)).unwrap();
+    for line in passwd {
+        let home = PathBuf::from(field(line, 5));
+        if home.is_absolute() && !home.exists() {
+            fs::create_dir_all(&home).unwrap();
+            let id = |i| field(line, i).parse::<u32>().ok();
+            std::os::unix::fs::chown(&home, id(2), id(3)).unwrap();
+        }
+    }
+    // `sh` is PID 1 until it execs initd (or the wrapper), which keeps the
+    // pid. The host's /etc stays reachable at host-etc once /etc is covered.
+    let script = r#"set -e
+dir=$1; shift
+mkdir "$dir/etc" "$dir/host-etc"
+mount --bind /etc "$dir/host-etc"
+ln -s "$dir"/host-etc/* "$dir/etc/"
+for f in "$dir"/host-etc/.[!.]*; do
+    if [ -e "$f" ]; then ln -s "$f" "$dir/etc/"; fi
+done
+for f in passwd group; do
+    rm -f "$dir/etc/$f"
+    cat "$dir/$f.new" > "$dir/etc/$f"
+    chmod 644 "$dir/etc/$f"
+done
+mount --bind "$dir/etc" /etc
+exec "$@"
+"#;
+    let mut prefix = pid1_prefix();
+    prefix.extend(["--mount", "--propagation", "private"]);
+    let mut cmd = Command::new(prefix[0]);
+    cmd.args(&prefix[1..])
+        .args(["sh", "-c", script, "sh"])
+        .arg(&scratch.0)
+        .args(argv);
+    cmd.env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("INITD_ALLOW_ROOT", "true");
+    cmd
+}
