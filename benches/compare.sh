@@ -245,13 +245,15 @@ wait_ready() {
     die "$name did not start its child within 10 s; see $LOGDIR/$name.log"
 }
 
-# RSS/HWM (kB) of $1, and CTX: voluntary + involuntary context switches
+# RSS/HWM (kB) of $1, ANON: its private memory (RssAnon: heap, stack, data
+# it wrote; VmRSS also counts the binary's own pages, shared page cache that
+# a static binary faults in by the 64 KiB), and CTX: voluntary + involuntary context switches
 # summed over its threads (each switch is a wake-up or preemption).
 proc_status() {
     local k v rest f
-    RSS=0 HWM=0 CTX=0
+    RSS=0 HWM=0 ANON=0 CTX=0
     while read -r k v rest; do
-        case $k in VmRSS:) RSS=$v ;; VmHWM:) HWM=$v ;; esac
+        case $k in VmRSS:) RSS=$v ;; VmHWM:) HWM=$v ;; RssAnon:) ANON=$v ;; esac
     done <"/proc/$1/status"
     for f in /proc/"$1"/task/*/status; do
         while read -r k v rest; do
@@ -448,6 +450,7 @@ for ((r = 0; r < TERM_ROUNDS; r++)); do
         proc_status "$INIT_PID"
         rec rss_kb "$r" "$name" "$RSS"
         rec hwm_kb "$r" "$name" "$HWM"
+        rec anon_kb "$r" "$name" "$ANON"
         # A bare `sleep` as PID 1 has no TERM handler, so the kernel drops
         # TERM; its floor is SIGKILL: the cost of a PID 1 dying at all.
         sig=TERM
@@ -633,6 +636,8 @@ row("idle VmRSS of PID 1, kB", [f(med("rss_kb", n), "{:.0f}") for n in INITS],
     f"floor: bare `sleep` as PID 1 {f(med('rss_kb', 'bare'), '{:.0f}')} kB; child is `sleep 1000`")
 row("peak VmHWM of PID 1, kB", [f(med("hwm_kb", n), "{:.0f}") for n in INITS],
     f"floor: bare `sleep` {f(med('hwm_kb', 'bare'), '{:.0f}')} kB")
+row("private memory (RssAnon) of PID 1, kB", [f(med("anon_kb", n), "{:.0f}") for n in INITS],
+    f"floor: bare `sleep` {f(med('anon_kb', 'bare'), '{:.0f}')} kB; the rest of VmRSS is the binary's shared pages")
 
 row("SIGTERM to PID 1 -> gone, median ms", [f(med("term_us", n, ms)) for n in INITS],
     f"floor: SIGKILL to bare `sleep` as PID 1 {f(med('term_us', 'bare', ms))} ms; n={n_term}")
