@@ -3,9 +3,13 @@
 //! them. Each test is skipped, with a note, where gunicorn is not installed
 //! (`apt-get install gunicorn` or `pip install gunicorn`).
 
+mod common;
+
+use common::free_port;
+
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -49,14 +53,6 @@ fn project(tag: &str) -> PathBuf {
     )
     .unwrap();
     dir
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn plan_in(dir: &Path, vars: &[(&str, &str)]) -> ServerPlan {

@@ -155,14 +155,6 @@ fn bound_port() -> (OwnedFd, u16) {
     (fd, port)
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn owner(path: &Path) -> (u32, u32) {
     let meta = fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     (meta.uid(), meta.gid())

@@ -297,3 +297,14 @@ exec "$@"
         .env("INITD_ALLOW_ROOT", "true");
     cmd
 }
+
+/// A port nothing listens on right now (the kernel's pick for port 0). The
+/// caller's server binds it moments later; another process could take it in
+/// between, which is why tests use it only on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
