@@ -189,7 +189,7 @@ pub const SETTINGS: &[Setting] = &[
         "INITD_MIGRATE_LOCK",
         Kind::Text,
         "off",
-        "`postgres`: hold a PostgreSQL advisory lock (over DATABASE_URL) while migrating, so replicas migrate one at a time",
+        "`postgres`: hold a PostgreSQL advisory lock (over DATABASE_URL, with PGPASSWORD when the URL has no password) while migrating, so replicas migrate one at a time",
         "postgres",
     ),
     setting(

@@ -91,6 +91,22 @@ impl LockError {
     }
 }
 
+/// The target from the app's environment: `DATABASE_URL`, and `PGPASSWORD`
+/// when the URL carries no password. libpq (so psycopg and Django) falls
+/// back to `PGPASSWORD` the same way, which lets one `PGPASSWORD_FILE`
+/// secret serve the app, initd's lock and PostgreSQL's own
+/// `POSTGRES_PASSWORD_FILE`, with a `DATABASE_URL` that is no secret.
+pub fn target_from_vars(env: &[(OsString, OsString)]) -> Result<LockTarget, LockError> {
+    let var = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let mut target = target_from_env(var("DATABASE_URL"))?;
+    if target.password.is_none() {
+        target.password = var("PGPASSWORD")
+            .filter(|p| !p.is_empty())
+            .map(|p| p.to_string_lossy().into_owned());
+    }
+    Ok(target)
+}
+
 /// The target from the value of `DATABASE_URL` (pass
 /// `std::env::var_os("DATABASE_URL")`).
 pub fn target_from_env(database_url: Option<OsString>) -> Result<LockTarget, LockError> {
@@ -511,6 +527,35 @@ mod tests {
         }
         let t = target_from_env(Some("postgres://app:pw@db/shop".into())).unwrap();
         assert_eq!(t.host(), "db");
+    }
+
+    #[test]
+    fn pgpassword_fills_in_a_url_without_a_password() {
+        let env = |pairs: &[(&str, &str)]| -> Vec<(OsString, OsString)> {
+            pairs.iter().map(|(k, v)| (k.into(), v.into())).collect()
+        };
+        let t = target_from_vars(&env(&[
+            ("DATABASE_URL", "postgres://app@db/shop"),
+            ("PGPASSWORD", "from-env"),
+        ]))
+        .unwrap();
+        assert_eq!(t.password.as_deref(), Some("from-env"));
+        assert_eq!(t.to_string(), "postgres://app:***@db:5432/shop");
+        // The URL's own password wins, as in libpq.
+        let t = target_from_vars(&env(&[
+            ("DATABASE_URL", "postgres://app:in-url@db/shop"),
+            ("PGPASSWORD", "from-env"),
+        ]))
+        .unwrap();
+        assert_eq!(t.password.as_deref(), Some("in-url"));
+        let t = target_from_vars(&env(&[
+            ("DATABASE_URL", "postgres://app@db/shop"),
+            ("PGPASSWORD", ""),
+        ]))
+        .unwrap();
+        assert_eq!(t.password, None);
+        let err = target_from_vars(&env(&[("PGPASSWORD", "x")])).unwrap_err();
+        assert!(matches!(err, LockError::MissingUrl));
     }
 
     /// A scripted server: each connect pops a result; a session answers

@@ -220,12 +220,7 @@ fn pre_start_steps(prepared: &Prepared, warnings: &mut Vec<String>) -> Result<Ve
         if locked {
             // A missing or malformed DATABASE_URL is a setting's fault: say
             // so now, not after the wait for the database.
-            let url = prepared
-                .env
-                .iter()
-                .find(|(k, _)| k == "DATABASE_URL")
-                .map(|(_, v)| v.clone());
-            migrate_lock::target_from_env(url).map_err(|e| (e.to_string(), exit::CONFIG))?;
+            migrate_lock::target_from_vars(&prepared.env).map_err(|e| (e.to_string(), exit::CONFIG))?;
         }
         steps.push(Step {
             what: "migration".into(),
@@ -545,11 +540,7 @@ fn run_locked(
     step: &Step,
     env: &[(OsString, OsString)],
 ) -> Result<(), Halt> {
-    let url = env
-        .iter()
-        .find(|(k, _)| k == "DATABASE_URL")
-        .map(|(_, v)| v.clone());
-    let target = migrate_lock::target_from_env(url).map_err(|e| {
+    let target = migrate_lock::target_from_vars(env).map_err(|e| {
         error!("{e}");
         Halt(exit::CONFIG)
     })?;
