@@ -1,0 +1,570 @@
+#!/usr/bin/env bash
+# The Docker tier: images/, docker-compose.yml and docker-compose.ci.yml end to
+# end on the real engine. Builds the base images (images/base/build.sh, cached
+# between runs), the app and nginx images with those as build arguments, then
+# runs the compose files and checks what a user would see:
+#
+#   CI file:  the app turns healthy through `initd check`; HTTPS through nginx
+#             with the forwarded headers; HTTP redirects to HTTPS; TLS below
+#             1.2 refused; the app has no way in but nginx; migrations ran
+#             after the wait for PostgreSQL; the app runs as the image's uid;
+#             the secrets reached the app and appear in no log and no
+#             `docker inspect`; HUP reaches gunicorn; orphans are reaped in
+#             every container; `docker stop` is quick and clean, and nginx
+#             finishes a request in flight.
+#   scaling:  `--scale app=3` on a fresh database: one replica migrates, the
+#             others wait for the lock and find nothing to do; all healthy;
+#             nginx spreads requests over them.
+#   dev file: HOST_UID renumbers the app user; an edit in the bind-mounted
+#             checkout is served at the next request; the watcher rebuilds
+#             the CSS; with AUTO_START_SERVER=false the container idles and
+#             `docker compose exec app initd exec ...` runs as the app user
+#             with the secrets.
+#   builds:   image sizes, build times, and a rebuild after a code-only change.
+#
+#   bash tests/docker/e2e.sh
+#
+# Environment: E2E_HTTP_PORT / E2E_HTTPS_PORT (host ports; default: free
+# ones), E2E_BASE=public (use the public base images instead of building
+# local stand-ins; needs a registry), E2E_COLD=1 (empty the engine's whole
+# build cache first, to measure a cold build), E2E_KEEP=1 (leave the
+# containers up after a failure, for a look).
+#
+# Without a Docker engine it says so and exits 0: the tier did not run.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$(pwd)
+
+say() { printf 'e2e: %s\n' "$*" >&2; }
+
+if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
+    echo "e2e: NOT RUN: no Docker engine reachable here (docker info failed); the Docker tier did not run"
+    exit 0
+fi
+
+T_START=$SECONDS
+PASSED=0
+pass() {
+    PASSED=$((PASSED + 1))
+    say "ok: $*"
+}
+fail() {
+    say "FAILED: $*"
+    dump_logs
+    echo "e2e: $PASSED passed, 1 failed"
+    exit 1
+}
+
+# ---------------------------------------------------------------------------
+# Tools: a docker CLI that builds with BuildKit, and a compose
+# ---------------------------------------------------------------------------
+
+# The Dockerfiles need BuildKit (cache mounts). A CLI with the buildx plugin
+# has it; a Docker 20.10-22 CLI has it built in behind DOCKER_BUILDKIT=1; a
+# newer CLI without buildx has neither. Probe each candidate with a real
+# one-line build rather than guessing from version numbers.
+pick_builder() {
+    local probe cli
+    probe=$(mktemp -d)
+    printf 'FROM scratch\nCOPY probe /probe\n' >"$probe/Dockerfile"
+    : >"$probe/probe"
+    for cli in docker /usr/bin/docker /usr/local/bin/docker; do
+        command -v "$cli" >/dev/null 2>&1 || continue
+        if DOCKER_BUILDKIT=1 "$cli" build -q -t initd-e2e-buildkit-probe "$probe" >/dev/null 2>&1; then
+            BUILD_CLI=$cli
+            docker rmi initd-e2e-buildkit-probe >/dev/null 2>&1 || true
+            rm -rf "$probe"
+            return 0
+        fi
+    done
+    rm -rf "$probe"
+    say "no docker CLI here builds with BuildKit (install the buildx plugin)"
+    exit 1
+}
+
+pick_compose() {
+    if docker compose version >/dev/null 2>&1; then
+        COMPOSE_CMD=(docker compose)
+    elif command -v docker-compose >/dev/null 2>&1; then
+        COMPOSE_CMD=(docker-compose)
+    else
+        [ "$(id -u)" = 0 ] || { say "neither 'docker compose' nor docker-compose is installed"; exit 1; }
+        say "installing docker-compose"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
+        COMPOSE_CMD=(docker-compose)
+    fi
+}
+
+need_tools() {
+    local need=()
+    command -v curl >/dev/null || need+=(curl)
+    command -v python3 >/dev/null || need+=(python3)
+    command -v openssl >/dev/null || need+=(openssl)
+    if ((${#need[@]})); then
+        [ "$(id -u)" = 0 ] || { say "missing ${need[*]}"; exit 1; }
+        say "installing ${need[*]}"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    fi
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("0.0.0.0", 0)); print(s.getsockname()[1])'
+}
+
+pick_builder
+pick_compose
+need_tools
+
+# ---------------------------------------------------------------------------
+# Scratch space, names, cleanup
+# ---------------------------------------------------------------------------
+
+PROJECT=initd-e2e-$$
+IMG=initd-e2e
+WORK=$(mktemp -d /tmp/initd-e2e.XXXXXX)
+chmod 755 "$WORK"
+HTTP_PORT=${E2E_HTTP_PORT:-$(free_port)}
+HTTPS_PORT=${E2E_HTTPS_PORT:-$(free_port)}
+[ "$HTTP_PORT" != "$HTTPS_PORT" ] || HTTPS_PORT=$(free_port)
+# The uid the dev checkout belongs to "on the host"; neither 1000 (the
+# image's) nor 9500 (CI's), so a renumbering shows.
+DEV_UID=4242
+
+# What the compose files read (see their headers).
+export COMPOSE_PROJECT_NAME=$PROJECT EXAMPLE_IMAGE=$IMG HTTP_PORT HTTPS_PORT
+export SECRETS_DIR=$WORK/secrets NGINX_LOG_DIR=$WORK/nginx-logs
+# Builds are done here, not by compose: compose v1 would build with the
+# classic builder, which has no cache mounts.
+export COMPOSE_DOCKER_CLI_BUILD=1 DOCKER_BUILDKIT=1
+
+CURRENT_FILE=docker-compose.ci.yml
+compose() { "${COMPOSE_CMD[@]}" -f "$ROOT/$CURRENT_FILE" "$@"; }
+
+cleanup() {
+    local rc=$?
+    if [ -n "${E2E_KEEP:-}" ] && [ $rc != 0 ]; then
+        say "E2E_KEEP: leaving project $PROJECT ($CURRENT_FILE) and $WORK in place"
+        return
+    fi
+    local f
+    for f in docker-compose.ci.yml docker-compose.yml; do
+        "${COMPOSE_CMD[@]}" -f "$ROOT/$f" down -v --remove-orphans --timeout 10 >/dev/null 2>&1 || true
+    done
+    # Anything of the project compose did not know about (a failed run's
+    # one-off containers), then the scratch space.
+    docker ps -aq --filter "label=com.docker.compose.project=$PROJECT" | xargs -r docker rm -f >/dev/null 2>&1 || true
+    docker network ls -q --filter "label=com.docker.compose.project=$PROJECT" | xargs -r docker network rm >/dev/null 2>&1 || true
+    docker volume ls -q --filter "label=com.docker.compose.project=$PROJECT" | xargs -r docker volume rm >/dev/null 2>&1 || true
+    docker rmi "$IMG/app:warm" >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+dump_logs() {
+    say "--- $CURRENT_FILE: docker compose ps / logs (last 60 lines each) ---"
+    compose ps >&2 2>&1 || true
+    local s
+    for s in app db nginx; do
+        compose logs --no-color --tail=60 "$s" >&2 2>&1 || true
+    done
+}
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+
+# Polls CMD until it succeeds, for at most $1 seconds.
+eventually() {
+    local limit=$1 t0=$SECONDS
+    shift
+    until "$@"; do
+        ((SECONDS - t0 < limit)) || return 1
+        sleep 1
+    done
+}
+
+# The ids of a service's containers.
+cids() { compose ps -q "$1"; }
+cid() { cids "$1" | head -n 1; }
+
+health_of() { docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$1"; }
+
+# True when every container of the service is healthy (and there are $2).
+all_healthy() {
+    local service=$1 want=${2:-1} n=0 c
+    for c in $(cids "$service"); do
+        [ "$(health_of "$c")" = healthy ] || return 1
+        n=$((n + 1))
+    done
+    [ "$n" = "$want" ]
+}
+
+wait_healthy() {
+    local service=$1 want=${2:-1} c
+    if ! eventually 180 all_healthy "$service" "$want"; then
+        for c in $(cids "$service"); do
+            docker inspect -f '{{json .State.Health}}' "$c" >&2 || true
+        done
+        fail "$service: not $want healthy container(s) within 180s"
+    fi
+}
+
+https() { curl -sk --max-time 20 "https://localhost:$HTTPS_PORT$1"; }
+
+# Numeric uid (real) of a process in a container.
+uid_of() { docker exec "$1" awk '/^Uid:/ { print $2 }' "/proc/$2/status"; }
+
+# The main child of initd (PID 1) in a container.
+main_child() { docker exec "$1" sh -c 'cat /proc/1/task/1/children' | awk '{ print $1 }'; }
+
+# Zombies in a container: processes in state Z.
+zombies() {
+    docker exec "$1" sh -c 'for s in /proc/[0-9]*/stat; do cat "$s" 2>/dev/null; done' |
+        awk '{ sub(/^.*\) /, ""); if ($1 == "Z") n++ } END { print n + 0 }'
+}
+
+# Leaves three orphans in a container (sleepers whose parent exits at once),
+# checks they were re-parented to PID 1, waits until they have exited, and
+# checks nothing is left unreaped.
+orphans_reaped() {
+    local c=$1 name=$2 adopted
+    docker exec "$c" sh -c 'for i in 1 2 3; do (sleep 3 &); done'
+    adopted=$(docker exec "$c" sh -c 'for d in /proc/[0-9]*; do
+            [ "$(cat $d/comm 2>/dev/null)" = sleep ] && awk "/^PPid:/ { print \$2 }" $d/status; done' |
+        grep -cx 1 || true)
+    [ "$adopted" = 3 ] || fail "$name: expected 3 orphaned sleepers adopted by PID 1, found $adopted"
+    sleep 5
+    local z
+    z=$(zombies "$c")
+    [ "$z" = 0 ] || fail "$name: $z zombie process(es) left after the orphans exited"
+    pass "$name: 3 orphans adopted by PID 1 and reaped (no zombies)"
+}
+
+# docker stop with a measured duration; sets STOP_SECS and STOP_CODE.
+timed_stop() {
+    local c=$1 t0 t1
+    t0=$(date +%s%N)
+    docker stop -t 10 "$c" >/dev/null
+    t1=$(date +%s%N)
+    STOP_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
+    STOP_CODE=$(docker inspect -f '{{.State.ExitCode}}' "$c")
+}
+
+# ---------------------------------------------------------------------------
+# Images
+# ---------------------------------------------------------------------------
+
+if [ -n "${E2E_COLD:-}" ]; then
+    say "E2E_COLD: emptying the engine's build cache and removing $IMG/* images"
+    docker images --format '{{.Repository}}:{{.Tag}}' | grep "^$IMG/" | xargs -r docker rmi -f >/dev/null 2>&1 || true
+    docker builder prune -af >/dev/null
+fi
+
+BUILD_ARGS=()
+if [ "${E2E_BASE:-local}" = public ]; then
+    say "base images: the public defaults of the Dockerfiles"
+    POSTGRES_IMAGE=postgres:16
+    PYTHON_IMAGE=python:3.12-slim
+else
+    t0=$SECONDS
+    say "base images: images/base/build.sh (cached in /var/cache/initd-base)"
+    base_env=$(bash images/base/build.sh python node rust nginx postgres)
+    eval "$base_env"
+    say "base images ready in $((SECONDS - t0))s"
+    BUILD_ARGS=(--build-arg "RUST_IMAGE=$RUST_IMAGE" --build-arg "NODE_IMAGE=$NODE_IMAGE"
+        --build-arg "PYTHON_IMAGE=$PYTHON_IMAGE" --build-arg "NGINX_IMAGE=$NGINX_IMAGE")
+fi
+export POSTGRES_IMAGE
+
+# The build context: the files the Dockerfiles use, copied, so the rebuild
+# after a code change below can change one without touching the checkout.
+CTX=$WORK/context
+mkdir -p "$CTX"
+cp -a Cargo.toml Cargo.lock build.rs .cargo src images "$CTX/"
+rm -rf "$CTX/images/app/example/static/build" "$CTX/images/app/example/staticfiles" "$CTX/images/app/example/db.sqlite3"
+
+declare -A BUILD_SECS=()
+build() {
+    local name=$1 t0
+    shift
+    t0=$(date +%s%N)
+    if ! DOCKER_BUILDKIT=1 "$BUILD_CLI" build --progress=plain "${BUILD_ARGS[@]}" "$@" "$CTX" >"$WORK/build-${name//[:\/]/-}.log" 2>&1; then
+        tail -n 60 "$WORK/build-${name//[:\/]/-}.log" >&2
+        fail "docker build of $name"
+    fi
+    BUILD_SECS[$name]=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
+    say "built $name in ${BUILD_SECS[$name]}s"
+}
+
+say "building with $BUILD_CLI (BuildKit), compose: ${COMPOSE_CMD[*]}"
+build "$IMG/app:ci" -f "$CTX/images/app/Dockerfile" --target production \
+    --build-arg APP_UID=9500 --build-arg APP_GID=9500 -t "$IMG/app:ci"
+build "$IMG/nginx:latest" -f "$CTX/images/nginx/Dockerfile" -t "$IMG/nginx:latest"
+build "$IMG/app:dev" -f "$CTX/images/app/Dockerfile" --target dev -t "$IMG/app:dev"
+pass "images built: $IMG/app:ci, $IMG/app:dev, $IMG/nginx:latest"
+
+# ---------------------------------------------------------------------------
+# Secrets: fresh random values, so a leak is unambiguous
+# ---------------------------------------------------------------------------
+
+mkdir -p "$SECRETS_DIR" "$NGINX_LOG_DIR"
+DB_PASSWORD=$(openssl rand -hex 24)
+SECRET_KEY=$(openssl rand -hex 32)
+printf '%s\n' "$DB_PASSWORD" >"$SECRETS_DIR/db_password"
+printf '%s\n' "$SECRET_KEY" >"$SECRETS_DIR/secret_key"
+# PostgreSQL reads its copy as the postgres user (compose v1 bind-mounts
+# secret files as they are).
+chmod 644 "$SECRETS_DIR"/*
+
+no_secret_in() {
+    local what=$1 text=$2
+    if grep -qF -e "$DB_PASSWORD" -e "$SECRET_KEY" <<<"$text"; then
+        fail "a secret value appears in $what"
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# CI file: production command, image's own code, fixed uid
+# ---------------------------------------------------------------------------
+
+CURRENT_FILE=docker-compose.ci.yml
+say "--- $CURRENT_FILE: up (https://localhost:$HTTPS_PORT/, http on $HTTP_PORT)"
+compose up -d --no-build >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log" >&2; fail "compose up ($CURRENT_FILE)"; }
+wait_healthy app
+APP=$(cid app) NGINX=$(cid nginx) DB=$(cid db)
+pass "ci: app container healthy through its HEALTHCHECK (initd check)"
+
+page=$(https /) || fail "ci: https://localhost:$HTTPS_PORT/ did not answer"
+for want in "X-Forwarded-Proto: https" "secure: True" "database: postgresql" "uid: 9500"; do
+    grep -qF "$want" <<<"$page" || { echo "$page" >&2; fail "ci: front page lacks '$want'"; }
+done
+grep -Eq '^Host: localhost$' <<<"$page" || fail "ci: Host was not passed to the app"
+grep -Eq '^X-Real-IP: [0-9a-f.:]+$' <<<"$page" || fail "ci: X-Real-IP was not set"
+grep -Eq '^X-Forwarded-For: [0-9a-f.:]+$' <<<"$page" || fail "ci: X-Forwarded-For was not set"
+pass "ci: HTTPS through nginx reaches the app with Host, X-Real-IP, X-Forwarded-For, X-Forwarded-Proto"
+
+redirect=$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "http://localhost:$HTTP_PORT/some/path?q=1")
+[ "$redirect" = "301 https://localhost:$HTTPS_PORT/some/path?q=1" ] || fail "ci: HTTP answered '$redirect', not a redirect to HTTPS"
+pass "ci: plain HTTP redirects to https://localhost:$HTTPS_PORT/ with path and query"
+
+if curl -sk --max-time 10 --tls-max 1.1 -o /dev/null "https://localhost:$HTTPS_PORT/" 2>/dev/null; then
+    fail "ci: nginx accepted TLS 1.1"
+fi
+for v in 1.2 1.3; do
+    curl -sk --max-time 10 --tlsv$v --tls-max $v -o /dev/null "https://localhost:$HTTPS_PORT/healthz" ||
+        fail "ci: TLS $v refused"
+done
+subject=$(openssl s_client -connect "localhost:$HTTPS_PORT" -servername localhost </dev/null 2>/dev/null |
+    openssl x509 -noout -subject 2>/dev/null || true)
+grep -q 'CN *= *localhost' <<<"$subject" || fail "ci: no self-signed certificate for localhost ($subject)"
+pass "ci: TLS 1.2 and 1.3 accepted, 1.1 refused; self-signed certificate generated at first start"
+
+# The app's only network is the internal one, and it publishes nothing.
+ports=$(docker inspect -f '{{range $p, $b := .NetworkSettings.Ports}}{{if $b}}{{$p}} {{end}}{{end}}' "$APP")
+[ -z "$ports" ] || fail "ci: the app publishes ports to the host: $ports"
+nets=$(docker inspect -f '{{range $n, $_ := .NetworkSettings.Networks}}{{$n}} {{end}}' "$APP")
+[ "$nets" = "${PROJECT}_backend " ] || fail "ci: the app is on networks '$nets', expected only ${PROJECT}_backend"
+[ "$(docker network inspect -f '{{.Internal}}' "${PROJECT}_backend")" = true ] || fail "ci: the backend network is not internal"
+if docker run --rm --network "${PROJECT}_frontend" --entrypoint python3 "$PYTHON_IMAGE" -c \
+    'import urllib.request; urllib.request.urlopen("http://app:8000/healthz", timeout=5)' >/dev/null 2>&1; then
+    fail "ci: the app answered a container outside its internal network"
+fi
+pass "ci: the app publishes no port and only nginx's network reaches it"
+
+curl -sk -o /dev/null "https://localhost:$HTTPS_PORT/no-such-page-e2e" || true
+grep -q 'no-such-page-e2e' "$NGINX_LOG_DIR/access.log" 2>/dev/null || fail "ci: nginx's access log is not in the mounted directory"
+[ "$(stat -c %u "$NGINX_LOG_DIR/access.log")" = "$(docker exec "$NGINX" id -u nginx)" ] ||
+    fail "ci: the access log is not owned by the nginx user"
+pass "ci: nginx logs to the mounted directory, as the nginx user"
+
+# Migrations: after the wait for the database, applied once.
+logs=$(compose logs --no-color app)
+wait_line=$(grep -n 'waiting for tcp://db:5432' <<<"$logs" | head -n 1 | cut -d: -f1)
+migrate_line=$(grep -n 'Applying visits.0001_initial... OK' <<<"$logs" | head -n 1 | cut -d: -f1)
+if [ -z "$wait_line" ] || [ -z "$migrate_line" ] || [ "$wait_line" -gt "$migrate_line" ]; then
+    echo "$logs" >&2
+    fail "ci: no wait for db:5432 followed by the visits migration in the app's log"
+fi
+applied=$(docker exec "$DB" psql -U app -d app -tAc "select count(*) from django_migrations where app = 'visits'")
+[ "$applied" = 1 ] || fail "ci: visits migration recorded $applied times in PostgreSQL"
+visits=$(docker exec "$DB" psql -U app -d app -tAc 'select count(*) from visits_visit')
+[ "$visits" -ge 1 ] || fail "ci: no visit stored in PostgreSQL"
+pass "ci: waited for db:5432, then migrated PostgreSQL (visits.0001 applied once, $visits visit(s) stored)"
+
+# Who runs: initd drops to the image's app user (uid 9500 in CI).
+server=$(main_child "$APP")
+[ -n "$server" ] || fail "ci: initd has no main child"
+[ "$(docker exec "$APP" cat "/proc/$server/comm")" = gunicorn ] || fail "ci: the main child is not gunicorn"
+[ "$(uid_of "$APP" "$server")" = 9500 ] || fail "ci: gunicorn runs as uid $(uid_of "$APP" "$server"), not 9500"
+for w in $(docker exec "$APP" cat "/proc/$server/task/$server/children"); do
+    [ "$(uid_of "$APP" "$w")" = 9500 ] || fail "ci: gunicorn worker $w is not uid 9500"
+done
+pass "ci: gunicorn and its workers run as uid 9500 (from /proc)"
+
+# Secrets: in the app's environment as values, the *_FILE variables gone.
+# /proc/PID/environ is for the process's own uid (root in a container has no
+# CAP_SYS_PTRACE), so it is read as 9500.
+app_environ() { docker exec -u 9500 "$APP" sh -c "tr '\\0' '\\n' </proc/$server/environ"; }
+env_sha() { app_environ | sed -n "s/^$1=//p" | tr -d '\n' | sha256sum; }
+[ "$(env_sha SECRET_KEY)" = "$(printf '%s' "$SECRET_KEY" | sha256sum)" ] || fail "ci: SECRET_KEY did not reach gunicorn's environment"
+[ "$(env_sha PGPASSWORD)" = "$(printf '%s' "$DB_PASSWORD" | sha256sum)" ] || fail "ci: PGPASSWORD did not reach gunicorn's environment"
+if app_environ | grep -q '_FILE='; then
+    fail "ci: a *_FILE variable is still in the app's environment"
+fi
+for c in $(compose ps -q); do
+    no_secret_in "docker inspect $(docker inspect -f '{{.Name}}' "$c")" "$(docker inspect "$c")"
+done
+no_secret_in "docker compose logs" "$(compose logs --no-color 2>&1)"
+pass "ci: both secrets reached the app's process; neither appears in any log or docker inspect"
+
+# HUP goes to gunicorn (which reloads its workers).
+docker kill -s HUP "$APP" >/dev/null
+eventually 30 sh -c "docker logs '$APP' 2>&1 | grep -q 'Handling signal: hup'" || fail "ci: gunicorn never saw the HUP"
+pass "ci: docker kill -s HUP reaches gunicorn"
+https /healthz | grep -q '"ok"' || fail "ci: app unhealthy after HUP"
+
+orphans_reaped "$APP" "ci app (initd)"
+orphans_reaped "$NGINX" "ci nginx (initd)"
+orphans_reaped "$DB" "ci db (docker's init)"
+
+# Stop nginx while a request is in flight: it must finish.
+(https "/slow?s=3" >"$WORK/inflight.out" 2>&1; echo "rc=$?" >>"$WORK/inflight.out") &
+inflight=$!
+# Long enough for the request to be inside the app, short of its 3s.
+sleep 1
+timed_stop "$NGINX"
+wait "$inflight" || true
+grep -q 'done after 3s' "$WORK/inflight.out" || { cat "$WORK/inflight.out" >&2; fail "ci: the request in flight was cut by nginx's stop"; }
+[ "$STOP_CODE" = 0 ] || fail "ci: nginx exited $STOP_CODE on docker stop"
+awk -v s="$STOP_SECS" 'BEGIN { exit !(s < 10) }' || fail "ci: docker stop of nginx took ${STOP_SECS}s"
+pass "ci: docker stop nginx: ${STOP_SECS}s, exit 0, the request in flight completed"
+NGINX_STOP=$STOP_SECS
+
+timed_stop "$APP"
+[ "$STOP_CODE" = 0 ] || fail "ci: the app exited $STOP_CODE on docker stop"
+awk -v s="$STOP_SECS" 'BEGIN { exit !(s < 10) }' || fail "ci: docker stop of the app took ${STOP_SECS}s"
+pass "ci: docker stop app: ${STOP_SECS}s, exit 0"
+APP_STOP=$STOP_SECS
+
+timed_stop "$DB"
+[ "$STOP_CODE" = 0 ] || fail "ci: PostgreSQL exited $STOP_CODE on docker stop"
+pass "ci: docker stop db: ${STOP_SECS}s, exit 0"
+DB_STOP=$STOP_SECS
+
+# ---------------------------------------------------------------------------
+# Scaling: three replicas start together on a fresh database
+# ---------------------------------------------------------------------------
+
+compose down -v --timeout 10 >/dev/null 2>&1
+say "--- $CURRENT_FILE: up --scale app=3 on a fresh database"
+compose up -d --no-build --scale app=3 >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log" >&2; fail "compose up --scale app=3"; }
+wait_healthy app 3
+migrated=0 nothing_to_do=0
+for c in $(cids app); do
+    l=$(docker logs "$c" 2>&1)
+    grep -q 'taking the migration lock' <<<"$l" || fail "scale: replica $c did not take the migration lock"
+    grep -q 'Applying visits.0001_initial... OK' <<<"$l" && migrated=$((migrated + 1))
+    grep -q 'No migrations to apply' <<<"$l" && nothing_to_do=$((nothing_to_do + 1))
+    if grep -Eq 'Traceback|\[ERROR\]|initd: (error|warning):' <<<"$l"; then
+        echo "$l" >&2
+        fail "scale: replica $c logged an error"
+    fi
+done
+if [ "$migrated" != 1 ] || [ "$nothing_to_do" != 2 ]; then
+    fail "scale: $migrated replica(s) applied the migration and $nothing_to_do found nothing to do (want 1 and 2)"
+fi
+pass "scale: 3 replicas healthy; one migrated under the lock, two found nothing left to do"
+hosts=$(for _ in $(seq 12); do https / | sed -n 's/^host: //p'; done | sort -u | wc -l)
+[ "$hosts" -ge 2 ] || fail "scale: nginx sent 12 requests to $hosts replica(s)"
+pass "scale: nginx spread 12 requests over $hosts replicas"
+compose down -v --timeout 10 >/dev/null 2>&1
+
+# ---------------------------------------------------------------------------
+# Dev file: initd dev, the checkout bind-mounted
+# ---------------------------------------------------------------------------
+
+CURRENT_FILE=docker-compose.yml
+export APP_SRC=$WORK/checkout HOST_UID=$DEV_UID HOST_GID=$DEV_UID AUTO_START_SERVER=true
+cp -a images/app/example "$APP_SRC"
+rm -rf "$APP_SRC/static/build" "$APP_SRC/staticfiles" "$APP_SRC/db.sqlite3"
+chown -R "$DEV_UID:$DEV_UID" "$APP_SRC"
+say "--- $CURRENT_FILE: up (AUTO_START_SERVER=true, HOST_UID=$DEV_UID, checkout $APP_SRC)"
+compose up -d --no-build >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log" >&2; fail "compose up ($CURRENT_FILE)"; }
+wait_healthy app
+APP=$(cid app)
+pass "dev: app container healthy through initd check"
+
+page=$(https /)
+grep -qF "uid: $DEV_UID" <<<"$page" || { echo "$page" >&2; fail "dev: the app does not run as HOST_UID $DEV_UID"; }
+grep -qF 'X-Forwarded-Proto: https' <<<"$page" || fail "dev: no X-Forwarded-Proto through nginx"
+server=$(main_child "$APP")
+[ "$(uid_of "$APP" "$server")" = "$DEV_UID" ] || fail "dev: the dev server is not uid $DEV_UID in /proc"
+pass "dev: the dev server runs as HOST_UID $DEV_UID (renumbered app user), behind nginx"
+
+sed -i 's/^GREETING = .*/GREETING = "Edited in the checkout by e2e."/' "$APP_SRC/visits/views.py"
+eventually 60 sh -c "curl -sk 'https://localhost:$HTTPS_PORT/' | grep -q 'Edited in the checkout by e2e.'" ||
+    fail "dev: the edited view was not served within 60s"
+pass "dev: an edit in the bind-mounted checkout is served at the next request"
+
+printf '\n.e2e-marker { color: rebeccapurple; }\n' >>"$APP_SRC/assets/src/app.css"
+eventually 60 sh -c "curl -sk 'https://localhost:$HTTPS_PORT/static/build/app.css' | grep -q '.e2e-marker{color:rebeccapurple}'" ||
+    fail "dev: the watcher did not rebuild app.css within 60s"
+[ "$(stat -c %u "$APP_SRC/static/build/app.css")" = "$DEV_UID" ] || fail "dev: the rebuilt asset is not owned by $DEV_UID on the host"
+compose logs --no-color app | grep -q 'assets | built static/build/app.css' || fail "dev: no watcher line in the logs"
+pass "dev: the asset watcher rebuilt app.css (owned by $DEV_UID on the host)"
+no_secret_in "docker compose logs (dev)" "$(compose logs --no-color 2>&1)"
+no_secret_in "docker inspect (dev app)" "$(docker inspect "$APP")"
+
+timed_stop "$APP"
+[ "$STOP_CODE" = 0 ] || fail "dev: initd dev exited $STOP_CODE on docker stop"
+awk -v s="$STOP_SECS" 'BEGIN { exit !(s < 10) }' || fail "dev: docker stop took ${STOP_SECS}s"
+pass "dev: docker stop app: ${STOP_SECS}s, exit 0"
+
+# Idle: no server, commands through exec.
+export AUTO_START_SERVER=false
+say "--- $CURRENT_FILE: up (AUTO_START_SERVER=false)"
+compose up -d --no-build app >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log" >&2; fail "compose up (idle)"; }
+APP=$(cid app)
+eventually 60 sh -c "docker logs '$APP' 2>&1 | grep -q 'AUTO_START_SERVER is off'" || fail "dev: no idle notice with AUTO_START_SERVER=false"
+if docker exec "$APP" sh -c 'cat /proc/[0-9]*/cmdline 2>/dev/null | tr "\0" " "' | grep -q 'runserver'; then
+    fail "dev: a server runs although AUTO_START_SERVER=false"
+fi
+out=$(compose exec -T app initd exec python -c 'import hashlib, os
+print(os.getuid(), os.environ["USER"], "PGPASSWORD_FILE" in os.environ)
+print(hashlib.sha256(os.environ["PGPASSWORD"].encode()).hexdigest())
+print(hashlib.sha256(os.environ["SECRET_KEY"].encode()).hexdigest())') || fail "dev: docker compose exec app initd exec python failed"
+expected="$DEV_UID app False
+$(printf '%s' "$DB_PASSWORD" | sha256sum | cut -d' ' -f1)
+$(printf '%s' "$SECRET_KEY" | sha256sum | cut -d' ' -f1)"
+[ "$out" = "$expected" ] || { printf 'got:\n%s\nwanted:\n%s\n' "$out" "$expected" >&2; fail "dev: exec did not run as the app user with the secrets"; }
+pass "dev: AUTO_START_SERVER=false idles; compose exec app initd exec python runs as app ($DEV_UID) with the secrets"
+orphans_reaped "$APP" "dev app, idle (initd)"
+timed_stop "$APP"
+[ "$STOP_CODE" = 0 ] || fail "dev: idle initd exited $STOP_CODE on docker stop"
+pass "dev: docker stop of the idle app: ${STOP_SECS}s, exit 0"
+compose down -v --timeout 10 >/dev/null 2>&1
+
+# ---------------------------------------------------------------------------
+# A code-only change: what a rebuild costs
+# ---------------------------------------------------------------------------
+
+sed -i 's/^GREETING = .*/GREETING = "Rebuilt after a code-only change."/' "$CTX/images/app/example/visits/views.py"
+build "$IMG/app:warm" -f "$CTX/images/app/Dockerfile" --target production \
+    --build-arg APP_UID=9500 --build-arg APP_GID=9500 -t "$IMG/app:warm"
+docker run --rm --entrypoint grep "$IMG/app:warm" -q 'Rebuilt after a code-only change' /app/visits/views.py ||
+    fail "warm rebuild: the image does not hold the changed code"
+pass "rebuild after a code-only change: ${BUILD_SECS[$IMG/app:warm]}s"
+
+size() { docker image inspect -f '{{.Size}}' "$1" | awk '{ printf "%.0f MB", $1 / 1e6 }'; }
+{
+    echo
+    echo "e2e: images and build times (this run; 'cold' only on an empty build cache)"
+    printf '  %-22s %8s  %s\n' IMAGE SIZE "BUILD (s)"
+    printf '  %-22s %8s  %s\n' "$IMG/app:ci" "$(size "$IMG/app:ci")" "${BUILD_SECS[$IMG/app:ci]}"
+    printf '  %-22s %8s  %s\n' "$IMG/app:dev" "$(size "$IMG/app:dev")" "${BUILD_SECS[$IMG/app:dev]} (after app:ci)"
+    printf '  %-22s %8s  %s\n' "$IMG/nginx:latest" "$(size "$IMG/nginx:latest")" "${BUILD_SECS[$IMG/nginx:latest]} (after app:ci)"
+    printf '  %-22s %8s  %s\n' "code-only change" "" "${BUILD_SECS[$IMG/app:warm]} (app:ci rebuilt)"
+    echo "  docker stop: nginx ${NGINX_STOP}s, app ${APP_STOP}s, db ${DB_STOP}s"
+    echo "  e2e total: $((SECONDS - T_START))s"
+} >&2
+echo "e2e: $PASSED passed, 0 failed"
