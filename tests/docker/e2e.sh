@@ -451,6 +451,27 @@ timed_stop "$DB"
 pass "ci: docker stop db: ${STOP_SECS}s, exit 0"
 DB_STOP=$STOP_SECS
 
+# The drop-in scripts: an image whose CMD calls /app/bash/run.sh (or
+# run-dev.sh) gets initd as PID 1 without other changes.
+out=$(docker run --rm -v "$ROOT/run-scripts/run.sh:/app/bash/run.sh:ro" --entrypoint sh \
+    -e INITD_MIGRATE=off -e SECRET_KEY=unused \
+    -e INITD_SERVER="python -c 'import os; print(\"server ppid\", os.getppid(), \"uid\", os.getuid())'" \
+    "$IMG/app:ci" /app/bash/run.sh 2>&1) || { echo "$out" >&2; fail "run-scripts/run.sh: the container failed"; }
+if ! grep -q '^initd: starting server' <<<"$out" || ! grep -q '^server ppid 1 uid 9500$' <<<"$out"; then
+    echo "$out" >&2
+    fail "run-scripts/run.sh: the server did not run under initd as PID 1, as the app user"
+fi
+name=$PROJECT-run-dev
+docker run -d --name "$name" --label "com.docker.compose.project=$PROJECT" \
+    -v "$ROOT/run-scripts/run-dev.sh:/app/bash/run-dev.sh:ro" --entrypoint sh "$IMG/app:dev" /app/bash/run-dev.sh >/dev/null
+eventually 60 sh -c "docker logs '$name' 2>&1 | grep -q 'AUTO_START_SERVER is off'" ||
+    { docker logs "$name" >&2; fail "run-scripts/run-dev.sh: initd dev did not start"; }
+[ "$(docker exec "$name" cat /proc/1/comm)" = initd ] || fail "run-scripts/run-dev.sh: PID 1 is not initd"
+timed_stop "$name"
+[ "$STOP_CODE" = 0 ] || fail "run-scripts/run-dev.sh: exit $STOP_CODE on docker stop"
+docker rm "$name" >/dev/null
+pass "run-scripts: run.sh runs initd run, run-dev.sh initd dev, as PID 1"
+
 # ---------------------------------------------------------------------------
 # Scaling: three replicas start together on a fresh database
 # ---------------------------------------------------------------------------
