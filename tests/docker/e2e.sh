@@ -257,7 +257,7 @@ timed_stop() {
 if [ -n "${E2E_COLD:-}" ]; then
     say "E2E_COLD: emptying the engine's build cache and removing $IMG/* images"
     docker images --format '{{.Repository}}:{{.Tag}}' | grep "^$IMG/" | xargs -r docker rmi -f >/dev/null 2>&1 || true
-    docker builder prune -af >/dev/null
+    "$BUILD_CLI" builder prune -af >/dev/null
 fi
 
 BUILD_ARGS=()
