@@ -752,6 +752,29 @@ fn a_failing_dev_setup_command_ends_initd_with_its_status() {
 }
 
 #[test]
+fn dev_setup_comes_before_the_wait_for_dependencies_and_the_migration() {
+    let p = Project::new("dev-setup-wait");
+    let log = p.outside("log");
+    let mut cmd = p.initd();
+    cmd.env("AUTO_START_SERVER", "true")
+        .env("INITD_DEV_SERVER", "sleep 1000")
+        .env(
+            "INITD_DEV_SETUP",
+            format!("sh -c 'echo setup >> {}'", log.display()),
+        )
+        .env(
+            "INITD_MIGRATE",
+            format!("sh -c 'echo migrate >> {}'", log.display()),
+        )
+        // Nothing listens there: the wait gives up after a second.
+        .env("INITD_WAIT_FOR", format!("tcp://127.0.0.1:{}", free_port()))
+        .env("INITD_WAIT_TIMEOUT", "1s");
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.code(), 69, "{}", out.stderr);
+    assert_eq!(fs::read_to_string(&log).unwrap(), "setup\n");
+}
+
+#[test]
 fn without_auto_start_initd_idles_reaps_and_stops_on_term() {
     let p = Project::new("dev-idle");
     let steps = p.outside("steps");
