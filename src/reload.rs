@@ -7,18 +7,20 @@
 //! through a pipe it polls next to the signalfd, so the loop still sleeps
 //! with no timer while nothing happens.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use notify::Watcher as _;
 use tracing::{debug, info, warn};
+
+use crate::poller::Poller;
 
 /// Python, templates and configuration: what a change to should restart
 /// the dev server.
@@ -495,54 +497,14 @@ fn directories(root: &Path, filter: &Filter) -> Vec<PathBuf> {
     out
 }
 
-/// What a poll compares: modification time and size.
-type Stamp = (Option<SystemTime>, u64);
-
-/// The wanted files below `roots`, with their stamps. Only wanted files are
-/// stat'ed, and ignored trees are not entered, so a poll over a checkout of
-/// 10,000 files costs about 10,000 stat calls.
-pub fn scan(roots: &[PathBuf], filter: &Filter) -> HashMap<PathBuf, Stamp> {
-    let mut found = HashMap::new();
-    for root in roots {
-        for dir in directories(root, filter) {
-            let Ok(entries) = fs::read_dir(&dir) else { continue };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let Ok(kind) = entry.file_type() else { continue };
-                if kind.is_dir() || !filter.wants(path.strip_prefix(root).unwrap_or(&path)) {
-                    continue;
-                }
-                if let Ok(meta) = entry.metadata() {
-                    found.insert(path, (meta.modified().ok(), meta.len()));
-                }
-            }
-        }
-    }
-    found
-}
-
-/// The paths that differ between two scans: changed, added or removed.
-pub fn differences(before: &HashMap<PathBuf, Stamp>, after: &HashMap<PathBuf, Stamp>) -> Vec<PathBuf> {
-    let mut changed: Vec<PathBuf> = after
-        .iter()
-        .filter(|(path, stamp)| before.get(*path) != Some(stamp))
-        .map(|(path, _)| path.clone())
-        .chain(before.keys().filter(|p| !after.contains_key(*p)).cloned())
-        .collect();
-    changed.sort();
-    changed
-}
-
 fn poll_loop(roots: &[PathBuf], filter: &Filter, every: Duration, waker: &Waker, stop: &AtomicBool) {
-    let mut before = scan(roots, filter);
-    debug!(files = before.len(), "polling for changes");
+    let mut poller = Poller::new(roots, filter);
+    debug!(files = poller.files(), "polling for changes");
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(every);
-        let after = scan(roots, filter);
-        for path in differences(&before, &after) {
+        for path in poller.poll() {
             waker.send(path);
         }
-        before = after;
     }
 }
 
@@ -697,35 +659,6 @@ mod tests {
             seen.extend(reloader.drain());
         }
         drop(reloader);
-        fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn scans_see_changes_additions_and_removals_but_not_ignored_files() {
-        let dir = std::env::temp_dir().join(format!("initd-reload-scan-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(dir.join("app/__pycache__")).unwrap();
-        fs::create_dir_all(dir.join("node_modules/x")).unwrap();
-        fs::write(dir.join("app/views.py"), "a").unwrap();
-        fs::write(dir.join("app/__pycache__/views.pyc"), "a").unwrap();
-        fs::write(dir.join("node_modules/x/y.py"), "a").unwrap();
-        let roots = vec![dir.clone()];
-        let f = Filter::default();
-        let before = scan(&roots, &f);
-        assert_eq!(before.len(), 1);
-        fs::write(dir.join("app/views.py"), "changed").unwrap();
-        fs::write(dir.join("app/models.py"), "new").unwrap();
-        fs::write(dir.join("node_modules/x/y.py"), "ignored").unwrap();
-        let after = scan(&roots, &f);
-        assert_eq!(
-            differences(&before, &after),
-            vec![dir.join("app/models.py"), dir.join("app/views.py")]
-        );
-        fs::remove_file(dir.join("app/models.py")).unwrap();
-        assert_eq!(
-            differences(&after, &scan(&roots, &f)),
-            vec![dir.join("app/models.py")]
-        );
         fs::remove_dir_all(dir).unwrap();
     }
 }
