@@ -387,14 +387,6 @@ fn execute(prepared: &Prepared, plan: &Plan, sup: &mut Supervisor) -> Result<i32
             env.push((key.into(), value));
         }
     }
-    checkpoint(sup)?;
-    if !plan.wait_for.is_empty() {
-        wait_for(
-            sup,
-            &plan.wait_for,
-            prepared.loaded.settings.pipeline.wait_timeout,
-        )?;
-    }
     let launcher = Launcher::new(env, &prepared.cwd);
     if let Some(dev) = &plan.dev {
         for step in &dev.setup {
@@ -410,6 +402,16 @@ fn execute(prepared: &Prepared, plan: &Plan, sup: &mut Supervisor) -> Result<i32
             sup.status().set_phase(Phase::Starting, "dev setup running");
             launcher.run_step(sup, "dev setup", &step.argv)?;
         }
+    }
+    // After the dev setup, which needs no database (`npm ci` can run while
+    // it starts), before the migration, which does.
+    checkpoint(sup)?;
+    if !plan.wait_for.is_empty() {
+        wait_for(
+            sup,
+            &plan.wait_for,
+            prepared.loaded.settings.pipeline.wait_timeout,
+        )?;
     }
     for step in &plan.steps {
         checkpoint(sup)?;
