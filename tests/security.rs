@@ -362,6 +362,16 @@ fn a_secret_stays_out_of_dev_mode_logs_and_other_processes() {
     fs::write(dir.path("src/app.py"), "x = 0\n").unwrap();
     let pw = dir.path("pw");
     fs::write(&pw, format!("{PLANT}\n")).unwrap();
+    let args = dir.path("args");
+    fs::write(&args, format!("--name {PLANT}\n")).unwrap();
+    let bin = dir.path("bin");
+    fs::create_dir_all(&bin).unwrap();
+    fs::write(
+        bin.join("gunicorn"),
+        "#!/bin/sh\necho dev-server-up\nexec sleep 600\n",
+    )
+    .unwrap();
+    fs::set_permissions(bin.join("gunicorn"), fs::Permissions::from_mode(0o755)).unwrap();
     let mut seen = String::new();
     for format in ["text", "json"] {
         let watcher = format!(
@@ -382,36 +392,69 @@ fn a_secret_stays_out_of_dev_mode_logs_and_other_processes() {
             // A migration step: its command line is logged too.
             .env("INITD_MIGRATE", "sh -c 'exit 0'")
             .env("INITD_WATCHERS", format!("w={watcher}"))
-            .env("INITD_DEV_SERVER", "sh -c 'echo server up; exec sleep 600'");
-        let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+            // The default dev server is gunicorn (a stand-in here), with
+            // GUNICORN_ARGUMENTS from a secret: in the command line initd
+            // logs at each start, so redaction has work to do.
+            .env("PATH", format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display()))
+            .env("INITD_APP", "app:application")
+            .env("GUNICORN_ARGUMENTS_FILE", &args);
+        // Output to files, to be read while initd runs.
+        let (out_path, err_path) = (
+            dir.path(&format!("{format}.out")),
+            dir.path(&format!("{format}.err")),
+        );
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&out_path).unwrap())
+            .stderr(fs::File::create(&err_path).unwrap())
+            .spawn()
+            .unwrap();
         let pid = initd_host_pid(&child);
-        // Running: initd's own environment and command line, as anyone
-        // in the container could read them.
-        wait_for(LIMIT, || {
-            initd::procfs::descendants(&initd::procfs::snapshot(), pid)
-                .len()
-                .ge(&2)
-                .then_some(())
-        });
-        std::thread::sleep(Duration::from_millis(300));
-        // A restart of the dev server on an edit, and a stop.
-        fs::write(dir.path("src/app.py"), "x = 1\n").unwrap();
-        std::thread::sleep(Duration::from_millis(500));
+        let all = || {
+            let read = |p: &Path| fs::read_to_string(p).unwrap_or_default();
+            read(&out_path) + &read(&err_path)
+        };
+        let wait_text = |needle: &str| wait_for(LIMIT, || all().contains(needle).then_some(()));
+        // Watchers' output is prefixed and goes where theirs went.
+        wait_text("w | watcher has the secret");
+        let servers_up = || all().lines().filter(|l| *l == "dev-server-up").count();
+        wait_for(LIMIT, || (servers_up() == 1).then_some(()));
+        // Running: initd's own environment and command line, as anyone in
+        // the container could read them.
         for file in ["environ", "cmdline"] {
             let bytes = fs::read(format!("/proc/{pid}/{file}")).unwrap();
             seen.push_str(&String::from_utf8_lossy(&bytes).replace('\0', " "));
         }
+        // A restart of the dev server on an edit, and a stop.
+        fs::write(dir.path("src/app.py"), format!("x = {format:?}\n")).unwrap();
+        wait_text("restarting the server");
+        wait_for(LIMIT, || (servers_up() == 2).then_some(()));
         signal(pid, Signal::SIGTERM);
         let out = finish(child, LIMIT);
-        assert_eq!(out.code(), 0, "{}", out.stderr);
-        // Watchers' output is prefixed and goes where theirs went.
-        let all = format!("{}{}", out.stdout, out.stderr);
+        assert_eq!(out.code(), 0, "{}", all());
+        let all = all();
         seen.push_str(&all);
-        assert!(all.contains("restarting the server"), "{all}");
-        assert!(all.contains("w | watcher has the secret"), "{all}");
         assert!(all.contains("w | watcher DB_PASSWORD_FILE=unset"), "{all}");
+        // The server's command line was logged, masked, at each start.
+        assert!(all.matches("app:application ***").count() >= 2, "{all}");
         assert!(all.contains(&format!("CERT_FILE={}", pw.display())), "{all}");
     }
+    // `initd config` at trace level, the secret also in a setting it shows.
+    let mut cmd = initd_plain(["config"]);
+    cmd.current_dir(&dir.0)
+        .env("INITD_LOG", "trace")
+        .env("INITD_SERVER", "sleep 1")
+        .env("DB_PASSWORD_FILE", &pw)
+        .env("GUNICORN_ARGUMENTS_FILE", &args);
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("gunicorn_arguments = \"***\""),
+        "{}",
+        out.stdout
+    );
+    seen.push_str(&out.stdout);
+    seen.push_str(&out.stderr);
     assert!(
         !seen.contains(PLANT),
         "the secret leaked:\n{}",
@@ -422,8 +465,8 @@ fn a_secret_stays_out_of_dev_mode_logs_and_other_processes() {
     );
     eprintln!(
         "security: dev mode: a planted secret appears in no log line (trace level, text and json, \
-         through a restart and a stop), not in initd's environment or command line; the watcher has it, \
-         not its *_FILE; INITD_NOT_SECRETS leaves the path alone"
+         through a restart and a stop), not in `initd config`, not in initd's environment or command \
+         line; the watcher has it, not its *_FILE; INITD_NOT_SECRETS leaves the path alone"
     );
 }
 

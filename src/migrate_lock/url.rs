@@ -288,7 +288,13 @@ pub fn redact(url: &str) -> String {
                     out.push_str(userinfo);
                     out.push('@');
                 }
-                _ => out.push_str("***@"),
+                // Not a user name at all: the '@' belongs to something
+                // else (a value in the query, a password itself), so
+                // nothing around it can be told apart from a password.
+                _ => {
+                    out.push_str("***@***");
+                    return out;
+                }
             }
             &rest[at + 1..]
         }
@@ -497,7 +503,7 @@ mod tests {
         );
         assert_eq!(redact("postgres://app@h/d#s3cret"), "postgres://app@h/d#***");
         // An '@' in the query: all before it goes.
-        assert_eq!(redact("postgres://h/d?password=s3@cret"), "postgres://***@cret");
+        assert_eq!(redact("postgres://h/d?password=s3@cret"), "postgres://***@***");
         assert_eq!(redact_param("password"), "***");
         assert_eq!(redact_param("sslmode"), "sslmode");
         assert_eq!(redact_param("p%7assword=x"), "***");
