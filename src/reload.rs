@@ -66,18 +66,39 @@ const BLIND_FILESYSTEMS: &[&str] = &[
     "nfs4",
 ];
 
-/// `*` and `?` wildcards over one path component.
+/// `*` and `?` wildcards over one path component (`?` is one byte).
+///
+/// Patterns come from the user (`INITD_RELOAD_INCLUDE`), names from the
+/// disk: trying every split for every `*` would take exponential time on
+/// `*a*a*a*a*b` against a long name, stalling the dev loop. Only the
+/// last `*` seen needs to be retried, which bounds the work by the
+/// pattern's length times the name's.
 pub fn glob_match(pattern: &str, name: &str) -> bool {
-    fn go(p: &[u8], n: &[u8]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
-            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
-            _ => false,
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut ni) = (0, 0);
+    // The last `*` and how much of the name it has taken so far.
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, ni));
+                pi += 1;
+            }
+            Some(&c) if c == b'?' || c == n[ni] => {
+                pi += 1;
+                ni += 1;
+            }
+            _ => match star {
+                Some((sp, taken)) => {
+                    star = Some((sp, taken + 1));
+                    pi = sp + 1;
+                    ni = taken + 1;
+                }
+                None => return false,
+            },
         }
     }
-    go(pattern.as_bytes(), name.as_bytes())
+    p[pi..].iter().all(|&c| c == b'*')
 }
 
 /// Which paths count as edits.
@@ -660,5 +681,54 @@ mod tests {
         }
         drop(reloader);
         fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+/// Property tests for the reload patterns, which come from the user
+/// (`INITD_RELOAD_INCLUDE`/`_IGNORE`): the matcher agrees with the
+/// textbook definition and stays fast on any pattern.
+/// `PROPTEST_CASES=100000 cargo test --lib props` runs them longer.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The definition, as a table over (pattern prefix, name prefix).
+    fn reference(p: &[u8], n: &[u8]) -> bool {
+        let mut m = vec![vec![false; n.len() + 1]; p.len() + 1];
+        m[0][0] = true;
+        for i in 1..=p.len() {
+            for j in 0..=n.len() {
+                m[i][j] = match p[i - 1] {
+                    b'*' => m[i - 1][j] || (j > 0 && m[i][j - 1]),
+                    b'?' => j > 0 && m[i - 1][j - 1],
+                    c => j > 0 && n[j - 1] == c && m[i - 1][j - 1],
+                };
+            }
+        }
+        m[p.len()][n.len()]
+    }
+
+    #[test]
+    fn many_stars_against_a_long_name_answer_at_once() {
+        // Exponential for a matcher that retries every star: 2^40 steps.
+        let pattern = "*a".repeat(40) + "b";
+        let name = "a".repeat(200);
+        assert!(!glob_match(&pattern, &name));
+        assert!(glob_match(&("*a".repeat(40) + "*"), &name));
+    }
+
+    proptest! {
+        #[test]
+        fn glob_agrees_with_the_definition(p in "[ab*?]{0,10}", n in "[ab]{0,12}") {
+            prop_assert_eq!(glob_match(&p, &n), reference(p.as_bytes(), n.as_bytes()));
+        }
+
+        #[test]
+        fn any_pattern_and_name_never_panic(p in any::<String>(), n in any::<String>()) {
+            let _ = glob_match(&p, &n);
+            prop_assert!(glob_match("*", &n));
+            prop_assert!(glob_match(&n.replace(['*', '?'], ""), &n.replace(['*', '?'], "")));
+        }
     }
 }
