@@ -16,11 +16,25 @@ pub fn stdin_is_terminal() -> bool {
     unsafe { libc::isatty(libc::STDIN_FILENO) == 1 }
 }
 
+/// How a child is set up between fork and exec.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Setup {
+    /// Take the terminal's foreground (stdin is a terminal).
+    pub foreground: bool,
+    /// Set PR_SET_NO_NEW_PRIVS: from then on no exec can add privileges
+    /// (setuid and setgid bits and file capabilities are ignored).
+    pub no_new_privs: bool,
+}
+
 /// Builds the command for `program` (already resolved) with `argv[0]` as the
 /// user typed it. The child gets its own process group so signals can reach
-/// the group without reaching initd, and, with `foreground`, takes the
+/// the group without reaching initd, and, with `setup.foreground`, takes the
 /// terminal so Ctrl-C and job control act on it rather than on initd.
-pub fn command(program: &Path, argv: &[OsString], foreground: bool) -> Command {
+pub fn command(program: &Path, argv: &[OsString], setup: Setup) -> Command {
+    let Setup {
+        foreground,
+        no_new_privs,
+    } = setup;
     let mut cmd = Command::new(program);
     if let Some((arg0, args)) = argv.split_first() {
         cmd.arg0(arg0).args(args);
@@ -40,6 +54,11 @@ pub fn command(program: &Path, argv: &[OsString], foreground: bool) -> Command {
                         return Err(err);
                     }
                 }
+            }
+            // The flag is inherited by everything the child starts and can
+            // never be cleared, which is the point.
+            if no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
             }
             // The mask survives exec: without this the child would start
             // with every signal blocked and ignore `docker stop`.

@@ -89,3 +89,38 @@ mod tests {
         assert_eq!(split(&join(&argv)).unwrap(), argv);
     }
 }
+
+/// Property tests: command settings are free text; splitting never panics,
+/// and what initd prints (`join`) splits back into the same words.
+/// `PROPTEST_CASES=100000 cargo test --lib props` runs them longer.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_text_splits_or_is_refused(text in any::<String>()) {
+            let _ = split(&text);
+            for line in split_commands(&text) {
+                prop_assert!(!line.is_empty() && line == line.trim());
+            }
+        }
+
+        #[test]
+        fn joined_words_split_back(words in proptest::collection::vec(any::<String>(), 1..6)) {
+            prop_assert_eq!(split(&join(&words)), Ok(words));
+        }
+
+        #[test]
+        fn quoted_semicolons_do_not_split(
+            words in proptest::collection::vec("[a-z;' \"]{1,6}", 1..4),
+            more in "[a-z]{1,6}",
+        ) {
+            let text = format!("{} ; {more}", join(&words));
+            let lines = split_commands(&text);
+            prop_assert_eq!(lines.len(), 2, "{:?}", lines);
+            prop_assert_eq!(split(&lines[0]), Ok(words));
+        }
+    }
+}

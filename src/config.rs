@@ -144,6 +144,13 @@ pub const SETTINGS: &[Setting] = &[
         "true",
     ),
     setting(
+        "INITD_NO_NEW_PRIVS",
+        Kind::Bool,
+        "false",
+        "set no_new_privs on every command initd starts: setuid programs (sudo, su) can no longer raise privileges",
+        "true",
+    ),
+    setting(
         "HOST_UID",
         Kind::Number,
         "",
@@ -375,6 +382,8 @@ pub struct Pipeline {
     /// when initd does not start as root (an explicit user is then an error).
     pub user: Option<String>,
     pub allow_root: bool,
+    /// `INITD_NO_NEW_PRIVS`: PR_SET_NO_NEW_PRIVS in every child before exec.
+    pub no_new_privs: bool,
     pub host_uid: Option<u32>,
     pub host_gid: Option<u32>,
     pub chown: Vec<PathBuf>,
@@ -498,6 +507,7 @@ env_fields! {
     not_secrets => "initd_not_secrets",
     user => "initd_user",
     allow_root => "initd_allow_root",
+    no_new_privs => "initd_no_new_privs",
     host_uid => "host_uid",
     host_gid => "host_gid",
     chown => "initd_chown",
@@ -832,6 +842,9 @@ fn parse_pipeline(r: &Reader) -> Result<Pipeline, ConfigError> {
         user: non_empty("INITD_USER"),
         allow_root: r
             .value("INITD_ALLOW_ROOT", parse_bool, BOOL_FORM)?
+            .unwrap_or(false),
+        no_new_privs: r
+            .value("INITD_NO_NEW_PRIVS", parse_bool, BOOL_FORM)?
             .unwrap_or(false),
         host_uid: r.value("HOST_UID", id, ID_FORM)?,
         host_gid: r.value("HOST_GID", id, ID_FORM)?,
@@ -1203,6 +1216,7 @@ mod tests {
         let p = from_env(env(&[])).unwrap().pipeline;
         assert_eq!(p.user, None);
         assert!(!p.allow_root);
+        assert!(!p.no_new_privs);
         assert_eq!(p.wait_timeout, Duration::from_secs(60));
         assert!(p.wait_for.is_empty());
         assert_eq!(p.migrate, Migrate::Auto);
@@ -1217,6 +1231,7 @@ mod tests {
         let p = from_env(env(&[
             ("INITD_USER", "web"),
             ("INITD_ALLOW_ROOT", "yes"),
+            ("INITD_NO_NEW_PRIVS", "on"),
             ("HOST_UID", "501"),
             ("HOST_GID", "20"),
             ("INITD_CHOWN", "/app/media, /app/var"),
@@ -1237,6 +1252,7 @@ mod tests {
         .pipeline;
         assert_eq!(p.user.as_deref(), Some("web"));
         assert!(p.allow_root);
+        assert!(p.no_new_privs);
         assert_eq!((p.host_uid, p.host_gid), (Some(501), Some(20)));
         assert_eq!(p.chown, [PathBuf::from("/app/media"), PathBuf::from("/app/var")]);
         assert_eq!(p.wait_for.len(), 2);
@@ -1403,5 +1419,121 @@ mod tests {
         assert_eq!(edit_distance("WROKERS", "WORKERS"), 1);
         assert_eq!(edit_distance("abc", "abc"), 0);
         assert_eq!(edit_distance("", "abc"), 3);
+    }
+}
+
+/// Property tests: settings arrive from the environment and a TOML file
+/// that anyone building an image writes; no value may panic initd or make
+/// it hang, and every rejection names the setting at fault.
+/// `PROPTEST_CASES=100000 cargo test --lib props` runs them longer.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Values in the shapes settings take, and garbage.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[0-9]{1,6}(ms|s|m|h)?",
+            "[0-9]{0,3}\\.[0-9]{0,3}[a-z]{0,2}",
+            "(true|false|yes|no|on|off|1|0|maybe)",
+            "(TERM|INT|QUIT|HUP|USR1|KILL|9|none|x)(:(TERM|QUIT|none|STOP|99))?(,[A-Z]{1,5}:[a-z]{1,4}){0,2}",
+            "(tcp|http|https)://[a-z]{0,5}(:[0-9]{0,6})?(/[a-z]{0,3})?",
+            "[a-z]{1,4}=[a-z ]{0,8}(; [a-z]{1,4}=[a-z' ]{0,8}){0,3}",
+            "[ -~]{0,24}",
+            any::<String>(),
+        ]
+    }
+
+    fn setting_name() -> impl Strategy<Value = &'static str> {
+        proptest::sample::select(SETTINGS.iter().map(|s| s.name).collect::<Vec<_>>())
+    }
+
+    fn toml_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            value().prop_map(|v| format!("{v:?}")),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|n| format!("{n:?}")),
+            any::<bool>().prop_map(|b| b.to_string()),
+            proptest::collection::vec(value(), 0..3).prop_map(|v| format!("{v:?}")),
+            Just("{ a = \"b\" }".to_string()),
+            "[ -~]{0,12}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_environment_parses_or_names_the_culprit(
+            vars in proptest::collection::vec((setting_name(), value()), 0..6),
+        ) {
+            let env: Vec<(OsString, OsString)> =
+                vars.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))).collect();
+            if let Err(e) = from_env(env) {
+                let text = e.to_string();
+                prop_assert!(
+                    vars.iter().any(|(k, _)| text.contains(k)),
+                    "{text} names none of {:?}",
+                    vars
+                );
+            }
+        }
+
+        #[test]
+        fn unknown_variables_are_named_with_a_known_suggestion(name in "INITD_[A-Z_]{0,40}") {
+            prop_assume!(!SETTINGS.iter().any(|s| s.name == name));
+            let env = vec![(OsString::from(&name), OsString::from("1"))];
+            match from_env(env) {
+                Err(ConfigError::Unknown { name: n, suggestion }) => {
+                    prop_assert_eq!(n, name);
+                    if let Some(s) = suggestion {
+                        prop_assert!(SETTINGS.iter().any(|k| k.name == s));
+                    }
+                }
+                other => prop_assert!(false, "{:?}", other),
+            }
+        }
+
+        #[test]
+        fn any_text_as_the_toml_file_never_panics(text in any::<String>()) {
+            let _ = file_layer(Path::new("/etc/initd.toml"), &text).map(|l| parse(&l));
+        }
+
+        #[test]
+        fn toml_shaped_files_parse_or_name_the_key(
+            entries in proptest::collection::vec((setting_name(), toml_value()), 0..6),
+        ) {
+            let text: String = entries
+                .iter()
+                .map(|(name, v)| format!("{} = {v}\n", SETTINGS.iter().find(|s| s.name == *name).unwrap().key()))
+                .collect();
+            match file_layer(Path::new("/etc/initd.toml"), &text) {
+                Ok(layers) => {
+                    if let Err(e) = parse(&layers) {
+                        let text = e.to_string();
+                        prop_assert!(entries.iter().any(|(k, _)| text.contains(k)), "{}", text);
+                    }
+                }
+                Err(e) => prop_assert!(e.to_string().contains("/etc/initd.toml"), "{}", e),
+            }
+        }
+
+        #[test]
+        fn durations_never_panic_and_read_back(text in any::<String>(), n in 0u64..1_000_000) {
+            let _ = parse_duration(&text);
+            prop_assert_eq!(parse_duration(&format!("{n}ms")), Some(Duration::from_millis(n)));
+            prop_assert_eq!(parse_duration(&format!(" {n}s ")), Some(Duration::from_secs(n)));
+            prop_assert_eq!(parse_duration(&format!("{n}m")), Some(Duration::from_secs(n * 60)));
+        }
+
+        #[test]
+        fn bools_are_exactly_the_documented_words(text in "[ -~]{0,8}") {
+            let word = text.trim().to_ascii_lowercase();
+            let expected = match word.as_str() {
+                "true" | "1" | "yes" | "on" => Some(true),
+                "false" | "0" | "no" | "off" | "" => Some(false),
+                _ => None,
+            };
+            prop_assert_eq!(parse_bool(&text), expected);
+        }
     }
 }

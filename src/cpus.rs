@@ -371,3 +371,30 @@ mod tests {
         assert!(allowed_cpus() >= 1);
     }
 }
+
+/// Property tests: cgroup files and mountinfo are the kernel's, but a
+/// container runtime may present anything; nothing may panic.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_text_never_panics(a in any::<String>(), b in any::<String>()) {
+            let _ = parse_cpu_max(&a);
+            let _ = parse_cfs(&a, &b);
+            let _ = cgroup_dir_from(&a, &b);
+            let _ = parse_mount(&a);
+            let _ = unescape(&a);
+        }
+
+        #[test]
+        fn quotas_are_positive_ratios(quota in 0u64..10_000_000, period in 0u64..10_000_000) {
+            match parse_cpu_max(&format!("{quota} {period}\n")) {
+                Some(cpus) => prop_assert!(quota > 0 && period > 0 && cpus > 0.0),
+                None => prop_assert!(quota == 0 || period == 0),
+            }
+        }
+    }
+}

@@ -20,7 +20,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::cmdline;
 use crate::exit::Fate;
-use crate::prefix::{self, Label};
+use crate::prefix::{self, Label, Outputs};
 use crate::reaper;
 use crate::reload::{Debounce, Filter, Reloader};
 use crate::signals::{Target, short_name};
@@ -41,6 +41,8 @@ const GOOD_RUN: Duration = Duration::from_secs(60);
 /// files have been quiet this long.
 const QUIET: Duration = Duration::from_millis(100);
 const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
+/// How long the watchers' last lines may take to be written out at exit.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 
 pub struct DevPlan {
     pub watchers: Vec<(String, Vec<String>)>,
@@ -89,6 +91,7 @@ struct Dev<'a> {
     debounce: Debounce,
     /// Set once a stop arrived: when SIGKILL is due.
     stop_deadline: Option<Instant>,
+    outputs: Outputs,
 }
 
 /// Runs dev mode until a stop; returns initd's exit status.
@@ -128,6 +131,7 @@ pub fn run(sup: &mut Supervisor, launcher: &Launcher, plan: DevPlan) -> i32 {
         filter: plan.filter,
         debounce: Debounce::new(QUIET, MAX_DEBOUNCE),
         stop_deadline: None,
+        outputs: Outputs::default(),
     };
     let now = Instant::now();
     for i in 0..dev.watchers.len() {
@@ -166,6 +170,11 @@ impl Dev<'_> {
             self.take_changes(now);
             if let Some(deadline) = self.stop_deadline {
                 if !children_left {
+                    // Every watcher is gone, so their pipes are closed:
+                    // what they printed last is written out in moments.
+                    if !std::mem::take(&mut self.outputs).finish(OUTPUT_DRAIN) {
+                        warn!("a watcher's output was still open; its last lines may be missing");
+                    }
                     info!("stopped");
                     return 0;
                 }
@@ -176,11 +185,11 @@ impl Dev<'_> {
                 }
                 continue;
             }
-            if let Some((path, count)) = self.debounce.take_if_due(now) {
-                let more = if count > 1 {
-                    format!(" (and {} more changes)", count - 1)
-                } else {
-                    String::new()
+            if let Some((path, files)) = self.debounce.take_if_due(now) {
+                let more = match files {
+                    0 | 1 => String::new(),
+                    2 => " (and 1 more file)".to_string(),
+                    n => format!(" (and {} more files)", n - 1),
                 };
                 info!("{} changed{more}: restarting the server", path.display());
                 self.restart_server(now);
@@ -352,10 +361,10 @@ impl Dev<'_> {
         match spawned {
             Some(mut child) => {
                 if let Some(out) = child.stdout.take() {
-                    prefix::forward(out, w.label_out.clone(), false);
+                    self.outputs.forward(out, w.label_out.clone(), false);
                 }
                 if let Some(err) = child.stderr.take() {
-                    prefix::forward(err, w.label_err.clone(), true);
+                    self.outputs.forward(err, w.label_err.clone(), true);
                 }
                 let pid = Pid::from_raw(child.id() as i32);
                 if w.started.is_some() {
@@ -441,13 +450,7 @@ impl Dev<'_> {
             return;
         };
         let changes = reloader.drain();
-        if changes.is_empty() {
-            return;
-        }
-        if let Err(reason) = reloader.watch_new_dirs(&self.filter) {
-            crate::reload::warn_watch_limit(&reason);
-        }
-        if self.stop_deadline.is_some() {
+        if changes.is_empty() || self.stop_deadline.is_some() {
             return;
         }
         for path in changes {

@@ -13,6 +13,7 @@ pub mod logging;
 pub mod migrate_lock;
 pub mod netio;
 pub mod pipeline;
+pub mod poller;
 pub mod prefix;
 pub mod procfs;
 pub mod reaper;

@@ -95,6 +95,15 @@ pub struct Prepared {
 /// Reads secrets and settings. Errors are printed (redacted) and mapped to
 /// an exit status; logging is not set up yet, so they go to stderr plainly.
 pub fn prepare() -> Result<Prepared, i32> {
+    // The secrets are about to be in initd's memory: no core file may carry
+    // them to disk, and nobody but root may read that memory through
+    // /proc/PID/mem, ptrace or /proc/PID/environ (with `USER app`, the app
+    // runs under initd's own uid). The children are not affected: exec
+    // makes a process dumpable again.
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        eprintln!("initd: cannot make initd's memory private (PR_SET_DUMPABLE): {e}");
+        return Err(exit::INTERNAL);
+    }
     // Read before the secrets, which it is about.
     let keep: Vec<String> = std::env::var("INITD_NOT_SECRETS")
         .unwrap_or_default()
@@ -382,15 +391,8 @@ fn execute(prepared: &Prepared, plan: &Plan, sup: &mut Supervisor) -> Result<i32
             env.push((key.into(), value));
         }
     }
-    checkpoint(sup)?;
-    if !plan.wait_for.is_empty() {
-        wait_for(
-            sup,
-            &plan.wait_for,
-            prepared.loaded.settings.pipeline.wait_timeout,
-        )?;
-    }
-    let launcher = Launcher::new(env, &prepared.cwd);
+    let mut launcher = Launcher::new(env, &prepared.cwd);
+    launcher.no_new_privs = prepared.loaded.settings.pipeline.no_new_privs;
     if let Some(dev) = &plan.dev {
         for step in &dev.setup {
             checkpoint(sup)?;
@@ -405,6 +407,16 @@ fn execute(prepared: &Prepared, plan: &Plan, sup: &mut Supervisor) -> Result<i32
             sup.status().set_phase(Phase::Starting, "dev setup running");
             launcher.run_step(sup, "dev setup", &step.argv)?;
         }
+    }
+    // After the dev setup, which needs no database (`npm ci` can run while
+    // it starts), before the migration, which does.
+    checkpoint(sup)?;
+    if !plan.wait_for.is_empty() {
+        wait_for(
+            sup,
+            &plan.wait_for,
+            prepared.loaded.settings.pipeline.wait_timeout,
+        )?;
     }
     for step in &plan.steps {
         checkpoint(sup)?;

@@ -5,6 +5,8 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// One write at a time, so two watchers' lines never interleave mid-line.
 static OUTPUT: Mutex<()> = Mutex::new(());
@@ -68,28 +70,56 @@ pub fn copy_lines(input: impl Read, label: &Label, mut out: impl FnMut(&[u8])) {
     }
 }
 
-/// Spawns a thread that copies a watcher's stream to initd's own stdout or
-/// stderr, one whole line per write.
-pub fn forward(input: impl Read + Send + 'static, label: Label, to_stderr: bool) {
-    let spawned = std::thread::Builder::new()
-        .name("initd-output".into())
-        .spawn(move || {
-            copy_lines(input, &label, |bytes| {
-                let _guard = OUTPUT.lock().unwrap_or_else(|e| e.into_inner());
-                // A closed stdout/stderr loses the line; it must not stop
-                // the watcher (which would then block on a full pipe).
-                let _ = if to_stderr {
-                    io::stderr().write_all(bytes)
-                } else {
-                    io::stdout()
-                        .lock()
-                        .write_all(bytes)
-                        .and_then(|()| io::stdout().flush())
-                };
-            })
-        });
-    if let Err(e) = spawned {
-        tracing::warn!("cannot start an output thread: {e}");
+/// The threads copying watchers' output, kept so that initd can let them
+/// write out the last lines (what a watcher prints as it stops) before it
+/// exits: the process ending would cut them off.
+#[derive(Default)]
+pub struct Outputs {
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Outputs {
+    /// Spawns a thread that copies a watcher's stream to initd's own stdout
+    /// or stderr, one whole line per write, until the stream ends.
+    pub fn forward(&mut self, input: impl Read + Send + 'static, label: Label, to_stderr: bool) {
+        // Streams of watchers that exited end on their own.
+        self.threads.retain(|t| !t.is_finished());
+        let spawned = std::thread::Builder::new()
+            .name("initd-output".into())
+            .spawn(move || {
+                copy_lines(input, &label, |bytes| {
+                    let _guard = OUTPUT.lock().unwrap_or_else(|e| e.into_inner());
+                    // A closed stdout/stderr loses the line; it must not
+                    // stop the watcher (which would then block on a full
+                    // pipe).
+                    let _ = if to_stderr {
+                        io::stderr().write_all(bytes)
+                    } else {
+                        io::stdout()
+                            .lock()
+                            .write_all(bytes)
+                            .and_then(|()| io::stdout().flush())
+                    };
+                })
+            });
+        match spawned {
+            Ok(thread) => self.threads.push(thread),
+            Err(e) => tracing::warn!("cannot start an output thread: {e}"),
+        }
+    }
+
+    /// Waits until every stream has ended and been written out, for at most
+    /// `limit` (a stream whose writer lives on elsewhere would never end).
+    /// Whether all ended.
+    pub fn finish(self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while self.threads.iter().any(|t| !t.is_finished()) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        true
     }
 }
 
@@ -122,6 +152,26 @@ mod tests {
             ["css | one\n", "css | two\n", "css | last without newline\n"]
         );
         assert!(collect(b"", &label).is_empty());
+    }
+
+    #[test]
+    fn finish_waits_for_the_last_lines_and_gives_up_on_a_stream_that_stays_open() {
+        // A stream that ends after a while: finish returns once it has.
+        let (read, write) = std::io::pipe().unwrap();
+        let mut outputs = Outputs::default();
+        outputs.forward(read, Label::new("t", 0, 1, false), true);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            drop(write);
+        });
+        assert!(outputs.finish(Duration::from_secs(10)));
+
+        // One that never ends: finish gives up at the limit.
+        let (read, write) = std::io::pipe().unwrap();
+        let mut outputs = Outputs::default();
+        outputs.forward(read, Label::new("t", 0, 1, false), true);
+        assert!(!outputs.finish(Duration::from_millis(20)));
+        drop(write);
     }
 
     #[test]

@@ -7,18 +7,20 @@
 //! through a pipe it polls next to the signalfd, so the loop still sleeps
 //! with no timer while nothing happens.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::fs;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use notify::Watcher as _;
 use tracing::{debug, info, warn};
+
+use crate::poller::Poller;
 
 /// Python, templates and configuration: what a change to should restart
 /// the dev server.
@@ -64,18 +66,39 @@ const BLIND_FILESYSTEMS: &[&str] = &[
     "nfs4",
 ];
 
-/// `*` and `?` wildcards over one path component.
+/// `*` and `?` wildcards over one path component (`?` is one byte).
+///
+/// Patterns come from the user (`INITD_RELOAD_INCLUDE`), names from the
+/// disk: trying every split for every `*` would take exponential time on
+/// `*a*a*a*a*b` against a long name, stalling the dev loop. Only the
+/// last `*` seen needs to be retried, which bounds the work by the
+/// pattern's length times the name's.
 pub fn glob_match(pattern: &str, name: &str) -> bool {
-    fn go(p: &[u8], n: &[u8]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
-            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
-            _ => false,
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut ni) = (0, 0);
+    // The last `*` and how much of the name it has taken so far.
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, ni));
+                pi += 1;
+            }
+            Some(&c) if c == b'?' || c == n[ni] => {
+                pi += 1;
+                ni += 1;
+            }
+            _ => match star {
+                Some((sp, taken)) => {
+                    star = Some((sp, taken + 1));
+                    pi = sp + 1;
+                    ni = taken + 1;
+                }
+                None => return false,
+            },
         }
     }
-    go(pattern.as_bytes(), name.as_bytes())
+    p[pi..].iter().all(|&c| c == b'*')
 }
 
 /// Which paths count as edits.
@@ -114,26 +137,45 @@ impl Filter {
     }
 }
 
-/// The filesystem type of the mount holding `path`, from the text of
-/// /proc/self/mountinfo: the longest mount point that is a prefix of it.
+/// One mount, from a line of /proc/self/mountinfo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub point: PathBuf,
+    pub fs_type: String,
+}
+
+/// The mounts listed in the text of /proc/self/mountinfo, in its order
+/// (a later mount on the same point covers an earlier one).
+pub fn mounts(mountinfo: &str) -> Vec<Mount> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let point = left.split_whitespace().nth(4)?;
+            let fs_type = right.split_whitespace().next()?;
+            Some(Mount {
+                point: PathBuf::from(unescape_mountinfo(point)),
+                fs_type: fs_type.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The filesystem type of the mount holding `path`: the longest mount
+/// point that is a prefix of it.
 pub fn mount_fs_type(mountinfo: &str, path: &Path) -> Option<String> {
-    let mut best: Option<(usize, String)> = None;
-    for line in mountinfo.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let Some(mount_point) = left.split_whitespace().nth(4) else {
-            continue;
-        };
-        let Some(fs_type) = right.split_whitespace().next() else {
-            continue;
-        };
-        let mount_point = unescape_mountinfo(mount_point);
-        if path.starts_with(&mount_point) && best.as_ref().is_none_or(|(len, _)| mount_point.len() >= *len) {
-            best = Some((mount_point.len(), fs_type.to_string()));
+    holding(&mounts(mountinfo), path).map(|m| m.fs_type.clone())
+}
+
+fn holding<'a>(mounts: &'a [Mount], path: &Path) -> Option<&'a Mount> {
+    let mut best: Option<&Mount> = None;
+    for m in mounts {
+        let longer = best.is_none_or(|b| m.point.as_os_str().len() >= b.point.as_os_str().len());
+        if path.starts_with(&m.point) && longer {
+            best = Some(m);
         }
     }
-    best.map(|(_, t)| t)
+    best
 }
 
 /// mountinfo writes space, tab, newline and backslash as octal escapes.
@@ -160,10 +202,22 @@ fn unescape_mountinfo(field: &str) -> String {
     out
 }
 
-/// Why polling is needed for `path`, if it is.
-pub fn blind_mount(mountinfo: &str, path: &Path) -> Option<String> {
-    let fs_type = mount_fs_type(mountinfo, path)?;
-    BLIND_FILESYSTEMS.contains(&fs_type.as_str()).then_some(fs_type)
+/// The mount under `root` whose changes inotify may not see, if there is
+/// one: the mount holding `root`, or one mounted below it (a checkout
+/// bind-mounted at /app/src while /app is the image's).
+pub fn blind_mount(mountinfo: &str, root: &Path) -> Option<Mount> {
+    let all = mounts(mountinfo);
+    let blind = |m: &&Mount| BLIND_FILESYSTEMS.contains(&m.fs_type.as_str());
+    holding(&all, root)
+        .filter(blind)
+        .or_else(|| {
+            all.iter()
+                .filter(|m| m.point.starts_with(root) && m.point != root)
+                // Only if it is still the mount there, not covered by a later one.
+                .filter(|m| holding(&all, &m.point) == Some(*m))
+                .find(blind)
+        })
+        .cloned()
 }
 
 /// Trailing-edge debounce: the restart happens once the writes have been
@@ -175,8 +229,10 @@ pub struct Debounce {
     max: Duration,
     first: Option<Instant>,
     last: Option<Instant>,
-    pub path: Option<PathBuf>,
-    pub count: usize,
+    /// The file changed last, and every file changed (one save is often
+    /// several events: truncate, write, rename).
+    path: Option<PathBuf>,
+    files: HashSet<PathBuf>,
 }
 
 impl Debounce {
@@ -187,15 +243,15 @@ impl Debounce {
             first: None,
             last: None,
             path: None,
-            count: 0,
+            files: HashSet::new(),
         }
     }
 
     pub fn record(&mut self, now: Instant, path: PathBuf) {
         self.first.get_or_insert(now);
         self.last = Some(now);
+        self.files.insert(path.clone());
         self.path = Some(path);
-        self.count += 1;
     }
 
     /// When the pending restart is due, if one is pending.
@@ -204,16 +260,16 @@ impl Debounce {
         Some((last + self.quiet).min(first + self.max))
     }
 
-    /// Takes the pending change (the last path and how many there were) if
-    /// it is due at `now`.
+    /// Takes the pending change (the file changed last, and how many files
+    /// changed) if it is due at `now`.
     pub fn take_if_due(&mut self, now: Instant) -> Option<(PathBuf, usize)> {
         if self.due()? > now {
             return None;
         }
-        let taken = (self.path.take()?, self.count);
+        let taken = (self.path.take()?, self.files.len());
         self.first = None;
         self.last = None;
-        self.count = 0;
+        self.files.clear();
         Some(taken)
     }
 }
@@ -225,12 +281,15 @@ pub enum Mode {
     Poll(Duration),
 }
 
-/// A running watcher: changed paths arrive on `changes`, and `wake` becomes
-/// readable whenever there are some.
+/// A running watcher: changed paths arrive on a channel, and the wake pipe
+/// becomes readable whenever there are some.
 pub struct Reloader {
-    pub changes: Receiver<PathBuf>,
+    changes: Receiver<PathBuf>,
     wake_read: OwnedFd,
+    waker: Waker,
     pub mode: Mode,
+    roots: Vec<PathBuf>,
+    filter: Filter,
     // Kept alive for as long as the watching should go on.
     inotify: Option<notify::INotifyWatcher>,
     /// Directories created since the last look, to be watched too.
@@ -264,9 +323,9 @@ impl Waker {
 
 impl Reloader {
     /// Starts watching `roots`. `forced_poll` (INITD_RELOAD_POLL) polls at
-    /// that interval; otherwise inotify, unless a root is on a mount
-    /// inotify cannot see into or the watch limit runs out, in which case
-    /// it polls every second and says why.
+    /// that interval; otherwise inotify, unless a root is on (or holds) a
+    /// mount inotify cannot see into or there are not watches enough, in
+    /// which case it polls every second and says why.
     pub fn start(
         roots: &[PathBuf],
         filter: &Filter,
@@ -274,79 +333,103 @@ impl Reloader {
     ) -> std::io::Result<Reloader> {
         let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
         let (tx, rx) = channel();
-        let waker = Waker {
-            fd: Arc::new(write),
-            tx,
-        };
-        let stop = Arc::new(AtomicBool::new(false));
         let mut reloader = Reloader {
             changes: rx,
             wake_read: read,
+            waker: Waker {
+                fd: Arc::new(write),
+                tx,
+            },
             mode: Mode::Inotify,
+            roots: roots.to_vec(),
+            filter: filter.clone(),
             inotify: None,
             new_dirs: NewDirs::default(),
-            stop_poller: stop.clone(),
+            stop_poller: Arc::new(AtomicBool::new(false)),
         };
-        let poll_every = match forced_poll {
-            Some(every) => {
-                info!(
-                    "watching for changes by polling every {} (INITD_RELOAD_POLL)",
-                    human(every)
-                );
-                Some(every)
+        if let Some(every) = forced_poll {
+            info!(
+                "watching for changes by polling every {} (INITD_RELOAD_POLL)",
+                human(every)
+            );
+            reloader.start_polling(every)?;
+            return Ok(reloader);
+        }
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        if let Some((root, mount)) = roots
+            .iter()
+            .find_map(|r| blind_mount(&mountinfo, r).map(|m| (r, m)))
+        {
+            info!(
+                "watching for changes by polling every 1s: {} is a {} mount, where inotify does not see \
+                 changes made on the host",
+                mount.point.display(),
+                mount.fs_type
+            );
+            debug!(root = %root.display(), "blind mount under a reload root");
+            reloader.start_polling(Duration::from_secs(1))?;
+            return Ok(reloader);
+        }
+        match inotify_watcher(roots, filter, reloader.waker.clone(), reloader.new_dirs.clone()) {
+            Ok(watcher) => reloader.inotify = Some(watcher),
+            Err(e) => {
+                info!("watching for changes by polling every 1s: inotify is not usable ({e})");
+                reloader.start_polling(Duration::from_secs(1))?;
             }
-            None => {
-                let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-                let blind = roots
-                    .iter()
-                    .find_map(|r| blind_mount(&mountinfo, r).map(|t| (r, t)));
-                match blind {
-                    Some((root, fs_type)) => {
-                        info!(
-                            "watching for changes by polling every 1s: {} is a {fs_type} mount, where inotify \
-                             does not see changes made on the host",
-                            root.display()
-                        );
-                        Some(Duration::from_secs(1))
-                    }
-                    None => match inotify_watcher(roots, filter, waker.clone(), reloader.new_dirs.clone()) {
-                        Ok(watcher) => {
-                            reloader.inotify = Some(watcher);
-                            None
-                        }
-                        Err(e) => {
-                            info!("watching for changes by polling every 1s: inotify is not usable ({e})");
-                            Some(Duration::from_secs(1))
-                        }
-                    },
-                }
-            }
-        };
-        if let Some(every) = poll_every {
-            reloader.mode = Mode::Poll(every);
-            let (roots, filter) = (roots.to_vec(), filter.clone());
-            std::thread::Builder::new()
-                .name("initd-poll".into())
-                .spawn(move || poll_loop(&roots, &filter, every, &waker, &stop))?;
         }
         Ok(reloader)
+    }
+
+    fn start_polling(&mut self, every: Duration) -> std::io::Result<()> {
+        self.mode = Mode::Poll(every);
+        let (roots, filter) = (self.roots.clone(), self.filter.clone());
+        let (waker, stop) = (self.waker.clone(), self.stop_poller.clone());
+        std::thread::Builder::new()
+            .name("initd-poll".into())
+            .spawn(move || poll_loop(&roots, &filter, every, &waker, &stop))?;
+        Ok(())
     }
 
     pub fn wake_fd(&self) -> BorrowedFd<'_> {
         self.wake_read.as_fd()
     }
 
-    /// Empties the wake pipe and returns the changed paths so far.
-    pub fn drain(&self) -> Vec<PathBuf> {
+    /// Empties the wake pipe and returns the changed paths so far, unfiltered.
+    /// Directories that appeared are watched from now on, and the files
+    /// already in them count as changed: they were written before the
+    /// watch existed, so no event told of them (`git checkout` of a new
+    /// package, `mkdir -p a/b && touch a/b/c.py`).
+    pub fn drain(&mut self) -> Vec<PathBuf> {
         let mut buf = [0u8; 256];
         while matches!(nix::unistd::read(&self.wake_read, &mut buf), Ok(n) if n > 0) {}
-        self.changes.try_iter().collect()
+        let mut changes: Vec<PathBuf> = self.changes.try_iter().collect();
+        let new_dirs = std::mem::take(&mut *self.new_dirs.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Some(watcher) = self.inotify.as_mut() {
+            for root in new_dirs {
+                if let Err(e) = watch_tree(watcher, &root, &self.filter, &mut changes) {
+                    // Out of watches: what is not watched would go unseen,
+                    // so poll everything from here on.
+                    info!(
+                        "watching for changes by polling every 1s from now on: inotify cannot watch {} ({e}); \
+                         raising fs.inotify.max_user_watches on the host would allow inotify",
+                        root.display()
+                    );
+                    self.inotify = None;
+                    if let Err(e) = self.start_polling(Duration::from_secs(1)) {
+                        warn!("cannot start polling for changes ({e}); the server will not reload");
+                    }
+                    break;
+                }
+            }
+        }
+        changes.extend(self.changes.try_iter());
+        changes
     }
 }
 
 /// inotify with one watch per directory, added by walking the tree, so
 /// ignored trees (node_modules, .git) cost no watches; directories created
-/// later are added as they appear.
+/// (or moved in) later are added as they appear.
 fn inotify_watcher(
     roots: &[PathBuf],
     filter: &Filter,
@@ -359,9 +442,12 @@ fn inotify_watcher(
         if matches!(event.kind, notify::EventKind::Access(_)) {
             return;
         }
+        let may_add_dir = matches!(
+            event.kind,
+            notify::EventKind::Create(_) | notify::EventKind::Modify(notify::event::ModifyKind::Name(_))
+        );
         for path in event.paths {
-            let is_new_dir = matches!(event.kind, notify::EventKind::Create(_)) && path.is_dir();
-            if is_new_dir {
+            if may_add_dir && path.is_dir() {
                 let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
                 if !filter_in_handler.ignores_dir(name) {
                     pending
@@ -385,24 +471,32 @@ fn inotify_watcher(
     Ok(watcher)
 }
 
-impl Reloader {
-    /// Adds watches for directories created since the last call (inotify
-    /// watches are per directory). If the watch limit runs out, the caller
-    /// is told so it can fall back to polling.
-    pub fn watch_new_dirs(&mut self, filter: &Filter) -> Result<(), String> {
-        let Some(watcher) = self.inotify.as_mut() else {
-            return Ok(());
-        };
-        let dirs = std::mem::take(&mut *self.new_dirs.lock().unwrap_or_else(|e| e.into_inner()));
-        for root in dirs {
-            for dir in directories(&root, filter) {
-                if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
-                    return Err(e.to_string());
-                }
-            }
-        }
-        Ok(())
+/// Watches `root` and the directories below it, adding the files found in
+/// them to `found`. Each directory is listed after its watch is set, so a
+/// file written meanwhile is listed, reported by the watch, or both.
+fn watch_tree(
+    watcher: &mut notify::INotifyWatcher,
+    root: &Path,
+    filter: &Filter,
+    found: &mut Vec<PathBuf>,
+) -> notify::Result<()> {
+    for dir in directories(root, filter) {
+        watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+        found.extend(files_in(&dir));
     }
+    Ok(())
+}
+
+/// The entries of `dir` that are not directories.
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| !t.is_dir()))
+        .map(|e| e.path())
+        .collect()
 }
 
 /// `root` and every directory below it that is not ignored (symlinks are
@@ -424,54 +518,14 @@ fn directories(root: &Path, filter: &Filter) -> Vec<PathBuf> {
     out
 }
 
-/// What a poll compares: modification time and size.
-type Stamp = (Option<SystemTime>, u64);
-
-/// The wanted files below `roots`, with their stamps. Only wanted files are
-/// stat'ed, and ignored trees are not entered, so a poll over a checkout of
-/// 10,000 files costs about 10,000 stat calls.
-pub fn scan(roots: &[PathBuf], filter: &Filter) -> HashMap<PathBuf, Stamp> {
-    let mut found = HashMap::new();
-    for root in roots {
-        for dir in directories(root, filter) {
-            let Ok(entries) = fs::read_dir(&dir) else { continue };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let Ok(kind) = entry.file_type() else { continue };
-                if kind.is_dir() || !filter.wants(path.strip_prefix(root).unwrap_or(&path)) {
-                    continue;
-                }
-                if let Ok(meta) = entry.metadata() {
-                    found.insert(path, (meta.modified().ok(), meta.len()));
-                }
-            }
-        }
-    }
-    found
-}
-
-/// The paths that differ between two scans: changed, added or removed.
-pub fn differences(before: &HashMap<PathBuf, Stamp>, after: &HashMap<PathBuf, Stamp>) -> Vec<PathBuf> {
-    let mut changed: Vec<PathBuf> = after
-        .iter()
-        .filter(|(path, stamp)| before.get(*path) != Some(stamp))
-        .map(|(path, _)| path.clone())
-        .chain(before.keys().filter(|p| !after.contains_key(*p)).cloned())
-        .collect();
-    changed.sort();
-    changed
-}
-
 fn poll_loop(roots: &[PathBuf], filter: &Filter, every: Duration, waker: &Waker, stop: &AtomicBool) {
-    let mut before = scan(roots, filter);
-    debug!(files = before.len(), "polling for changes");
+    let mut poller = Poller::new(roots, filter);
+    debug!(files = poller.files(), "polling for changes");
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(every);
-        let after = scan(roots, filter);
-        for path in differences(&before, &after) {
+        for path in poller.poll() {
             waker.send(path);
         }
-        before = after;
     }
 }
 
@@ -481,13 +535,6 @@ fn human(d: Duration) -> String {
     } else {
         format!("{}ms", d.as_millis())
     }
-}
-
-/// Logs the fallback when inotify runs out of watches mid-session.
-pub fn warn_watch_limit(reason: &str) {
-    warn!(
-        "inotify cannot watch new directories ({reason}); restart with INITD_RELOAD_POLL=1s to poll instead"
-    );
 }
 
 #[cfg(test)]
@@ -539,15 +586,39 @@ mod tests {
         );
         assert_eq!(mount_fs_type(info, Path::new("/srv")).as_deref(), Some("overlay"));
         assert_eq!(mount_fs_type(info, Path::new("/my dir/x")).as_deref(), Some("9p"));
-        assert_eq!(
-            blind_mount(info, Path::new("/app")).as_deref(),
-            Some("fuse.grpcfuse")
-        );
-        assert_eq!(blind_mount(info, Path::new("/srv")), None);
+        let blind_type = |root: &str| blind_mount(info, Path::new(root)).map(|m| m.fs_type);
+        assert_eq!(blind_type("/app").as_deref(), Some("fuse.grpcfuse"));
+        assert_eq!(blind_type("/app/src").as_deref(), Some("fuse.grpcfuse"));
+        assert_eq!(blind_type("/srv"), None);
         // /application is not under /app.
         assert_eq!(
             mount_fs_type(info, Path::new("/application")).as_deref(),
             Some("overlay")
+        );
+    }
+
+    #[test]
+    fn a_blind_mount_below_the_root_counts_unless_covered() {
+        let info = "\
+22 1 0:21 / / rw - overlay overlay rw
+40 22 0:50 / /app/src rw - virtiofs host rw
+41 22 0:51 / /app/cache rw - 9p cache rw
+42 41 0:52 / /app/cache rw - tmpfs tmpfs rw
+43 22 0:53 / /application rw - 9p other rw
+";
+        let found = blind_mount(info, Path::new("/app")).unwrap();
+        assert_eq!(found.point, PathBuf::from("/app/src"));
+        assert_eq!(found.fs_type, "virtiofs");
+        // The 9p mount at /app/cache is covered by tmpfs; /application is
+        // not below /app.
+        let info_without_src = info.replace("virtiofs", "ext4");
+        assert_eq!(blind_mount(&info_without_src, Path::new("/app")), None);
+        assert_eq!(
+            mounts(info)[1],
+            Mount {
+                point: PathBuf::from("/app/src"),
+                fs_type: "virtiofs".into()
+            }
         );
     }
 
@@ -564,6 +635,11 @@ mod tests {
         assert_eq!(d.take_if_due(t0 + ms(300)), None);
         assert_eq!(d.take_if_due(t0 + ms(345)), Some((PathBuf::from("f49.py"), 50)));
         assert_eq!(d.due(), None);
+        // One file saved in several steps is one file.
+        for i in 0..3 {
+            d.record(t0 + ms(400 + i), PathBuf::from("views.py"));
+        }
+        assert_eq!(d.take_if_due(t0 + ms(600)), Some((PathBuf::from("views.py"), 1)));
     }
 
     #[test]
@@ -578,31 +654,81 @@ mod tests {
     }
 
     #[test]
-    fn scans_see_changes_additions_and_removals_but_not_ignored_files() {
-        let dir = std::env::temp_dir().join(format!("initd-reload-scan-{}", std::process::id()));
+    fn files_written_into_a_new_directory_before_its_watch_are_reported() {
+        let dir = std::env::temp_dir().join(format!("initd-reload-newdir-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(dir.join("app/__pycache__")).unwrap();
-        fs::create_dir_all(dir.join("node_modules/x")).unwrap();
-        fs::write(dir.join("app/views.py"), "a").unwrap();
-        fs::write(dir.join("app/__pycache__/views.pyc"), "a").unwrap();
-        fs::write(dir.join("node_modules/x/y.py"), "a").unwrap();
-        let roots = vec![dir.clone()];
-        let f = Filter::default();
-        let before = scan(&roots, &f);
-        assert_eq!(before.len(), 1);
-        fs::write(dir.join("app/views.py"), "changed").unwrap();
-        fs::write(dir.join("app/models.py"), "new").unwrap();
-        fs::write(dir.join("node_modules/x/y.py"), "ignored").unwrap();
-        let after = scan(&roots, &f);
-        assert_eq!(
-            differences(&before, &after),
-            vec![dir.join("app/models.py"), dir.join("app/views.py")]
-        );
-        fs::remove_file(dir.join("app/models.py")).unwrap();
-        assert_eq!(
-            differences(&after, &scan(&roots, &f)),
-            vec![dir.join("app/models.py")]
-        );
+        fs::create_dir_all(&dir).unwrap();
+        let mut reloader = Reloader::start(std::slice::from_ref(&dir), &Filter::default(), None).unwrap();
+        assert_eq!(reloader.mode, Mode::Inotify);
+        // Written at once, before initd can have watched the new directories.
+        fs::create_dir_all(dir.join("pkg/sub")).unwrap();
+        fs::write(dir.join("pkg/sub/views.py"), "x").unwrap();
+        let wanted = dir.join("pkg/sub/views.py");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = Vec::new();
+        while !seen.contains(&wanted) {
+            assert!(Instant::now() < deadline, "not reported: {seen:?}");
+            std::thread::sleep(Duration::from_millis(10));
+            seen.extend(reloader.drain());
+        }
+        // Later writes there come as events.
+        seen.clear();
+        fs::write(dir.join("pkg/sub/models.py"), "y").unwrap();
+        while !seen.contains(&dir.join("pkg/sub/models.py")) {
+            assert!(Instant::now() < deadline, "not reported: {seen:?}");
+            std::thread::sleep(Duration::from_millis(10));
+            seen.extend(reloader.drain());
+        }
+        drop(reloader);
         fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+/// Property tests for the reload patterns, which come from the user
+/// (`INITD_RELOAD_INCLUDE`/`_IGNORE`): the matcher agrees with the
+/// textbook definition and stays fast on any pattern.
+/// `PROPTEST_CASES=100000 cargo test --lib props` runs them longer.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The definition, as a table over (pattern prefix, name prefix).
+    fn reference(p: &[u8], n: &[u8]) -> bool {
+        let mut m = vec![vec![false; n.len() + 1]; p.len() + 1];
+        m[0][0] = true;
+        for i in 1..=p.len() {
+            for j in 0..=n.len() {
+                m[i][j] = match p[i - 1] {
+                    b'*' => m[i - 1][j] || (j > 0 && m[i][j - 1]),
+                    b'?' => j > 0 && m[i - 1][j - 1],
+                    c => j > 0 && n[j - 1] == c && m[i - 1][j - 1],
+                };
+            }
+        }
+        m[p.len()][n.len()]
+    }
+
+    #[test]
+    fn many_stars_against_a_long_name_answer_at_once() {
+        // Exponential for a matcher that retries every star: 2^40 steps.
+        let pattern = "*a".repeat(40) + "b";
+        let name = "a".repeat(200);
+        assert!(!glob_match(&pattern, &name));
+        assert!(glob_match(&("*a".repeat(40) + "*"), &name));
+    }
+
+    proptest! {
+        #[test]
+        fn glob_agrees_with_the_definition(p in "[ab*?]{0,10}", n in "[ab]{0,12}") {
+            prop_assert_eq!(glob_match(&p, &n), reference(p.as_bytes(), n.as_bytes()));
+        }
+
+        #[test]
+        fn any_pattern_and_name_never_panic(p in any::<String>(), n in any::<String>()) {
+            let _ = glob_match(&p, &n);
+            prop_assert!(glob_match("*", &n));
+            prop_assert!(glob_match(&n.replace(['*', '?'], ""), &n.replace(['*', '?'], "")));
+        }
     }
 }

@@ -11,12 +11,19 @@
 //!   ([`NOT_SECRETS`]), not initd's own (`INITD_*`), and not listed by the
 //!   caller in `keep`.
 //!
-//! Symlinks are followed: Docker and Kubernetes secrets are symlinks
-//! (`/run/secrets/x -> ..data/x`), and the paths are chosen by whoever starts
-//! the container, who controls the container anyway. What must be true is that
-//! the *final* target is a regular file: anything else (directory, FIFO,
-//! device, socket) is refused before it is opened, and once more with `fstat`
-//! after the open in case it was swapped in between.
+//! Symbolic links are followed only within the secret's directory (the one
+//! that holds the path named): Kubernetes mounts every key as a link into the
+//! same volume (`/etc/secret/db -> ..data/db`, `..data -> ..2024_01_01/`),
+//! while Docker's `/run/secrets/x` are plain files. A link that leads out of
+//! that directory is refused: initd reads secrets as root and hands them to
+//! the unprivileged app, so a link planted in a secret volume must not turn
+//! a root-only file (`/etc/shadow`, another process's environment) into a
+//! variable the app can read. The final target must be a regular file:
+//! anything else (directory, FIFO, device, socket) is refused before it is
+//! opened (a FIFO would block, a device would see an open), and once more
+//! with `fstat` after the open; the opened file must also be the one that
+//! was checked, or the check is done again (Kubernetes swaps `..data` when a
+//! secret is updated).
 
 use std::borrow::Cow;
 use std::ffi::{OsStr, OsString};
@@ -24,7 +31,7 @@ use std::fmt;
 use std::fs::{FileType, Metadata, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -197,6 +204,12 @@ impl fmt::Display for FileKind {
 pub enum Problem {
     Io(io::Error),
     NotRegular(FileKind),
+    /// A symbolic link out of the secret's directory: `target` is where it
+    /// leads, `dir` the directory it had to stay in.
+    Escapes {
+        target: PathBuf,
+        dir: PathBuf,
+    },
     TooLarge,
     /// Fits the read cap, but `NAME=value` is longer than the kernel lets
     /// one environment string be (MAX_ARG_STRLEN): exec would fail E2BIG.
@@ -218,6 +231,14 @@ impl Problem {
                 "{path} is {kind}, not a regular file; point {var} at the secret file itself, \
                  or if {var} is an app setting rather than a Docker secret, \
                  add {var} to INITD_NOT_SECRETS"
+            ),
+            Problem::Escapes { target, dir } => format!(
+                "{path} is a symbolic link to {}, outside {}; initd follows links only within \
+                 the secret's directory (as Kubernetes makes them); mount the secret file itself \
+                 there, or if {var} is an app setting rather than a Docker secret, add {var} to \
+                 INITD_NOT_SECRETS",
+                target.display(),
+                dir.display()
             ),
             Problem::TooLarge => format!(
                 "{path} is larger than 1 MiB, too big for an environment variable; \
@@ -276,22 +297,47 @@ pub trait SecretReader {
 /// Reads real files, refusing anything but regular files.
 pub struct FsReader;
 
+/// How many times a secret whose file changes between the check and the open
+/// is looked at again before initd gives up.
+const ATTEMPTS: usize = 3;
+
 impl SecretReader for FsReader {
     fn read(&self, path: &Path) -> Result<Vec<u8>, Problem> {
-        // `metadata` follows symlinks: the final target is what must be regular.
-        // Checking before the open keeps a FIFO from blocking us and a device
-        // from seeing an open at all.
-        require_regular(&std::fs::metadata(path).map_err(Problem::Io)?)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-            .open(path)
-            .map_err(Problem::Io)?;
-        // The path may have been swapped since the stat; trust only the fd.
-        let meta = file.metadata().map_err(Problem::Io)?;
-        require_regular(&meta)?;
-        read_capped(file, meta.len())
+        for _ in 0..ATTEMPTS {
+            let checked = check_target(path)?;
+            let file = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+                .open(path)
+                .map_err(Problem::Io)?;
+            // The links may have been swapped since the check; trust only
+            // the descriptor, and only if it is the file that was checked.
+            let meta = file.metadata().map_err(Problem::Io)?;
+            require_regular(&meta)?;
+            if (meta.dev(), meta.ino()) == (checked.dev(), checked.ino()) {
+                return read_capped(file, meta.len());
+            }
+        }
+        Err(Problem::Io(io::Error::other(
+            "it kept changing while it was read",
+        )))
     }
+}
+
+/// Resolves every link in `path`, refuses a target outside the directory
+/// holding `path` or one that is not a regular file, and returns the
+/// target's metadata. Nothing is opened: a FIFO would block and a device
+/// would see an open.
+fn check_target(path: &Path) -> Result<Metadata, Problem> {
+    let target = std::fs::canonicalize(path).map_err(Problem::Io)?;
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let dir = std::fs::canonicalize(dir).map_err(Problem::Io)?;
+    if !target.starts_with(&dir) {
+        return Err(Problem::Escapes { target, dir });
+    }
+    let meta = std::fs::metadata(&target).map_err(Problem::Io)?;
+    require_regular(&meta)?;
+    Ok(meta)
 }
 
 fn require_regular(meta: &Metadata) -> Result<(), Problem> {
@@ -924,6 +970,60 @@ mod tests {
     }
 
     #[test]
+    fn symlinks_out_of_the_secret_directory_are_refused() {
+        let dir = TempDir::new();
+        fs::create_dir(dir.0.join("secrets")).unwrap();
+        fs::create_dir(dir.0.join("elsewhere")).unwrap();
+        dir.file("elsewhere/key", b"not-for-the-app\n");
+        symlink("../elsewhere/key", dir.0.join("secrets/rel")).unwrap();
+        symlink("/etc/passwd", dir.0.join("secrets/abs")).unwrap();
+        let real = fs::canonicalize(&dir.0).unwrap();
+        for (name, target) in [
+            ("rel", real.join("elsewhere/key")),
+            ("abs", PathBuf::from("/etc/passwd")),
+        ] {
+            let path = dir.0.join("secrets").join(name);
+            match read_err(&path) {
+                Problem::Escapes { target: t, dir: d } => {
+                    assert_eq!(t, target, "{name}");
+                    assert_eq!(d, fs::canonicalize(path.parent().unwrap()).unwrap(), "{name}");
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        let err = resolve(
+            env(&[("KEY_FILE", dir.0.join("secrets/rel").to_str().unwrap())]),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("is a symbolic link to "), "{err}");
+        assert!(
+            err.contains("initd follows links only within the secret's directory"),
+            "{err}"
+        );
+        assert!(!err.contains("not-for-the-app"), "{err}");
+    }
+
+    #[test]
+    fn symlinks_within_the_secret_directory_are_followed() {
+        let dir = TempDir::new();
+        fs::create_dir_all(dir.0.join("vol/sub")).unwrap();
+        dir.file("vol/sub/key", b"inside\n");
+        // Absolute, and through a link to a subdirectory.
+        symlink(dir.0.join("vol/sub/key"), dir.0.join("vol/abs")).unwrap();
+        symlink("sub", dir.0.join("vol/link-to-sub")).unwrap();
+        assert_eq!(FsReader.read(&dir.0.join("vol/abs")).unwrap(), b"inside\n");
+        assert_eq!(
+            FsReader.read(&dir.0.join("vol/link-to-sub/key")).unwrap(),
+            b"inside\n"
+        );
+        // The secret's directory may itself be reached through a link.
+        symlink("vol", dir.0.join("vol-link")).unwrap();
+        assert_eq!(FsReader.read(&dir.0.join("vol-link/abs")).unwrap(), b"inside\n");
+    }
+
+    #[test]
     fn symlink_to_directory_is_refused() {
         let dir = TempDir::new();
         fs::create_dir(dir.0.join("d")).unwrap();
@@ -1051,5 +1151,129 @@ mod tests {
         let redactor = Redactor::new(&r.secrets);
         assert!(matches!(redactor.redact("clean"), Cow::Borrowed("clean")));
         assert!(!format!("{redactor:?}").contains("pass"));
+    }
+}
+
+/// Property tests: the environment and the secret files are arbitrary
+/// bytes as far as initd knows; none may panic it, a `*_FILE` reference
+/// never reaches the app, and no secret value survives redaction.
+/// `PROPTEST_CASES=100000 cargo test --lib props` runs them longer.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+    use std::os::unix::ffi::OsStringExt;
+
+    /// In-memory secret files.
+    struct Files(HashMap<PathBuf, Vec<u8>>);
+
+    impl SecretReader for Files {
+        fn read(&self, path: &Path) -> Result<Vec<u8>, Problem> {
+            self.0
+                .get(path)
+                .cloned()
+                .ok_or_else(|| Problem::Io(io::Error::from_raw_os_error(libc::ENOENT)))
+        }
+    }
+
+    fn key() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            "[A-Z_]{0,6}_FILE".prop_map(String::into_bytes),
+            "FILE__[A-Z_]{0,6}".prop_map(String::into_bytes),
+            "(INITD_)?[A-Z_]{1,8}".prop_map(String::into_bytes),
+            proptest::sample::select(NOT_SECRETS).prop_map(|s| s.as_bytes().to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..10),
+        ]
+        // The kernel cannot pass a `=` or a NUL in a variable's name.
+        .prop_filter("a name", |k| !k.contains(&b'=') && !k.contains(&0))
+    }
+
+    fn value() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            "/s/[a-c]".prop_map(String::into_bytes),
+            "[ -~]{0,8}".prop_map(String::into_bytes),
+            proptest::collection::vec(any::<u8>(), 0..10),
+        ]
+        .prop_filter("no NUL", |v| !v.contains(&0))
+    }
+
+    /// A secret value as people write them, quotes and newlines included,
+    /// without `*` (the mask itself) and at least MIN_REDACT_LEN long.
+    fn secret() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9 !\"#$%&'()+,./:;<=>?@\\\\^_`{|}~\\n\\t\\-éü中]{4,24}".prop_filter("redactable", |s| {
+            s.trim().len() >= MIN_REDACT_LEN && s.lines().all(|l| l.trim().len() >= MIN_REDACT_LEN)
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_environment_resolves_or_fails_cleanly(
+            env in proptest::collection::vec((key(), value()), 0..8),
+            files in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 3),
+        ) {
+            let env: Vec<(OsString, OsString)> = env
+                .into_iter()
+                .map(|(k, v)| (OsString::from_vec(k), OsString::from_vec(v)))
+                .collect();
+            let files = Files(
+                ["/s/a", "/s/b", "/s/c"].iter().map(PathBuf::from).zip(files).collect(),
+            );
+            match resolve_with(env.clone(), &[], &files) {
+                Ok(r) => {
+                    prop_assert!(r.env.len() <= env.len());
+                    // No reference that was resolved is passed on (an
+                    // environment may hold a name twice, so compare both).
+                    for s in &r.secrets {
+                        let reference = (OsString::from(&s.var), s.path.clone().into_os_string());
+                        prop_assert!(!r.env.contains(&reference));
+                        prop_assert!(!s.value.expose().contains('\0'));
+                    }
+                }
+                Err(e) => {
+                    let text = e.to_string();
+                    prop_assert!(text.starts_with("secret "), "{}", text);
+                }
+            }
+        }
+
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            if let Ok(text) = decode(bytes.clone()) {
+                prop_assert!(!text.contains('\0') && text.len() <= bytes.len());
+            }
+        }
+
+        /// Whatever text surrounds it, and however it is quoted (as a
+        /// command line, `{:?}`, JSON, or both), a secret is masked.
+        #[test]
+        fn no_secret_survives_redaction(
+            value in secret(),
+            before in "[ -~]{0,12}",
+            after in "[ -~]{0,12}",
+        ) {
+            let files = Files([(PathBuf::from("/s/a"), value.clone().into_bytes())].into_iter().collect());
+            let env = vec![(OsString::from("P_FILE"), OsString::from("/s/a"))];
+            let Ok(resolved) = resolve_with(env, &[], &files) else {
+                return Ok(());
+            };
+            let stored = resolved.secrets[0].value.expose().to_owned();
+            let redactor = Redactor::new(&resolved.secrets);
+            let message = format!("{before}{stored}{after}");
+            let forms = [
+                message.clone(),
+                format!("{message:?}"),
+                json_escaped(&message),
+                json_escaped(&format!("{message:?}")),
+            ];
+            for form in forms {
+                let out = redactor.redact(&form);
+                for line in stored.lines().map(str::trim).chain([stored.as_str()]) {
+                    if line.len() >= MIN_REDACT_LEN {
+                        prop_assert!(!out.contains(line), "{:?} leaked in {:?}", line, out);
+                    }
+                }
+            }
+        }
     }
 }

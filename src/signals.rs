@@ -275,3 +275,78 @@ mod tests {
         assert_eq!("pgrp".parse::<Target>(), Err(()));
     }
 }
+
+/// Property tests for `INITD_SIGNAL_MAP` and signal names: any text parses
+/// or is refused with a reason, never a panic; a map prints as it parses.
+/// `PROPTEST_CASES=100000 cargo test --lib props` runs them longer.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn catchable() -> impl Strategy<Value = Signal> {
+        proptest::sample::select(
+            Signal::iterator()
+                .filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// A name as users spell it: `TERM`, `SIGTERM`, `sigterm`, ` 15 `.
+    fn spelling(sig: Signal) -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(short_name(sig).to_string()),
+            Just(sig.as_str().to_string()),
+            Just(sig.as_str().to_ascii_lowercase()),
+            Just(format!(" {} ", sig as i32)),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused_with_a_reason(text in any::<String>()) {
+            match text.parse::<SignalMap>() {
+                Ok(map) => {
+                    // Whatever parsed prints in a form that parses the same.
+                    prop_assert_eq!(map.to_string().parse::<SignalMap>(), Ok(map));
+                }
+                Err(e) => prop_assert!(!e.to_string().is_empty()),
+            }
+        }
+
+        #[test]
+        fn map_shaped_text_never_panics(text in "([A-Za-z0-9 ]{0,8}(:[A-Za-z0-9 ]{0,8})?,?){0,6}") {
+            let _ = text.parse::<SignalMap>();
+        }
+
+        #[test]
+        fn every_spelling_of_every_signal_parses(
+            (sig, text) in catchable().prop_flat_map(|s| (Just(s), spelling(s))),
+        ) {
+            prop_assert_eq!(parse_signal(&text), Some(sig));
+        }
+
+        #[test]
+        fn distinct_entries_round_trip(
+            entries in proptest::collection::vec((catchable(), proptest::option::of(catchable())), 0..8),
+        ) {
+            let mut distinct: Vec<(Signal, Mapped)> = Vec::new();
+            for (from, to) in entries {
+                if !distinct.iter().any(|(f, _)| *f == from) {
+                    distinct.push((from, to.map_or(Mapped::Drop, Mapped::To)));
+                }
+            }
+            let text: Vec<String> = distinct
+                .iter()
+                .map(|(from, to)| match to {
+                    Mapped::To(to) => format!("{}:{}", short_name(*from), to.as_str()),
+                    Mapped::Drop => format!("{}:none", short_name(*from)),
+                })
+                .collect();
+            let map: SignalMap = text.join(",").parse().unwrap();
+            for (from, to) in distinct {
+                prop_assert_eq!(map.map(from), to);
+            }
+        }
+    }
+}

@@ -21,6 +21,8 @@ pub struct Launcher {
     pub cwd: PathBuf,
     /// Whether stdin is a terminal to hand to each command in turn.
     pub foreground: bool,
+    /// `INITD_NO_NEW_PRIVS`: set no_new_privs in every command.
+    pub no_new_privs: bool,
 }
 
 /// Logs a failed exec and gives its shell-style status.
@@ -43,6 +45,7 @@ impl Launcher {
             env,
             cwd: cwd.to_path_buf(),
             foreground: child::stdin_is_terminal(),
+            no_new_privs: false,
         }
     }
 
@@ -60,7 +63,11 @@ impl Launcher {
             Halt(e.exit_code())
         })?;
         let argv_os: Vec<OsString> = argv.iter().map(OsString::from).collect();
-        let mut cmd = child::command(&program, &argv_os, foreground && self.foreground);
+        let setup = child::Setup {
+            foreground: foreground && self.foreground,
+            no_new_privs: self.no_new_privs,
+        };
+        let mut cmd = child::command(&program, &argv_os, setup);
         cmd.env_clear()
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&self.cwd);

@@ -296,7 +296,37 @@ impl Supervisor {
                     self.deadline = Some(Instant::now() + grace);
                 }
                 self.forward(sig);
+                self.stop_adopted(sig);
             }
+        }
+    }
+
+    /// Daemons the main child left behind were re-parented to initd: no
+    /// parent is left to pass a stop on to them, so they get it from initd,
+    /// with the same grace period as the main child. The main child's own
+    /// children are not touched: a pre-fork server stops its workers itself.
+    fn stop_adopted(&self, sig: Signal) {
+        let Some(main) = self.main else {
+            // Between children `forward` reached everything already.
+            return;
+        };
+        let me = std::process::id() as i32;
+        let skip_group = (self.policy.target == Target::Group).then_some(main.as_raw());
+        let adopted = procfs::adopted(&procfs::snapshot(), me, main.as_raw(), skip_group);
+        for &pid in &adopted {
+            // Only initd reaps its children, so none of these pids can have
+            // been reused since the snapshot.
+            match kill(Pid::from_raw(pid), sig) {
+                Ok(()) | Err(Errno::ESRCH) => {}
+                Err(err) => warn!("sending {} to pid {pid} failed: {err}", short_name(sig)),
+            }
+        }
+        if !adopted.is_empty() {
+            debug!(
+                count = adopted.len(),
+                signal = short_name(sig),
+                "stop signal sent to adopted processes"
+            );
         }
     }
 

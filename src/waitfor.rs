@@ -1086,3 +1086,43 @@ mod tests {
         wait_all(&[Target::from(addr)], Duration::from_secs(5), rx.as_fd()).unwrap();
     }
 }
+
+/// Property tests: `INITD_WAIT_FOR` is free text and the status line comes
+/// from whatever answers on the network; neither may panic initd.
+/// `PROPTEST_CASES=100000 cargo test --lib props` runs them longer.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_target_list_parses_or_names_the_entry(text in any::<String>()) {
+            if let Err(e) = parse_targets(&text) {
+                prop_assert!(!e.to_string().is_empty());
+            }
+        }
+
+        #[test]
+        fn target_shaped_text_never_panics(
+            text in "((tcp|http|https|HTTP|ftp)://)?(\\[[0-9a-f:]{0,8}\\]?|[a-z.]{0,8})(:[0-9a-z]{0,6})?(/[ -~]{0,6})?(,|, )?",
+        ) {
+            let _ = parse_targets(&text);
+        }
+
+        #[test]
+        fn any_status_line_never_panics(line in proptest::collection::vec(any::<u8>(), 0..128)) {
+            if let Some((code, reason)) = parse_status_line(&line) {
+                prop_assert!(code <= 999);
+                prop_assert!(!reason.chars().any(char::is_control) && reason.chars().count() <= 60);
+            }
+        }
+
+        #[test]
+        fn status_lines_read_back(code in 100u16..1000, reason in "[ -~]{0,40}") {
+            let line = format!("HTTP/1.1 {code} {reason}\r");
+            let (got, _) = parse_status_line(line.as_bytes()).unwrap();
+            prop_assert_eq!(got, code);
+        }
+    }
+}

@@ -236,3 +236,29 @@ mod tests {
         assert_eq!(ResolvConf::parse("").candidates("db"), ["db"]);
     }
 }
+
+/// Property test: /etc/resolv.conf is the runtime's; any text parses into
+/// usable bounds (at least one server, a timeout, attempts).
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_text_parses_into_bounded_settings(text in any::<String>(), name in any::<String>()) {
+            let conf = ResolvConf::parse(&text);
+            prop_assert!(!conf.servers().is_empty());
+            prop_assert!(conf.timeout >= Duration::from_secs(1));
+            prop_assert!(conf.attempts >= 1);
+            prop_assert!(!conf.candidates(&name).is_empty());
+        }
+
+        #[test]
+        fn option_shaped_text_parses(text in "(options|nameserver|search|domain)( [a-z0-9:.]{0,24}){0,4}") {
+            let conf = ResolvConf::parse(&text);
+            prop_assert!(conf.nameservers.len() <= MAX_NAMESERVERS);
+            prop_assert!(conf.ndots <= MAX_NDOTS);
+        }
+    }
+}

@@ -102,3 +102,24 @@ not-an-ip  broken
         assert_eq!(hosts.lookup("a"), [ip("127.0.0.1")]);
     }
 }
+
+/// Property test: /etc/hosts is the image's; any text parses without panic.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_text_parses(text in any::<String>(), name in any::<String>()) {
+            let _ = Hosts::parse(&text).lookup(&name);
+        }
+
+        #[test]
+        fn listed_names_are_found(a in any::<[u8; 4]>(), name in "[a-zA-Z][a-zA-Z0-9.-]{0,20}") {
+            let ip = IpAddr::from(a);
+            let hosts = Hosts::parse(&format!("# comment\n{ip}\t{name} alias\n"));
+            prop_assert_eq!(hosts.lookup(&name.to_ascii_uppercase()), vec![ip]);
+        }
+    }
+}

@@ -636,4 +636,87 @@ mod tests {
         assert_eq!(message_id(&[0x12, 0x34, 0]), Some(0x1234));
         assert_eq!(message_id(&[0x12]), None);
     }
+
+    /// Property tests: a DNS answer is whatever reaches the socket (a broken
+    /// server, a spoofer); no datagram may panic or hang the resolver.
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A valid header and question for `db.svc` A, then anything.
+        fn response() -> impl Strategy<Value = Vec<u8>> {
+            (
+                any::<u16>(),
+                0u16..8,
+                proptest::collection::vec(any::<u8>(), 0..300),
+            )
+                .prop_map(|(flags, ancount, tail)| {
+                    let mut m = header(7, 0x8180 | (flags & 0x020f), ancount);
+                    m.extend(QUESTION_DB_SVC_A);
+                    m.extend(tail);
+                    m
+                })
+        }
+
+        /// Records with names made of labels and compression pointers.
+        fn records() -> impl Strategy<Value = Vec<u8>> {
+            let label = prop_oneof![
+                "[a-z]{1,4}".prop_map(|l| {
+                    let mut v = vec![l.len() as u8];
+                    v.extend(l.into_bytes());
+                    v
+                }),
+                (0u16..64).prop_map(|to| vec![0xc0 | (to >> 8) as u8, to as u8]),
+                Just(vec![0]),
+            ];
+            let owner = proptest::collection::vec(label, 1..4).prop_map(|ls| ls.concat());
+            let rdata = proptest::collection::vec(any::<u8>(), 0..20);
+            proptest::collection::vec(
+                (
+                    owner,
+                    prop_oneof![Just(1u16), Just(5), Just(28), any::<u16>()],
+                    rdata,
+                ),
+                0..6,
+            )
+            .prop_map(|recs| {
+                let mut m = header(7, 0x8180, recs.len() as u16);
+                m.extend(QUESTION_DB_SVC_A);
+                for (owner, rtype, rdata) in recs {
+                    m.extend(record(&owner, rtype, &rdata));
+                }
+                m
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn any_datagram_never_panics(msg in proptest::collection::vec(any::<u8>(), 0..600)) {
+                for qtype in [QType::A, QType::Aaaa] {
+                    let _ = parse_response(&msg, 7, &name("db.svc"), qtype);
+                }
+                let _ = message_id(&msg);
+            }
+
+            #[test]
+            fn answers_with_garbage_records_never_panic(msg in response()) {
+                let _ = parse_response(&msg, 7, &name("db.svc"), QType::A);
+            }
+
+            #[test]
+            fn compressed_records_never_panic(msg in records()) {
+                if let Ok(Answer::Addresses(ips)) = parse_response(&msg, 7, &name("db.svc"), QType::A) {
+                    prop_assert!(ips.iter().all(|ip| ip.is_ipv4()));
+                }
+            }
+
+            #[test]
+            fn any_name_is_encoded_or_refused(text in any::<String>()) {
+                if let Ok(wire) = WireName::from_dotted(&text) {
+                    prop_assert!(wire.as_bytes().len() <= 255);
+                    prop_assert_eq!(wire.as_bytes().last(), Some(&0));
+                }
+            }
+        }
+    }
 }

@@ -144,7 +144,8 @@ pub fn parse_database_url(url: &str) -> Result<LockTarget, LockError> {
         let (key, value) = pair
             .split_once('=')
             .ok_or_else(|| bad(format!("query parameter {:?} has no value", redact_param(pair))))?;
-        let value = decode(value).map_err(|e| bad(format!("parameter {key}: {e}")))?;
+        let shown = if is_plain_key(key) { key } else { "***" };
+        let value = decode(value).map_err(|e| bad(format!("parameter {shown}: {e}")))?;
         match key {
             "sslmode" => check_sslmode(&value).map_err(&bad)?,
             "host" => target.host = value,
@@ -189,7 +190,7 @@ fn split_host_port(hostport: &str) -> Result<(&str, Option<&str>), String> {
             "" => Ok((host, None)),
             _ => match after.strip_prefix(':') {
                 Some(port) => Ok((host, Some(port))),
-                None => Err(format!("unexpected {after:?} after the host")),
+                None => Err(format!("unexpected {} after the host", shown(after))),
             },
         };
     }
@@ -202,7 +203,7 @@ fn split_host_port(hostport: &str) -> Result<(&str, Option<&str>), String> {
 fn parse_port(port: &str) -> Result<u16, String> {
     match port.parse::<u16>() {
         Ok(port) if port > 0 => Ok(port),
-        _ => Err(format!("port {port:?} is not a number from 1 to 65535")),
+        _ => Err(format!("port {} is not a number from 1 to 65535", shown(port))),
     }
 }
 
@@ -216,7 +217,8 @@ fn check_sslmode(mode: &str) -> Result<(), String> {
              prefer (or a database reachable without TLS)"
         )),
         _ => Err(format!(
-            "sslmode={mode:?}: expected disable, allow, prefer, require, verify-ca or verify-full"
+            "sslmode={}: expected disable, allow, prefer, require, verify-ca or verify-full",
+            shown(mode)
         )),
     }
 }
@@ -242,47 +244,131 @@ fn decode(text: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| "not valid UTF-8 once percent-decoded".to_string())
 }
 
-/// The URL with any password replaced by `***`, for messages. It works on
-/// malformed URLs too and errs on the side of hiding: everything between the
-/// first ':' of the user part and the last '@' goes, so a password with an
-/// unescaped '/' or '@' is still hidden whole.
-pub fn redact(url: &str) -> String {
-    let url = redact_query_password(url);
-    let start = url.find("://").map_or(0, |i| i + 3);
-    let (head, rest) = url.split_at(start);
-    let Some(at) = rest.rfind('@') else {
-        return url;
-    };
-    let userinfo = &rest[..at];
-    match userinfo.find(':') {
-        Some(colon) => format!("{head}{}:***{}", &userinfo[..colon], &rest[at..]),
-        None => url,
-    }
-}
+/// Query parameters whose values are never secret: shown as they are in
+/// messages. Any other value is hidden, so a misspelt `pasword=` (or an
+/// unescaped `&` in a password) still keeps the password out of the logs.
+const PLAIN_PARAMS: &[&str] = &[
+    "sslmode",
+    "host",
+    "port",
+    "user",
+    "dbname",
+    "connect_timeout",
+    "application_name",
+];
 
-fn redact_query_password(url: &str) -> String {
+/// The URL with any password replaced by `***`, for messages. It works on
+/// malformed URLs too and errs on the side of hiding: the URL is cut into
+/// its parts (scheme, user, host, database, query), and a part that does
+/// not look like what belongs there goes whole, since it may be a piece of
+/// a password that an unescaped '/', '?', '#' or '@' moved. The password
+/// itself goes, everything between the first ':' of the user part and the
+/// last '@'; in the query only the values of [`PLAIN_PARAMS`] stay; a
+/// fragment goes whole.
+pub fn redact(url: &str) -> String {
     let mut out = String::with_capacity(url.len());
-    let mut rest = url;
-    while let Some(i) = rest.find("password=") {
-        let value_start = i + "password=".len();
-        out.push_str(&rest[..value_start]);
-        out.push_str("***");
-        let value_len = rest[value_start..]
-            .find(['&', '#'])
-            .unwrap_or(rest.len() - value_start);
-        rest = &rest[value_start + value_len..];
+    let rest = match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let plain = scheme.starts_with(|c: char| c.is_ascii_alphabetic()) && is_plain(scheme, "+.-");
+            out.push_str(if plain { scheme } else { "***" });
+            out.push_str("://");
+            rest
+        }
+        None => url,
+    };
+    let rest = match rest.rfind('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) if is_plain(user, "_.%-") => {
+                    out.push_str(user);
+                    out.push_str(":***@");
+                }
+                None if is_plain(userinfo, "_.%-") => {
+                    out.push_str(userinfo);
+                    out.push('@');
+                }
+                // Not a user name at all: the '@' belongs to something
+                // else (a value in the query, a password itself), so
+                // nothing around it can be told apart from a password.
+                _ => {
+                    out.push_str("***@***");
+                    return out;
+                }
+            }
+            &rest[at + 1..]
+        }
+        None => rest,
+    };
+    let (main, fragment) = match rest.split_once('#') {
+        Some((main, _)) => (main, true),
+        None => (rest, false),
+    };
+    let (main, query) = match main.split_once('?') {
+        Some((main, query)) => (main, Some(query)),
+        None => (main, None),
+    };
+    let (hostport, dbname) = match main.split_once('/') {
+        Some((hostport, dbname)) => (hostport, Some(dbname)),
+        None => (main, None),
+    };
+    out.push_str(if is_plain(hostport, "_.-:[]%") {
+        hostport
+    } else {
+        "***"
+    });
+    if let Some(dbname) = dbname {
+        out.push('/');
+        out.push_str(if is_plain(dbname, "_.-%") { dbname } else { "***" });
     }
-    out.push_str(rest);
+    if let Some(query) = query {
+        let pieces: Vec<String> = query.split('&').map(redact_param).collect();
+        out.push('?');
+        out.push_str(&pieces.join("&"));
+    }
+    if fragment {
+        out.push_str("#***");
+    }
     out
 }
 
-/// One query parameter for a message: a bare `password…` is hidden whole.
-fn redact_param(pair: &str) -> String {
-    if pair.starts_with("password") {
-        "password=***".into()
+/// A piece of the URL quoted for a message, or `"***"` when it holds more
+/// than a host, port or keyword would: it may have run on into a password.
+fn shown(piece: &str) -> String {
+    if is_plain(piece, "_.-%:[]") {
+        format!("{piece:?}")
     } else {
-        pair.into()
+        "\"***\"".into()
     }
+}
+
+/// Letters, digits and the `extra` characters only.
+fn is_plain(text: &str, extra: &str) -> bool {
+    text.chars()
+        .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+}
+
+/// One query parameter for a message: `key=value` with the value hidden
+/// unless the key is one of [`PLAIN_PARAMS`] and the value looks like one;
+/// a piece without `=` (perhaps a password cut off by an unescaped `&`) is
+/// hidden whole.
+fn redact_param(pair: &str) -> String {
+    match pair.split_once('=') {
+        // A value with other characters may have run on into a password.
+        Some((key, value)) if PLAIN_PARAMS.contains(&key) && is_plain(value, "_.-%:,[]") => {
+            format!("{key}={value}")
+        }
+        Some((key, _)) if is_plain_key(key) => format!("{key}=***"),
+        None if PLAIN_PARAMS.contains(&pair) => pair.into(),
+        _ if pair.is_empty() => String::new(),
+        _ => "***".into(),
+    }
+}
+
+/// A parameter name that can be shown: letters, digits and `_` only (a
+/// name holding anything else may be a piece of a password).
+fn is_plain_key(key: &str) -> bool {
+    !key.is_empty() && is_plain(key, "_")
 }
 
 #[cfg(test)]
@@ -406,7 +492,21 @@ mod tests {
             redact("postgres://app@h/d?password=s3cret&sslmode=disable"),
             "postgres://app@h/d?password=***&sslmode=disable"
         );
-        assert_eq!(redact_param("password"), "password=***");
+        // Misspelt, cut off by an unescaped '&', or after a '#'.
+        assert_eq!(
+            redact("postgres://app@h/d?pasword=s3cret&sslmode=disable"),
+            "postgres://app@h/d?pasword=***&sslmode=disable"
+        );
+        assert_eq!(
+            redact("postgres://app@h/d?password=s3&cret"),
+            "postgres://app@h/d?password=***&***"
+        );
+        assert_eq!(redact("postgres://app@h/d#s3cret"), "postgres://app@h/d#***");
+        // An '@' in the query: all before it goes.
+        assert_eq!(redact("postgres://h/d?password=s3@cret"), "postgres://***@***");
+        assert_eq!(redact_param("password"), "***");
+        assert_eq!(redact_param("sslmode"), "sslmode");
+        assert_eq!(redact_param("p%7assword=x"), "***");
     }
 
     #[test]
@@ -417,5 +517,65 @@ mod tests {
         assert!(debug.contains("password: Some(\"***\")"), "{debug}");
         assert!(!debug.contains("s3cret"));
         assert_eq!(parse("postgres://app@db").to_string(), "postgres://app@db:5432");
+    }
+
+    /// Property tests: DATABASE_URL carries a password; whatever is wrong
+    /// with the URL, the error message must not quote it.
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn junk() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just(String::new()),
+                Just("%zz".to_string()),
+                Just("[".to_string()),
+                Just(":".to_string()),
+                Just(":99999".to_string()),
+                Just("@".to_string()),
+                Just("/".to_string()),
+                Just("?sslmode=require".to_string()),
+                Just("?password".to_string()),
+                Just("?x".to_string()),
+                Just("#".to_string()),
+                Just("%".to_string()),
+                "[ -~]{0,4}",
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn the_password_never_reaches_an_error(
+                scheme in prop_oneof![Just("postgres://"), Just("POSTGRESQL://"), Just("mysql://"), Just("")],
+                user in "[a-z]{0,6}",
+                password in "[A-Za-z0-9_.~!$()+,;=-]{6,16}",
+                host in "[a-z0-9.]{0,8}",
+                cuts in proptest::collection::vec((0usize..60, junk()), 0..3),
+                in_query in any::<bool>(),
+            ) {
+                let mut url = if in_query {
+                    format!("{scheme}{host}/db?user={user}&password={password}")
+                } else {
+                    format!("{scheme}{user}:{password}@{host}:5432/db")
+                };
+                for (at, text) in cuts {
+                    let mut at = at.min(url.len());
+                    while !url.is_char_boundary(at) {
+                        at -= 1;
+                    }
+                    url.insert_str(at, &text);
+                }
+                if let Err(e) = parse_database_url(&url) {
+                    let text = format!("{e} {e:?}");
+                    prop_assert!(!text.contains(&password), "{url:?} -> {text}");
+                }
+            }
+
+            #[test]
+            fn any_text_never_panics(url in any::<String>()) {
+                let _ = parse_database_url(&url);
+                let _ = redact(&url);
+            }
+        }
     }
 }

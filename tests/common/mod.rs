@@ -308,3 +308,71 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A process handle that cannot be confused with a later process that
+/// reuses the pid (pidfd_open(2)): for signalling a process that may have
+/// exited, and for noticing the moment it does.
+pub struct PidFd(std::os::fd::OwnedFd);
+
+impl PidFd {
+    /// `None` when the process is already gone.
+    pub fn open(pid: i32) -> Option<PidFd> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        // SAFETY: a non-negative return is a descriptor we now own.
+        (fd >= 0).then(|| PidFd(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }))
+    }
+
+    /// Sends `sig`; `ESRCH` once the process has exited.
+    pub fn signal(&self, sig: Signal) -> nix::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: pidfd_send_signal with a valid pidfd and no siginfo.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.0.as_raw_fd(),
+                sig as i32,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(nix::errno::Errno::last())
+        }
+    }
+}
+
+/// Watches processes from another thread and returns, for each, the
+/// moment it was seen to end (the pidfd turns readable when the process
+/// exits, before anyone reaps it), or `None` if it was still running
+/// after `limit`.
+pub fn watch_exits(fds: Vec<PidFd>, limit: Duration) -> std::thread::JoinHandle<Vec<Option<Instant>>> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + limit;
+        let mut ended: Vec<Option<Instant>> = vec![None; fds.len()];
+        while ended.iter().any(Option::is_none) && Instant::now() < deadline {
+            let waiting: Vec<usize> = (0..fds.len()).filter(|&i| ended[i].is_none()).collect();
+            let mut polled: Vec<PollFd> = waiting
+                .iter()
+                .map(|&i| PollFd::new(fds[i].0.as_fd(), PollFlags::POLLIN))
+                .collect();
+            let _ = poll(&mut polled, PollTimeout::from(100u16));
+            let now = Instant::now();
+            let ready: Vec<bool> = polled
+                .iter()
+                .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+                .collect();
+            for (k, &i) in waiting.iter().enumerate() {
+                if ready[k] {
+                    ended[i] = Some(now);
+                }
+            }
+        }
+        ended
+    })
+}
