@@ -173,6 +173,9 @@ dump_logs() {
 # Helpers
 # ---------------------------------------------------------------------------
 
+# Output is matched from variables, not `cmd | grep -q`: grep quits at the
+# first match, cmd may then die of SIGPIPE, and pipefail calls that failure.
+
 # Polls CMD until it succeeds, for at most $1 seconds.
 eventually() {
     local limit=$1 t0=$SECONDS
@@ -185,7 +188,7 @@ eventually() {
 
 # The ids of a service's containers.
 cids() { compose ps -q "$1"; }
-cid() { cids "$1" | head -n 1; }
+cid() { cids "$1" | awk 'NR == 1'; }
 
 health_of() { docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$1"; }
 
@@ -379,8 +382,8 @@ pass "ci: nginx logs to the mounted directory, as the nginx user"
 
 # Migrations: after the wait for the database, applied once.
 logs=$(compose logs --no-color app)
-wait_line=$(grep -n 'waiting for tcp://db:5432' <<<"$logs" | head -n 1 | cut -d: -f1)
-migrate_line=$(grep -n 'Applying visits.0001_initial... OK' <<<"$logs" | head -n 1 | cut -d: -f1)
+wait_line=$(grep -m 1 -n 'waiting for tcp://db:5432' <<<"$logs" | cut -d: -f1 || true)
+migrate_line=$(grep -m 1 -n 'Applying visits.0001_initial... OK' <<<"$logs" | cut -d: -f1 || true)
 if [ -z "$wait_line" ] || [ -z "$migrate_line" ] || [ "$wait_line" -gt "$migrate_line" ]; then
     echo "$logs" >&2
     fail "ci: no wait for db:5432 followed by the visits migration in the app's log"
@@ -408,7 +411,7 @@ app_environ() { docker exec -u 9500 "$APP" sh -c "tr '\\0' '\\n' </proc/$server/
 env_sha() { app_environ | sed -n "s/^$1=//p" | tr -d '\n' | sha256sum; }
 [ "$(env_sha SECRET_KEY)" = "$(printf '%s' "$SECRET_KEY" | sha256sum)" ] || fail "ci: SECRET_KEY did not reach gunicorn's environment"
 [ "$(env_sha PGPASSWORD)" = "$(printf '%s' "$DB_PASSWORD" | sha256sum)" ] || fail "ci: PGPASSWORD did not reach gunicorn's environment"
-if app_environ | grep -q '_FILE='; then
+if grep -q '_FILE=' <<<"$(app_environ)"; then
     fail "ci: a *_FILE variable is still in the app's environment"
 fi
 for c in $(compose ps -q); do
@@ -421,7 +424,7 @@ pass "ci: both secrets reached the app's process; neither appears in any log or 
 docker kill -s HUP "$APP" >/dev/null
 eventually 30 sh -c "docker logs '$APP' 2>&1 | grep -q 'Handling signal: hup'" || fail "ci: gunicorn never saw the HUP"
 pass "ci: docker kill -s HUP reaches gunicorn"
-https /healthz | grep -q '"ok"' || fail "ci: app unhealthy after HUP"
+grep -q '"ok"' <<<"$(https /healthz)" || fail "ci: app unhealthy after HUP"
 
 orphans_reaped "$APP" "ci app (initd)"
 orphans_reaped "$NGINX" "ci nginx (initd)"
@@ -531,7 +534,7 @@ printf '\n.e2e-marker { color: rebeccapurple; }\n' >>"$APP_SRC/assets/src/app.cs
 eventually 60 sh -c "curl -sk 'https://localhost:$HTTPS_PORT/static/build/app.css' | grep -q '.e2e-marker{color:rebeccapurple}'" ||
     fail "dev: the watcher did not rebuild app.css within 60s"
 [ "$(stat -c %u "$APP_SRC/static/build/app.css")" = "$DEV_UID" ] || fail "dev: the rebuilt asset is not owned by $DEV_UID on the host"
-compose logs --no-color app | grep -q 'assets | built static/build/app.css' || fail "dev: no watcher line in the logs"
+grep -q 'assets | built static/build/app.css' <<<"$(compose logs --no-color app)" || fail "dev: no watcher line in the logs"
 pass "dev: the asset watcher rebuilt app.css (owned by $DEV_UID on the host)"
 no_secret_in "docker compose logs (dev)" "$(compose logs --no-color 2>&1)"
 no_secret_in "docker inspect (dev app)" "$(docker inspect "$APP")"
@@ -547,7 +550,7 @@ say "--- $CURRENT_FILE: up (AUTO_START_SERVER=false)"
 compose up -d --no-build app >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log" >&2; fail "compose up (idle)"; }
 APP=$(cid app)
 eventually 60 sh -c "docker logs '$APP' 2>&1 | grep -q 'AUTO_START_SERVER is off'" || fail "dev: no idle notice with AUTO_START_SERVER=false"
-if docker exec "$APP" sh -c 'cat /proc/[0-9]*/cmdline 2>/dev/null | tr "\0" " "' | grep -q 'runserver'; then
+if grep -q 'runserver' <<<"$(docker exec "$APP" sh -c 'cat /proc/[0-9]*/cmdline 2>/dev/null | tr "\0" " "')"; then
     fail "dev: a server runs although AUTO_START_SERVER=false"
 fi
 out=$(compose exec -T app initd exec python -c 'import hashlib, os
