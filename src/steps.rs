@@ -83,6 +83,8 @@ impl Launcher {
             return Err(Halt(sup.finish(None)));
         }
         info!("{what}: {}", cmdline::join(argv));
+        sup.status()
+            .set_phase(crate::status::Phase::Starting, format!("{what} running"));
         let pid = self.start(what, argv)?;
         let fate = sup.run_step(pid);
         if sup.stop_requested().is_some() {
