@@ -1476,6 +1476,49 @@ mod tests {
     }
 
     #[test]
+    fn health_settings() {
+        let h = from_env(env(&[])).unwrap().health;
+        assert_eq!(h.socket, Some(PathBuf::from("/run/initd/initd.sock")));
+        assert!(!h.socket_set);
+        assert_eq!(h.check_timeout, Duration::from_secs(2));
+        assert_eq!(h.probe, crate::health::Probe::Alive);
+        assert_eq!(h.probe_timeout, Duration::from_secs(1));
+        assert_eq!(h.drain, Duration::ZERO);
+        let h = from_env(env(&[
+            ("INITD_SOCKET", "/tmp/i.sock"),
+            ("INITD_CHECK_TIMEOUT", "5s"),
+            ("INITD_HEALTH", "tcp://127.0.0.1:8000"),
+            ("INITD_HEALTH_TIMEOUT", "250ms"),
+            ("INITD_DRAIN", "5s"),
+        ]))
+        .unwrap()
+        .health;
+        assert_eq!(h.socket, Some(PathBuf::from("/tmp/i.sock")));
+        assert!(h.socket_set);
+        assert_eq!(h.check_timeout, Duration::from_secs(5));
+        assert_eq!(h.probe.to_string(), "tcp://127.0.0.1:8000");
+        assert_eq!(h.probe_timeout, Duration::from_millis(250));
+        assert_eq!(h.drain, Duration::from_secs(5));
+        assert_eq!(
+            from_env(env(&[("INITD_SOCKET", "off")])).unwrap().health.socket,
+            None
+        );
+        let err = |k: &str, v: &str| from_env(env(&[(k, v)])).unwrap_err().to_string();
+        assert!(
+            err("INITD_HEALTH", "localhost:8000")
+                .starts_with("INITD_HEALTH=\"localhost:8000\": expected http://"),
+            "{}",
+            err("INITD_HEALTH", "localhost:8000")
+        );
+        assert!(err("INITD_SOCKET", "run/initd.sock").contains("expected an absolute path"));
+        assert_eq!(
+            err("INITD_CHECK_TIMEOUT", "0"),
+            "INITD_CHECK_TIMEOUT=\"0\": expected a duration above zero such as 500ms, 2s or 1m"
+        );
+        assert!(err("INITD_DRAIN", "soon").starts_with("INITD_DRAIN=\"soon\": expected a duration"));
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("8"), Some(Duration::from_secs(8)));
         assert_eq!(parse_duration("8s"), Some(Duration::from_secs(8)));

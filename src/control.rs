@@ -296,9 +296,23 @@ impl Server {
                 detail: "alive".into(),
                 took: Duration::ZERO,
             },
+            Probe::Http(target) | Probe::Tcp(target) if health::literal_addr(target).is_some() => {
+                let addr = health::literal_addr(target).expect("checked by the guard");
+                let result = tokio::time::timeout(self.probe_timeout, health::probe_addr(target, addr)).await;
+                let (ok, detail) = match result {
+                    Ok(Ok(seen)) => (true, seen),
+                    Ok(Err(reason)) => (false, reason),
+                    Err(_) => (false, format!("no answer within {}", human(self.probe_timeout))),
+                };
+                Outcome {
+                    ok,
+                    detail,
+                    took: start.elapsed(),
+                }
+            }
             Probe::Http(target) | Probe::Tcp(target) => {
-                // initd's HTTP client blocks (it is the one the start-up
-                // wait uses); it gets a thread of its own per run.
+                // A host name needs initd's resolver, which blocks (it is
+                // the start-up wait's); it gets a thread of its own per run.
                 let (tx, rx) = oneshot::channel();
                 let target = target.clone();
                 let timeout = self.probe_timeout;

@@ -5,9 +5,12 @@
 //! socket is in `control`, the client in `check`.
 
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::cmdline;
 use crate::status::{Phase, Snapshot};
@@ -109,8 +112,8 @@ pub struct Outcome {
     pub took: Duration,
 }
 
-/// Runs a network probe (blocking, at most `timeout` plus a DNS lookup's
-/// slack).
+/// Runs a network probe with initd's blocking client and resolver (the
+/// start-up wait's), for a host given by name; at most `timeout`.
 pub fn probe_net(target: &Target, timeout: Duration) -> Outcome {
     let start = std::time::Instant::now();
     let (ok, detail) = match waitfor::check_once(target, timeout, healthy_status) {
@@ -121,6 +124,52 @@ pub fn probe_net(target: &Target, timeout: Duration) -> Outcome {
         ok,
         detail,
         took: start.elapsed(),
+    }
+}
+
+/// The address of a target whose host is an IP literal (the usual
+/// `http://127.0.0.1:8000/healthz`): no lookup needed.
+pub fn literal_addr(target: &Target) -> Option<SocketAddr> {
+    let ip: IpAddr = target.host().parse().ok()?;
+    Some(SocketAddr::new(ip, target.port()))
+}
+
+/// A network probe of an address, on the control socket's runtime: the
+/// same exchange and the same words as [`probe_net`], without a thread of
+/// its own or a hop between threads. The caller bounds it in time.
+pub async fn probe_addr(target: &Target, addr: SocketAddr) -> Result<String, String> {
+    let io = |e: std::io::Error| waitfor::describe(&e);
+    let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(io)?;
+    let Target::Http { host, port, path } = target else {
+        return Ok(format!("connected to {addr}"));
+    };
+    stream
+        .write_all(waitfor::http_request(host, *port, path).as_bytes())
+        .await
+        .map_err(io)?;
+    let mut line = Vec::new();
+    let mut buf = [0u8; 256];
+    loop {
+        let n = stream.read(&mut buf).await.map_err(io)?;
+        if n == 0 {
+            if line.is_empty() {
+                return Err("connection closed without an HTTP response".into());
+            }
+            break;
+        }
+        line.extend_from_slice(&buf[..n]);
+        if let Some(end) = line.iter().position(|b| *b == b'\n') {
+            line.truncate(end);
+            break;
+        }
+        if line.len() > waitfor::MAX_STATUS_LINE {
+            break;
+        }
+    }
+    match waitfor::parse_status_line(&line) {
+        Some((status, reason)) if healthy_status(status) => Ok(format!("HTTP {status}{reason}")),
+        Some((status, reason)) => Err(format!("HTTP {status}{reason}")),
+        None => Err("not an HTTP response".into()),
     }
 }
 
@@ -273,6 +322,97 @@ mod tests {
         assert!(!healthy_status(404));
         assert!(!healthy_status(503));
         assert!(!healthy_status(101));
+    }
+
+    /// A server answering successive connections with `statuses`.
+    fn http_server(statuses: Vec<&'static str>) -> u16 {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for status in statuses {
+                let (mut conn, _) = listener.accept().unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap() == 1 {
+                    head.push(byte[0]);
+                }
+                let _ = conn.write_all(status.as_bytes());
+            }
+        });
+        port
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn literal_addresses_need_no_lookup() {
+        let target = |text: &str| match text.parse::<Probe>().unwrap() {
+            Probe::Http(t) | Probe::Tcp(t) => t,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            literal_addr(&target("http://127.0.0.1:8000/healthz")),
+            Some("127.0.0.1:8000".parse().unwrap())
+        );
+        assert_eq!(
+            literal_addr(&target("tcp://[::1]:6379")),
+            Some("[::1]:6379".parse().unwrap())
+        );
+        assert_eq!(literal_addr(&target("http://web:8000/")), None);
+    }
+
+    #[test]
+    fn an_address_probe_judges_like_the_blocking_one() {
+        let port = http_server(vec![
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 404 Not Found\r\n\r\n",
+            "SSH-2.0-OpenSSH_9.2\r\n",
+            "",
+        ]);
+        let target = Target::Http {
+            host: "127.0.0.1".into(),
+            port,
+            path: "/healthz".into(),
+        };
+        let addr = literal_addr(&target).unwrap();
+        assert_eq!(block_on(probe_addr(&target, addr)), Ok("HTTP 200 OK".into()));
+        assert_eq!(
+            block_on(probe_addr(&target, addr)),
+            Err("HTTP 404 Not Found".into())
+        );
+        assert_eq!(
+            block_on(probe_addr(&target, addr)),
+            Err("not an HTTP response".into())
+        );
+        assert_eq!(
+            block_on(probe_addr(&target, addr)),
+            Err("connection closed without an HTTP response".into())
+        );
+        // A port nothing listens on.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let tcp = Target::Tcp {
+            host: "127.0.0.1".into(),
+            port: closed.port(),
+        };
+        assert_eq!(
+            block_on(probe_addr(&tcp, closed)),
+            Err("connection refused".into())
+        );
+        let outcome = probe_net(&tcp, Duration::from_secs(2));
+        assert_eq!(
+            (outcome.ok, outcome.detail.as_str()),
+            (false, "connection refused")
+        );
     }
 
     #[test]

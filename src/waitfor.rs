@@ -24,7 +24,7 @@ const HTTP_PORT: u16 = 80;
 const HTTPS_PORT: u16 = 443;
 /// More than any status line; a server sending more without a line break
 /// is not speaking HTTP.
-const MAX_STATUS_LINE: usize = 1024;
+pub(crate) const MAX_STATUS_LINE: usize = 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -426,7 +426,7 @@ impl From<NetError> for Failure {
 
 /// The usual network failures in the words people search for, without
 /// std's "(os error 111)".
-fn describe(err: &std::io::Error) -> String {
+pub(crate) fn describe(err: &std::io::Error) -> String {
     use std::io::ErrorKind::*;
     match err.kind() {
         ConnectionRefused => "connection refused".into(),
@@ -531,7 +531,7 @@ impl Check<'_> {
 
 /// A minimal GET. `Connection: close` so the server does not hold the
 /// connection open for more requests; only the status line is read.
-fn http_request(host: &str, port: u16, path: &str) -> String {
+pub(crate) fn http_request(host: &str, port: u16, path: &str) -> String {
     format!(
         "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: initd/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
         authority(host, port, HTTP_PORT),
@@ -569,7 +569,7 @@ fn read_status_line(
 }
 
 /// `HTTP/1.1 503 Service Unavailable` → (503, " Service Unavailable").
-fn parse_status_line(line: &[u8]) -> Option<(u16, String)> {
+pub(crate) fn parse_status_line(line: &[u8]) -> Option<(u16, String)> {
     let line = std::str::from_utf8(line).ok()?.trim_end_matches('\r');
     let rest = line.strip_prefix("HTTP/")?;
     let (_version, rest) = rest.split_once(' ')?;

@@ -406,6 +406,34 @@ time.sleep(1000)
 }
 
 #[test]
+fn a_probe_may_name_its_host() {
+    let dir = Scratch::new("health-name");
+    let port = free_port();
+    // Resolved by initd's own resolver from /etc/hosts, as for INITD_WAIT_FOR.
+    let probe = format!("http://localhost:{port}/healthz");
+    let initd = Initd::start(
+        &dir,
+        &["run"],
+        &[
+            ("INITD_SERVER", &http_server(&dir, port)),
+            ("INITD_HEALTH", &probe),
+        ],
+    );
+    let out = initd.wait_check("running: ");
+    assert_eq!(
+        out.stdout,
+        format!("running: server running; {probe}: HTTP 200 OK\n")
+    );
+    fs::write(dir.path("fail"), "").unwrap();
+    let out = initd.check(&[]);
+    assert_eq!(out.code(), 1);
+    assert_eq!(
+        out.stdout,
+        format!("unhealthy: {probe}: HTTP 503 Service Unavailable\n")
+    );
+}
+
+#[test]
 fn a_cmd_probe_is_judged_by_its_exit_status() {
     let dir = Scratch::new("health-cmd");
     let probe = format!(
@@ -489,6 +517,19 @@ fn a_cmd_probe_runs_as_the_app_user() {
     let meta = fs::metadata(&initd.socket).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
     assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), 1000);
+    // Every thread of initd dropped root, the socket's own included.
+    let pid = initd.host_pid();
+    let tasks: Vec<_> = fs::read_dir(format!("/proc/{pid}/task")).unwrap().collect();
+    assert!(tasks.len() >= 2, "no socket thread?");
+    for task in tasks {
+        let status = fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        assert_eq!(
+            uid.split_whitespace().skip(1).collect::<Vec<_>>(),
+            ["1000"; 4],
+            "{status}"
+        );
+    }
     let (code, stderr) = initd.stop();
     assert_eq!(code, 0, "{stderr}");
 }
