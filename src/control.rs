@@ -39,6 +39,11 @@ use crate::status::Status;
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// And this long to take the answer.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// After answering, what is left of an overlong request is read and
+/// dropped (closing a Unix socket with unread input resets the peer, which
+/// would then see an error instead of the answer's end), up to this much
+/// and for at most [`READ_TIMEOUT`].
+const DRAIN_LIMIT: usize = 4 << 20;
 /// Connections served at once; more are closed unanswered. Far above any
 /// real load (one check every few seconds), low enough that a flood cannot
 /// take every descriptor initd has.
@@ -61,9 +66,11 @@ impl Listener {
 
 /// Opens the control socket, as root before the drop to the app user (so
 /// the directory can be made and handed to the app's group). `Ok(None)`:
-/// there is to be no socket (`INITD_SOCKET=off`, or not PID 1 with the
-/// default path, which belongs to the container's PID 1). An error says
-/// why there is none and how to get one; initd goes on without it.
+/// there is to be no socket here (`INITD_SOCKET=off`; not PID 1 with the
+/// default path, which belongs to the container's PID 1; or another live
+/// initd answers on it, as when `docker exec` runs a second initd beside
+/// PID 1). An error says why there is none and how to get one; initd goes
+/// on without it.
 pub fn open(settings: &Health, app_gid: u32) -> Result<Option<Listener>, String> {
     let Some(path) = &settings.socket else {
         return Ok(None);
@@ -79,8 +86,20 @@ pub fn open(settings: &Health, app_gid: u32) -> Result<Option<Listener>, String>
     if let Some(dir) = path.parent() {
         make_dir(dir, app_gid, root)?;
     }
-    clear_stale(path)?;
-    let socket = bind(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    if !clear_stale(path)? {
+        debug!(
+            "another initd answers on {}; this one serves no checks",
+            path.display()
+        );
+        return Ok(None);
+    }
+    let socket = bind(path).map_err(|e| {
+        let mut message = format!("cannot listen on {}: {e}", path.display());
+        if e == nix::errno::Errno::EACCES {
+            message.push_str(&not_root_hint(path.parent().unwrap_or(path), root));
+        }
+        message
+    })?;
     let restrict = || -> io::Result<()> {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
         if root {
@@ -114,14 +133,8 @@ fn make_dir(dir: &Path, app_gid: u32, root: bool) -> Result<(), String> {
     }
     let fail = |e: io::Error| {
         let mut message = format!("cannot create {}: {e}", dir.display());
-        if !root && e.kind() == io::ErrorKind::PermissionDenied {
-            message.push_str(&format!(
-                "; initd runs as uid {}, not root: create it in the image \
-                 (RUN install -d -o app {}), or set INITD_SOCKET to a writable path, \
-                 or INITD_SOCKET=off",
-                nix::unistd::geteuid(),
-                dir.display()
-            ));
+        if e.kind() == io::ErrorKind::PermissionDenied {
+            message.push_str(&not_root_hint(dir, root));
         }
         message
     };
@@ -137,13 +150,30 @@ fn make_dir(dir: &Path, app_gid: u32, root: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// What to do when initd, not being root, may not write where the socket
+/// goes.
+fn not_root_hint(dir: &Path, root: bool) -> String {
+    if root {
+        return String::new();
+    }
+    format!(
+        "; initd runs as uid {}, not root: make {} writable for it in the image \
+         (RUN install -d -o app {}), or set INITD_SOCKET to a writable path such as \
+         /tmp/initd.sock, or INITD_SOCKET=off",
+        nix::unistd::geteuid(),
+        dir.display(),
+        dir.display()
+    )
+}
+
 /// Removes the socket file a previous initd left behind (a restarted
-/// container keeps its /run). One that still answers belongs to a live
-/// initd and is left alone; so is anything that is not a socket.
-fn clear_stale(path: &Path) -> Result<(), String> {
+/// container keeps its /run); `Ok(false)` when one is there that still
+/// answers: it belongs to a live initd and is left alone. Anything that is
+/// not a socket is left alone too, as an error.
+fn clear_stale(path: &Path) -> Result<bool, String> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
         Err(e) => return Err(format!("cannot use {}: {e}", path.display())),
     };
     if !meta.file_type().is_socket() {
@@ -153,11 +183,9 @@ fn clear_stale(path: &Path) -> Result<(), String> {
         ));
     }
     match UnixStream::connect(path) {
-        Ok(_) => Err(format!(
-            "another initd already answers on {}; this one serves no checks (give each its own INITD_SOCKET)",
-            path.display()
-        )),
+        Ok(_) => Ok(false),
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path)
+            .map(|()| true)
             .map_err(|e| format!("cannot remove the stale socket {}: {e}", path.display())),
         Err(e) => Err(format!("cannot use {}: {e}", path.display())),
     }
@@ -405,11 +433,26 @@ async fn serve_one(mut stream: tokio::net::UnixStream, server: &Arc<Server>) {
         Ok(Request::Check) => protocol::encode(&server.report().await),
         Err(e) => protocol::encode_error(&e.to_string()),
     };
-    let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
+    let sent = tokio::time::timeout(WRITE_TIMEOUT, async {
         stream.write_all(&answer).await?;
         stream.shutdown().await
     })
     .await;
+    if matches!(sent, Ok(Ok(()))) {
+        let _ = tokio::time::timeout(READ_TIMEOUT, discard_input(&mut stream)).await;
+    }
+}
+
+async fn discard_input(stream: &mut tokio::net::UnixStream) -> io::Result<()> {
+    let mut buf = [0u8; 8192];
+    let mut total = 0;
+    while total < DRAIN_LIMIT {
+        match stream.read(&mut buf).await? {
+            0 => break,
+            n => total += n,
+        }
+    }
+    Ok(())
 }
 
 /// Reads up to the first newline. End of input also ends the request (a
@@ -527,8 +570,8 @@ mod tests {
     fn a_live_socket_is_not_taken_over_and_a_stale_one_is() {
         let dir = scratch("stale");
         let path = start(&dir, "", Status::new());
-        let err = open(&settings(&dir, ""), 0).err().unwrap();
-        assert!(err.contains("another initd already answers"), "{err}");
+        assert!(open(&settings(&dir, ""), 0).unwrap().is_none());
+        assert!(path.exists());
         let stale = dir.join("stale.sock");
         drop(UnixListener::bind(&stale).unwrap());
         let mut s = settings(&dir, "");

@@ -38,8 +38,14 @@ impl Initd {
         Initd::spawn(dir, &mut cmd, env)
     }
 
+    /// Starts `cmd`; the socket is `dir/initd.sock` unless `env` names
+    /// another.
     fn spawn(dir: &Scratch, cmd: &mut Command, env: &[(&str, &str)]) -> Initd {
-        let socket = dir.path("initd.sock");
+        let socket = env
+            .iter()
+            .find(|(k, _)| *k == "INITD_SOCKET")
+            .map(|(_, v)| PathBuf::from(v))
+            .unwrap_or_else(|| dir.path("initd.sock"));
         let err = dir.path("initd.stderr");
         cmd.env("INITD_SOCKET", &socket).env("INITD_MIGRATE", "off");
         for (k, v) in env {
@@ -530,6 +536,85 @@ fn a_cmd_probe_runs_as_the_app_user() {
             "{status}"
         );
     }
+    let (code, stderr) = initd.stop();
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn a_non_root_initd_serves_where_it_may_write() {
+    if !is_root_or_skip("a_non_root_initd_serves_where_it_may_write") {
+        return;
+    }
+    let as_1000 = |dir: &Scratch| {
+        let passwd = format!("app:x:1000:1000::{}:/bin/sh", dir.path("home").display());
+        let mut cmd = pid1_with_private_etc(
+            dir,
+            &[&passwd],
+            &["app:x:1000:"],
+            [
+                "setpriv",
+                "--reuid=1000",
+                "--regid=1000",
+                "--clear-groups",
+                INITD,
+                "run",
+            ],
+        );
+        cmd.env_remove("INITD_ALLOW_ROOT");
+        cmd
+    };
+    // A directory only root may write: no socket, one warning, and the app
+    // runs all the same.
+    let dir = Scratch::new("health-nonroot-ro");
+    let mut initd = Initd::spawn(&dir, &mut as_1000(&dir), &[("INITD_SERVER", "sleep 1000")]);
+    initd.wait_stderr("starting server");
+    let stderr = initd.stderr();
+    let warning = stderr
+        .lines()
+        .find(|l| l.starts_with("initd: warning: no health checks: "))
+        .unwrap_or_else(|| panic!("no warning:\n{stderr}"));
+    assert!(
+        warning.contains("initd runs as uid 1000, not root") && warning.contains("INITD_SOCKET"),
+        "{warning}"
+    );
+    let out = initd.check(&[]);
+    assert_eq!(out.code(), 1);
+    assert!(
+        out.stdout.starts_with("unhealthy: no supervisor: "),
+        "{}",
+        out.stdout
+    );
+    let (code, stderr) = initd.stop();
+    assert_eq!(code, 0, "{stderr}");
+
+    // A directory it may write: it makes its own, private one there.
+    let dir = Scratch::new("health-nonroot-rw");
+    fs::set_permissions(&dir.0, fs::Permissions::from_mode(0o777)).unwrap();
+    let socket = dir.path("run/initd.sock");
+    let initd = Initd::spawn(
+        &dir,
+        &mut as_1000(&dir),
+        &[
+            ("INITD_SERVER", "sleep 1000"),
+            ("INITD_SOCKET", socket.to_str().unwrap()),
+        ],
+    );
+    let out = initd.wait_check("running: ");
+    assert_eq!(out.code(), 0);
+    let meta = fs::metadata(dir.path("run")).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o750);
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 1000);
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", INITD, "check"])
+        .env_clear()
+        .env("INITD_SOCKET", &socket);
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.code(), 1);
+    assert!(
+        out.stdout.starts_with("unhealthy: permission denied on "),
+        "{}",
+        out.stdout
+    );
     let (code, stderr) = initd.stop();
     assert_eq!(code, 0, "{stderr}");
 }
