@@ -375,19 +375,27 @@ fn failed(detail: &str, took: Duration) -> Outcome {
     }
 }
 
-/// Serves the socket on a thread of its own until initd exits.
+/// Serves the socket on a thread of its own until initd exits. The
+/// runtime is built there too, off the path to starting the app.
 pub fn serve(listener: Listener, server: Arc<Server>) -> io::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()?;
     std::thread::Builder::new()
         .name("initd-control".into())
         .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .enable_time()
+                .build();
+            let runtime = match runtime {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    warn!("no health checks: the control socket cannot be served: {e}");
+                    return;
+                }
+            };
             runtime.block_on(async move {
                 match tokio::net::UnixListener::from_std(listener.socket) {
                     Ok(socket) => accept_loop(socket, server).await,
-                    Err(e) => warn!("the control socket cannot be served: {e}"),
+                    Err(e) => warn!("no health checks: the control socket cannot be served: {e}"),
                 }
             })
         })?;

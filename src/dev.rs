@@ -94,6 +94,7 @@ struct Dev<'a> {
 
 /// Runs dev mode until a stop; returns initd's exit status.
 pub fn run(sup: &mut Supervisor, launcher: &Launcher, plan: DevPlan) -> i32 {
+    sup.start_serving();
     let width = plan.watchers.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
     let colour = prefix::colour_wanted();
     let watchers = plan

@@ -381,7 +381,7 @@ pub fn run(main: Main) -> i32 {
         }
     };
     // Before the drop: the socket's directory may need root to be made.
-    let socket = open_control_socket(&settings, &plan, &sup, &prepared.redactor);
+    let socket = open_control_socket(&settings, &plan, &mut sup, &prepared.redactor);
     if std::process::id() != 1 {
         match crate::reaper::become_subreaper() {
             Ok(()) => debug!("not PID 1: registered as child subreaper, so orphans are still reaped here"),
@@ -402,13 +402,13 @@ pub fn run(main: Main) -> i32 {
     code
 }
 
-/// Opens and serves the control socket for `initd check`; returns its
-/// path. Without one initd still runs the app, and says why checks will
-/// fail.
+/// Opens the control socket for `initd check` and has the supervisor
+/// serve it once the first wait begins; returns its path. Without one
+/// initd still runs the app, and says why checks will fail.
 fn open_control_socket(
     settings: &Settings,
     plan: &Plan,
-    sup: &Supervisor,
+    sup: &mut Supervisor,
     redactor: &Arc<Redactor>,
 ) -> Option<PathBuf> {
     let health = &settings.health;
@@ -434,20 +434,23 @@ fn open_control_socket(
         sup.probe_channel(),
         redactor.clone(),
     );
-    match control::serve(listener, server) {
-        Ok(()) => {
-            debug!("control socket: {}", path.display());
-            Some(path)
-        }
-        Err(e) => {
+    debug!("control socket: {}", path.display());
+    let shown = path.clone();
+    sup.serve_later(Box::new(move || {
+        if let Err(e) = control::serve(listener, server) {
             warn!("no health checks: the control socket cannot be served: {e}");
-            let _ = std::fs::remove_file(&path);
-            None
+            let _ = std::fs::remove_file(&shown);
         }
-    }
+    }));
+    Some(path)
 }
 
 fn execute(prepared: &Prepared, plan: &Plan, sup: &mut Supervisor) -> Result<i32, Halt> {
+    let u = &plan.user;
+    if !u.chown.is_empty() || u.host_uid.is_some() || u.host_gid.is_some() {
+        // Chowning a large tree takes a while: answer checks meanwhile.
+        sup.start_serving();
+    }
     let user = become_app_user(&plan.user)?;
     let mut env = prepared.env.clone();
     if matches!(plan.user.decision, DropDecision::Drop(_)) {
@@ -587,6 +590,7 @@ fn become_app_user(plan: &UserPlan) -> Result<AppUser, Halt> {
 fn wait_for(sup: &mut Supervisor, targets: &[waitfor::Target], timeout: Duration) -> Result<(), Halt> {
     let list: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
     info!("waiting for {} (up to {}s)", list.join(", "), timeout.as_secs());
+    sup.start_serving();
     sup.status()
         .set_phase(Phase::Starting, format!("waiting for {}", list.join(", ")));
     let deadline = Instant::now() + timeout;
@@ -646,6 +650,7 @@ fn run_locked(
         Ok(ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect())
     };
     info!("taking the migration lock on {target}");
+    sup.start_serving();
     let lock = loop {
         let interrupted = || netio::Interrupt::new(signals()).pending().unwrap_or(false);
         // No deadline: another replica's migration takes as long as it

@@ -100,6 +100,10 @@ pub struct Supervisor {
     drain_until: Option<Instant>,
     /// `cmd:` health probes, started and reaped by this loop.
     probes: Runner,
+    /// Starts serving the control socket: run when the first wait begins
+    /// (usually right after the first child started), so that starting the
+    /// socket's thread never delays the app.
+    serve: Option<Box<dyn FnOnce()>>,
 }
 
 impl Supervisor {
@@ -123,7 +127,22 @@ impl Supervisor {
             in_main: false,
             drain_until: None,
             probes: Runner::new(Channel::new()?),
+            serve: None,
         })
+    }
+
+    /// Holds `serve` until [`Supervisor::start_serving`]. Checks that come
+    /// before wait in the socket's queue.
+    pub fn serve_later(&mut self, serve: Box<dyn FnOnce()>) {
+        self.serve = Some(serve);
+    }
+
+    /// Starts serving the control socket, if that is still to do: before
+    /// anything that can take a while.
+    pub fn start_serving(&mut self) {
+        if let Some(serve) = self.serve.take() {
+            serve();
+        }
     }
 
     /// Where the control socket's thread asks for `cmd:` probe runs.
@@ -214,6 +233,7 @@ impl Supervisor {
     /// how it ended. Processes it leaves behind are not waited for here.
     pub fn run_step(&mut self, pid: Pid) -> Fate {
         self.main = Some(pid);
+        self.start_serving();
         loop {
             self.sleep();
             self.check_deadline();

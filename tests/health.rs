@@ -796,6 +796,53 @@ fn bad_requests_are_refused_and_the_supervisor_still_answers() {
 }
 
 #[test]
+fn a_thousand_clients_at_once_are_all_answered() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    // A thousand connections need a thousand descriptors on both sides;
+    // initd inherits the raised limit.
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    if hard < 2200 {
+        note(&format!(
+            "a_thousand_clients_at_once_are_all_answered: skipped, the descriptor limit is {hard}"
+        ));
+        return;
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, soft.max(2200), hard).unwrap();
+    let dir = Scratch::new("health-thousand");
+    let port = free_port();
+    let probe = format!("http://127.0.0.1:{port}/healthz");
+    let initd = Initd::start(
+        &dir,
+        &["run"],
+        &[
+            ("INITD_SERVER", &http_server(&dir, port)),
+            ("INITD_HEALTH", &probe),
+        ],
+    );
+    initd.wait_check("running: ");
+    let conns: Vec<UnixStream> = (0..1000)
+        .map(|_| UnixStream::connect(&initd.socket).unwrap())
+        .collect();
+    for mut c in &conns {
+        c.write_all(b"initd/1 check\n").unwrap();
+    }
+    for mut c in &conns {
+        c.set_read_timeout(Some(LIMIT)).unwrap();
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).unwrap();
+        assert!(
+            answer.starts_with("{\"protocol\":1,\"healthy\":true,\"state\":\"running\""),
+            "{answer}"
+        );
+    }
+    // Far fewer probe runs than checks: they share them.
+    let hits = lines(&dir, "hits");
+    assert!(hits < 500, "{hits} probe runs for 1000 checks");
+    let (code, stderr) = initd.stop();
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
 fn a_user_without_access_gets_a_clear_failure() {
     if !is_root_or_skip("a_user_without_access_gets_a_clear_failure") {
         return;
