@@ -21,6 +21,11 @@ pub enum Command {
     Run,
     Dev,
     Config,
+    /// `initd check [--json]`.
+    Check {
+        json: bool,
+    },
+    Status,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +35,8 @@ pub enum Topic {
     Run,
     Dev,
     Config,
+    Check,
+    Status,
     Version,
 }
 
@@ -41,9 +48,24 @@ pub enum UsageError {
     UnknownOption(String),
     #[error("{0} takes no arguments (see initd --help)")]
     Unexpected(&'static str),
+    #[error("initd check takes only --json (see initd check --help)")]
+    CheckArgs,
 }
 
-const SUBCOMMANDS: [&str; 6] = ["exec", "run", "dev", "config", "version", "help"];
+impl UsageError {
+    /// 2 for a bad command line, but 1 for `initd check`'s: Docker reserves
+    /// 2 in a health check, and any failure of a check means unhealthy.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            UsageError::CheckArgs => crate::check::UNHEALTHY,
+            _ => exit::USAGE,
+        }
+    }
+}
+
+const SUBCOMMANDS: [&str; 8] = [
+    "exec", "run", "dev", "config", "check", "status", "version", "help",
+];
 
 pub fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
     let mut args = args.into_iter();
@@ -59,6 +81,8 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
         Some("run") => no_args(&rest, Command::Run, Topic::Run, "initd run"),
         Some("dev") => no_args(&rest, Command::Dev, Topic::Dev, "initd dev"),
         Some("config") => no_args(&rest, Command::Config, Topic::Config, "initd config"),
+        Some("status") => no_args(&rest, Command::Status, Topic::Status, "initd status"),
+        Some("check") => parse_check(&rest),
         Some("exec") => parse_exec(rest),
         Some("--") => exec(rest),
         Some(opt) if opt.starts_with('-') => Err(UsageError::UnknownOption(opt.to_string())),
@@ -87,8 +111,20 @@ fn help_topic(arg: Option<&OsString>) -> Topic {
         Some("run") => Topic::Run,
         Some("dev") => Topic::Dev,
         Some("config") => Topic::Config,
+        Some("check") => Topic::Check,
+        Some("status") => Topic::Status,
         Some("version") => Topic::Version,
         _ => Topic::Main,
+    }
+}
+
+fn parse_check(rest: &[OsString]) -> Result<Command, UsageError> {
+    let args: Vec<Option<&str>> = rest.iter().map(|a| a.to_str()).collect();
+    match args.as_slice() {
+        [] => Ok(Command::Check { json: false }),
+        [Some("--json")] => Ok(Command::Check { json: true }),
+        [Some("-h" | "--help"), ..] => Ok(Command::Help(Topic::Check)),
+        _ => Err(UsageError::CheckArgs),
     }
 }
 
@@ -120,6 +156,8 @@ pub fn help(topic: Topic) -> String {
         Topic::Run => RUN_HELP.to_string(),
         Topic::Dev => DEV_HELP.to_string(),
         Topic::Config => CONFIG_HELP.to_string(),
+        Topic::Check => CHECK_HELP.to_string(),
+        Topic::Status => STATUS_HELP.to_string(),
         Topic::Version => {
             "initd version: print initd's version and build information\n\nUSAGE\n    initd version\n"
                 .to_string()
@@ -198,6 +236,49 @@ order. Nothing is started or changed. Exits non-zero when `initd run` would
 fail before starting anything.
 ";
 
+const CHECK_HELP: &str = "\
+initd check: ask the running initd whether the app is healthy
+
+USAGE
+    initd check            one line, `STATE: REASON`; exit 0 healthy, 1 not
+    initd check --json     the full status as one JSON object
+
+For Docker's HEALTHCHECK and Kubernetes exec probes:
+    HEALTHCHECK CMD [\"initd\", \"check\"]
+
+It asks the supervisor (initd as PID 1) over its control socket,
+INITD_SOCKET (default /run/initd/initd.sock), and reports unhealthy when
+there is no answer within INITD_CHECK_TIMEOUT (default 2s). It reads only
+those two settings (from the environment, else the settings file): no
+secrets, no user switch, nothing else that could fail.
+
+Healthy states:   running (the probe passed), idle (initd dev without a server)
+Unhealthy states: starting (secrets, wait-for, migrations, pre-start),
+                  unhealthy (the probe failed, or the server is not running),
+                  draining (INITD_DRAIN after a stop signal), stopping
+
+Once the server runs, the supervisor tests INITD_HEALTH:
+    http://127.0.0.1:8000/healthz   a GET answers 2xx or 3xx
+    tcp://127.0.0.1:8000            a connection is accepted
+    cmd:celery -A proj inspect ping the command exits 0 (run as the app user)
+    (unset)                         the main child is alive
+within INITD_HEALTH_TIMEOUT (default 1s). Checks that arrive while a probe
+runs share its result.
+";
+
+const STATUS_HELP: &str = "\
+initd status: show what the running initd supervises
+
+USAGE
+    initd status
+
+Prints the state and its reason, the uptime, the last probe, and a table of
+the processes: the main child, or in dev mode the server and each watcher
+with its pid, restart count and state. Asks the supervisor as `initd check`
+does (INITD_SOCKET, INITD_CHECK_TIMEOUT). Exits 0 when the supervisor
+answered, 1 when it could not be asked.
+";
+
 fn main_help() -> String {
     let mut out = String::from(
         "\
@@ -208,6 +289,8 @@ USAGE
     initd run                       secrets, app user, wait, migrate, then the server
     initd dev                       dev setup, asset watchers, a reloading dev server
     initd config                    print the effective configuration and plan
+    initd check [--json]            ask the running initd: healthy (exit 0) or not (1)
+    initd status                    show the running initd's state and processes
     initd version                   print version and build information
     initd help [SUBCOMMAND]         print this help, or a subcommand's
 
@@ -322,10 +405,28 @@ mod tests {
     }
 
     #[test]
+    fn check_and_status() {
+        assert_eq!(parse_strs(&["check"]), Ok(Command::Check { json: false }));
+        assert_eq!(
+            parse_strs(&["check", "--json"]),
+            Ok(Command::Check { json: true })
+        );
+        assert_eq!(parse_strs(&["check", "--help"]), Ok(Command::Help(Topic::Check)));
+        assert_eq!(parse_strs(&["help", "status"]), Ok(Command::Help(Topic::Status)));
+        assert_eq!(parse_strs(&["status"]), Ok(Command::Status));
+        let err = parse_strs(&["check", "--verbose"]).unwrap_err();
+        assert_eq!(err, UsageError::CheckArgs);
+        assert_eq!(err.exit_code(), 1);
+        assert_eq!(parse_strs(&["status", "-v"]).unwrap_err().exit_code(), 2);
+        assert!(help(Topic::Check).contains("HEALTHCHECK CMD [\"initd\", \"check\"]"));
+    }
+
+    #[test]
     fn subcommands_are_known() {
         assert!(is_subcommand("exec"));
         assert!(is_subcommand("run"));
         assert!(is_subcommand("dev"));
-        assert!(!is_subcommand("check"));
+        assert!(is_subcommand("check"));
+        assert!(!is_subcommand("celery"));
     }
 }

@@ -298,6 +298,41 @@ pub const SETTINGS: &[Setting] = &[
         "1s",
     ),
     setting(
+        "INITD_SOCKET",
+        Kind::Text,
+        "/run/initd/initd.sock",
+        "the control socket `initd check` and `initd status` ask (served by PID 1, or by any initd when set); `off`: none",
+        "/tmp/initd.sock",
+    ),
+    setting(
+        "INITD_CHECK_TIMEOUT",
+        Kind::Duration,
+        "2s",
+        "`initd check`: report unhealthy when the supervisor has not answered within this long",
+        "5s",
+    ),
+    setting(
+        "INITD_HEALTH",
+        Kind::Text,
+        "",
+        "what `initd check` tests once the server runs: http://HOST:PORT/PATH (2xx/3xx), tcp://HOST:PORT, cmd:COMMAND (exit 0, as the app user); unset: the main child is alive",
+        "http://127.0.0.1:8000/healthz",
+    ),
+    setting(
+        "INITD_HEALTH_TIMEOUT",
+        Kind::Duration,
+        "1s",
+        "a probe that takes longer fails (keep it below INITD_CHECK_TIMEOUT)",
+        "3s",
+    ),
+    setting(
+        "INITD_DRAIN",
+        Kind::Duration,
+        "0s",
+        "on the first stop signal, fail checks for this long before the server gets the stop signal; a second one skips the rest",
+        "5s",
+    ),
+    setting(
         "GUNICORN_ARGUMENTS",
         Kind::Text,
         "",
@@ -373,6 +408,22 @@ pub struct Settings {
     pub log_level: LogLevel,
     pub log_format: LogFormat,
     pub pipeline: Pipeline,
+    pub health: Health,
+}
+
+/// Health checks: the control socket, the probe, and the drain on stop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Health {
+    /// `None`: `INITD_SOCKET=off`.
+    pub socket: Option<PathBuf>,
+    /// Whether `INITD_SOCKET` was set: then any initd serves it, not only
+    /// PID 1 (a second initd run by `docker exec` must not take over the
+    /// default socket from the container's PID 1).
+    pub socket_set: bool,
+    pub check_timeout: Duration,
+    pub probe: crate::health::Probe,
+    pub probe_timeout: Duration,
+    pub drain: Duration,
 }
 
 /// What runs before and as the server: the entrypoint pipeline.
@@ -536,6 +587,11 @@ env_fields! {
     stop_exit => "initd_stop_exit",
     log => "initd_log",
     log_format => "initd_log_format",
+    socket => "initd_socket",
+    check_timeout => "initd_check_timeout",
+    health => "initd_health",
+    health_timeout => "initd_health_timeout",
+    drain => "initd_drain",
 }
 
 /// The `SETTINGS` entry for an envy field name (envy lower-cases keys).
@@ -804,6 +860,50 @@ pub fn parse(layers: &Layers) -> Result<Settings, ConfigError> {
             )?
             .unwrap_or(LogFormat::Text),
         pipeline: parse_pipeline(&r)?,
+        health: parse_health(&r)?,
+    })
+}
+
+fn parse_health(r: &Reader) -> Result<Health, ConfigError> {
+    let socket_text = r.layers.text("INITD_SOCKET").filter(|t| !t.trim().is_empty());
+    let socket = match &socket_text {
+        None => Some(PathBuf::from(crate::health::DEFAULT_SOCKET)),
+        Some(text) => crate::health::parse_socket(text).map_err(|expected| ConfigError::Invalid {
+            name: "INITD_SOCKET".into(),
+            value: text.clone(),
+            expected,
+        })?,
+    };
+    let probe = match r.layers.text("INITD_HEALTH") {
+        None => crate::health::Probe::Alive,
+        Some(text) => text.parse().map_err(|expected| ConfigError::Invalid {
+            name: "INITD_HEALTH".into(),
+            value: text.clone(),
+            expected,
+        })?,
+    };
+    let positive = |d: Duration| (!d.is_zero()).then_some(d);
+    Ok(Health {
+        socket,
+        socket_set: socket_text.is_some(),
+        check_timeout: r
+            .value(
+                "INITD_CHECK_TIMEOUT",
+                |v| parse_duration(v).and_then(positive),
+                POSITIVE_DURATION_FORM,
+            )?
+            .unwrap_or(crate::health::DEFAULT_CHECK_TIMEOUT),
+        probe,
+        probe_timeout: r
+            .value(
+                "INITD_HEALTH_TIMEOUT",
+                |v| parse_duration(v).and_then(positive),
+                POSITIVE_DURATION_FORM,
+            )?
+            .unwrap_or(crate::health::DEFAULT_PROBE_TIMEOUT),
+        drain: r
+            .value("INITD_DRAIN", parse_duration, DURATION_FORM)?
+            .unwrap_or(Duration::ZERO),
     })
 }
 
@@ -997,6 +1097,8 @@ fn single_command(r: &Reader, name: &'static str) -> Result<Vec<String>, ConfigE
 const BOOL_FORM: &str = "true or false (also 1/0, yes/no, on/off)";
 
 const DURATION_FORM: &str = "a duration such as 500ms, 8s or 1m";
+
+const POSITIVE_DURATION_FORM: &str = "a duration above zero such as 500ms, 2s or 1m";
 
 /// Parses `500ms`, `8s`, `1.5s`, `2m`, `1h`; a bare number means seconds.
 pub fn parse_duration(text: &str) -> Option<Duration> {
@@ -1387,6 +1489,49 @@ mod tests {
             err("a=x; a=y"),
             "INITD_WATCHERS: the watcher name \"a\" is used twice"
         );
+    }
+
+    #[test]
+    fn health_settings() {
+        let h = from_env(env(&[])).unwrap().health;
+        assert_eq!(h.socket, Some(PathBuf::from("/run/initd/initd.sock")));
+        assert!(!h.socket_set);
+        assert_eq!(h.check_timeout, Duration::from_secs(2));
+        assert_eq!(h.probe, crate::health::Probe::Alive);
+        assert_eq!(h.probe_timeout, Duration::from_secs(1));
+        assert_eq!(h.drain, Duration::ZERO);
+        let h = from_env(env(&[
+            ("INITD_SOCKET", "/tmp/i.sock"),
+            ("INITD_CHECK_TIMEOUT", "5s"),
+            ("INITD_HEALTH", "tcp://127.0.0.1:8000"),
+            ("INITD_HEALTH_TIMEOUT", "250ms"),
+            ("INITD_DRAIN", "5s"),
+        ]))
+        .unwrap()
+        .health;
+        assert_eq!(h.socket, Some(PathBuf::from("/tmp/i.sock")));
+        assert!(h.socket_set);
+        assert_eq!(h.check_timeout, Duration::from_secs(5));
+        assert_eq!(h.probe.to_string(), "tcp://127.0.0.1:8000");
+        assert_eq!(h.probe_timeout, Duration::from_millis(250));
+        assert_eq!(h.drain, Duration::from_secs(5));
+        assert_eq!(
+            from_env(env(&[("INITD_SOCKET", "off")])).unwrap().health.socket,
+            None
+        );
+        let err = |k: &str, v: &str| from_env(env(&[(k, v)])).unwrap_err().to_string();
+        assert!(
+            err("INITD_HEALTH", "localhost:8000")
+                .starts_with("INITD_HEALTH=\"localhost:8000\": expected http://"),
+            "{}",
+            err("INITD_HEALTH", "localhost:8000")
+        );
+        assert!(err("INITD_SOCKET", "run/initd.sock").contains("expected an absolute path"));
+        assert_eq!(
+            err("INITD_CHECK_TIMEOUT", "0"),
+            "INITD_CHECK_TIMEOUT=\"0\": expected a duration above zero such as 500ms, 2s or 1m"
+        );
+        assert!(err("INITD_DRAIN", "soon").starts_with("INITD_DRAIN=\"soon\": expected a duration"));
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! forwarding and stopping at once on TERM.
 //!
 //! Like the supervisor, the loop sleeps in poll(2) on the signalfd (and the
-//! file watcher's wake pipe) with a timeout only while something is due.
+//! file watcher's and the health probe's wake pipes) with a timeout only
+//! while something is due.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -96,6 +97,7 @@ struct Dev<'a> {
 
 /// Runs dev mode until a stop; returns initd's exit status.
 pub fn run(sup: &mut Supervisor, launcher: &Launcher, plan: DevPlan) -> i32 {
+    sup.start_serving();
     let width = plan.watchers.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
     let colour = prefix::colour_wanted();
     let watchers = plan
@@ -163,6 +165,7 @@ impl Dev<'_> {
             for sig in self.sup.read_signals() {
                 self.on_signal(sig, now);
             }
+            self.sup.service_probes(now);
             let (ended, children_left) = reaper::reap_any();
             for (pid, fate) in ended {
                 self.on_exit(pid, fate, Instant::now());
@@ -224,6 +227,7 @@ impl Dev<'_> {
             .chain(self.debounce.due())
             .chain(server)
             .chain(self.stop_deadline)
+            .chain(self.sup.probe_deadline())
             .min()
     }
 
@@ -236,7 +240,10 @@ impl Dev<'_> {
                 PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
             }
         };
-        let mut fds = vec![PollFd::new(self.sup.signal_fd(), PollFlags::POLLIN)];
+        let mut fds = vec![
+            PollFd::new(self.sup.signal_fd(), PollFlags::POLLIN),
+            PollFd::new(self.sup.probe_wake_fd(), PollFlags::POLLIN),
+        ];
         if let Some(r) = &self.reloader {
             fds.push(PollFd::new(r.wake_fd(), PollFlags::POLLIN));
         }
@@ -290,6 +297,9 @@ impl Dev<'_> {
     }
 
     fn on_exit(&mut self, pid: Pid, fate: Fate, now: Instant) {
+        if self.sup.probe_reaped(pid, fate) {
+            return;
+        }
         if let Some(i) = self.watchers.iter().position(|w| w.pid == Some(pid)) {
             self.watcher_ended(i, fate, now);
             return;

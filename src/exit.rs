@@ -35,7 +35,10 @@ EXIT STATUS
              INITD_ALLOW_ROOT, or initd cannot switch to it)
     78       bad configuration (unknown or malformed setting or secret)
     126      the command exists but cannot be executed
-    127      the command was not found";
+    127      the command was not found
+    initd check exits 0 when healthy and 1 otherwise (also when it cannot
+    ask, or is misused: never Docker's reserved 2); initd status exits 0
+    when the supervisor answered, 1 when it could not be asked";
 
 /// How the main child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,14 +1,18 @@
 //! initd: PID 1 for containers of Python web apps.
 
+pub mod check;
 pub mod child;
 pub mod cli;
 pub mod cmdline;
+pub mod cmdprobe;
 pub mod config;
+pub mod control;
 pub mod cpus;
 pub mod dev;
 pub mod dns;
 pub mod exit;
 pub mod gunicorn;
+pub mod health;
 pub mod logging;
 pub mod migrate_lock;
 pub mod netio;
@@ -16,6 +20,7 @@ pub mod pipeline;
 pub mod poller;
 pub mod prefix;
 pub mod procfs;
+pub mod protocol;
 pub mod reaper;
 pub mod reload;
 pub mod resolve;

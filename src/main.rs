@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use initd::cli::{self, Command};
 use initd::pipeline::{self, Main};
-use initd::{exit, show};
+use initd::{check, show};
 
 fn main() -> ExitCode {
     ExitCode::from(real_main().clamp(0, 255) as u8)
@@ -13,7 +13,7 @@ fn real_main() -> i32 {
         Ok(command) => command,
         Err(err) => {
             eprintln!("initd: {err}");
-            return exit::USAGE;
+            return err.exit_code();
         }
     };
     match command {
@@ -29,6 +29,10 @@ fn real_main() -> i32 {
         Command::Run => pipeline::run(Main::Server),
         Command::Dev => pipeline::run(Main::Dev),
         Command::Config => config(),
+        // Not through the pipeline: a health check must be cheap and must
+        // not fail for reasons of its own.
+        Command::Check { json } => check::run(json),
+        Command::Status => check::status(),
     }
 }
 

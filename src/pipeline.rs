@@ -16,10 +16,13 @@ use std::time::{Duration, Instant};
 use tracing::{debug, error, info, warn};
 
 use crate::cmdline;
+use crate::cmdprobe;
 use crate::config::{self, Loaded, Migrate, MigrateLock, Settings};
+use crate::control;
 use crate::dns;
 use crate::exit;
 use crate::gunicorn;
+use crate::health::Probe;
 use crate::logging;
 use crate::migrate_lock;
 use crate::netio;
@@ -55,6 +58,8 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// Dev mode's own parts.
     pub dev: Option<DevParts>,
+    /// The control socket, the probe and the drain.
+    pub health: config::Health,
 }
 
 pub struct DevParts {
@@ -192,7 +197,16 @@ pub fn plan(prepared: &Prepared, main: &Main) -> Result<Plan, (String, i32)> {
         .map(|(_, v)| v.as_os_str());
     let setup = dev.iter().flat_map(|d| d.setup.iter().map(|s| &s.argv));
     let main_cmd = (!main_argv.is_empty()).then_some(&main_argv);
-    for argv in setup.chain(steps.iter().map(|s| &s.argv)).chain(main_cmd) {
+    let health = &settings.health;
+    let probe_cmd = match &health.probe {
+        Probe::Cmd(argv) if control::serves(health) => Some(argv),
+        _ => None,
+    };
+    for argv in setup
+        .chain(steps.iter().map(|s| &s.argv))
+        .chain(main_cmd)
+        .chain(probe_cmd)
+    {
         resolve::resolve(argv[0].as_ref(), path, &prepared.cwd)
             .map_err(|e| (e.to_string(), e.exit_code()))?;
     }
@@ -208,6 +222,7 @@ pub fn plan(prepared: &Prepared, main: &Main) -> Result<Plan, (String, i32)> {
         main_what,
         warnings,
         dev,
+        health: health.clone(),
     })
 }
 
@@ -361,13 +376,16 @@ pub fn run(main: Main) -> i32 {
     for warning in &plan.warnings {
         warn!("{warning}");
     }
-    let mut sup = match Supervisor::new(Policy::from(&settings), Status::new()) {
+    let status = Status::new();
+    let mut sup = match Supervisor::new(Policy::from(&settings), status.clone()) {
         Ok(sup) => sup,
         Err(e) => {
             error!("opening a signalfd failed: {e}");
             return exit::INTERNAL;
         }
     };
+    // Before the drop: the socket's directory may need root to be made.
+    let socket = open_control_socket(&settings, &plan, &mut sup, &prepared.redactor);
     if std::process::id() != 1 {
         match crate::reaper::become_subreaper() {
             Ok(()) => debug!("not PID 1: registered as child subreaper, so orphans are still reaped here"),
@@ -377,12 +395,66 @@ pub fn run(main: Main) -> i32 {
             }
         }
     }
-    match execute(&prepared, &plan, &mut sup) {
+    let code = match execute(&prepared, &plan, &mut sup) {
         Ok(code) | Err(Halt(code)) => code,
+    };
+    if let Some(path) = socket {
+        // Not always permitted once initd is the app user; a socket left
+        // behind is recognised as stale and replaced at the next start.
+        let _ = std::fs::remove_file(path);
     }
+    code
+}
+
+/// Opens the control socket for `initd check` and has the supervisor
+/// serve it once the first wait begins; returns its path. Without one
+/// initd still runs the app, and says why checks will fail.
+fn open_control_socket(
+    settings: &Settings,
+    plan: &Plan,
+    sup: &mut Supervisor,
+    redactor: &Arc<Redactor>,
+) -> Option<PathBuf> {
+    let health = &settings.health;
+    let listener = match control::open(health, plan.user.user().gid) {
+        Ok(Some(listener)) => listener,
+        Ok(None) => return None,
+        Err(reason) => {
+            warn!("no health checks: {reason}");
+            return None;
+        }
+    };
+    if health.probe != Probe::Alive && health.probe_timeout >= health.check_timeout {
+        warn!(
+            "INITD_HEALTH_TIMEOUT ({:?}) is not below INITD_CHECK_TIMEOUT ({:?}): a slow probe makes \
+             `initd check` give up before the probe does",
+            health.probe_timeout, health.check_timeout
+        );
+    }
+    let path = listener.path().to_path_buf();
+    let server = control::Server::new(
+        sup.status().clone(),
+        health,
+        sup.probe_channel(),
+        redactor.clone(),
+    );
+    debug!("control socket: {}", path.display());
+    let shown = path.clone();
+    sup.serve_later(Box::new(move || {
+        if let Err(e) = control::serve(listener, server) {
+            warn!("no health checks: the control socket cannot be served: {e}");
+            let _ = std::fs::remove_file(&shown);
+        }
+    }));
+    Some(path)
 }
 
 fn execute(prepared: &Prepared, plan: &Plan, sup: &mut Supervisor) -> Result<i32, Halt> {
+    let u = &plan.user;
+    if !u.chown.is_empty() || u.host_uid.is_some() || u.host_gid.is_some() {
+        // Chowning a large tree takes a while: answer checks meanwhile.
+        sup.start_serving();
+    }
     let user = become_app_user(&plan.user)?;
     let mut env = prepared.env.clone();
     if matches!(plan.user.decision, DropDecision::Drop(_)) {
@@ -393,6 +465,14 @@ fn execute(prepared: &Prepared, plan: &Plan, sup: &mut Supervisor) -> Result<i32
     }
     let mut launcher = Launcher::new(env, &prepared.cwd);
     launcher.no_new_privs = prepared.loaded.settings.pipeline.no_new_privs;
+    if let Probe::Cmd(argv) = &plan.health.probe {
+        sup.set_probe_command(cmdprobe::Spec {
+            argv: argv.clone(),
+            launcher: launcher.clone(),
+            timeout: plan.health.probe_timeout,
+            redactor: prepared.redactor.clone(),
+        });
+    }
     if let Some(dev) = &plan.dev {
         for step in &dev.setup {
             checkpoint(sup)?;
@@ -517,6 +597,9 @@ fn become_app_user(plan: &UserPlan) -> Result<AppUser, Halt> {
 fn wait_for(sup: &mut Supervisor, targets: &[waitfor::Target], timeout: Duration) -> Result<(), Halt> {
     let list: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
     info!("waiting for {} (up to {}s)", list.join(", "), timeout.as_secs());
+    sup.start_serving();
+    sup.status()
+        .set_phase(Phase::Starting, format!("waiting for {}", list.join(", ")));
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -570,6 +653,7 @@ fn run_locked(
         Ok(ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect())
     };
     info!("taking the migration lock on {target}");
+    sup.start_serving();
     let lock = loop {
         let interrupted = || netio::Interrupt::new(signals()).pending().unwrap_or(false);
         // No deadline: another replica's migration takes as long as it
@@ -608,6 +692,7 @@ impl From<&Settings> for Policy {
             map: s.signal_map.clone(),
             stop_timeout: s.stop_timeout,
             keep_signal_status: s.keep_signal_status,
+            drain: s.health.drain,
         }
     }
 }

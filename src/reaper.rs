@@ -20,8 +20,10 @@ pub struct Pass {
     pub children_left: bool,
 }
 
-/// Reaps every child that has ended, without blocking.
-pub fn reap(main: Pid) -> Pass {
+/// Reaps every child that has ended, without blocking. Children other than
+/// `main` are counted as orphans and shown to `other`, which may know them
+/// (a health probe).
+pub fn reap(main: Pid, mut other: impl FnMut(Pid, Fate)) -> Pass {
     let mut pass = Pass::default();
     loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
@@ -37,7 +39,10 @@ pub fn reap(main: Pid) -> Pass {
                 };
                 match (status.pid(), fate) {
                     (Some(pid), Some(fate)) if pid == main => pass.main = Some(fate),
-                    (Some(_), Some(_)) => pass.orphans += 1,
+                    (Some(pid), Some(fate)) => {
+                        pass.orphans += 1;
+                        other(pid, fate);
+                    }
                     _ => {}
                 }
             }

@@ -5,7 +5,8 @@
 use std::fmt::Write;
 
 use crate::cmdline;
-use crate::config::{Kind, Layers, Raw, SETTINGS, Source, text_of};
+use crate::config::{Health, Kind, Layers, Raw, SETTINGS, Source, text_of};
+use crate::health::Probe;
 use crate::pipeline::Plan;
 use crate::user::DropDecision;
 
@@ -124,8 +125,35 @@ pub fn plan(plan: &Plan) -> String {
         plan.main_what,
         cmdline::join(&plan.main)
     );
+    out.push_str(&health(&plan.health));
     for warning in &plan.warnings {
         let _ = writeln!(out, "# warning: {warning}");
+    }
+    out
+}
+
+/// How checks are answered and what a stop does first.
+fn health(h: &Health) -> String {
+    let mut out = String::new();
+    let Some(socket) = &h.socket else {
+        out.push_str("# health: no control socket (INITD_SOCKET=off): `initd check` always fails\n");
+        return out;
+    };
+    let probe = match &h.probe {
+        Probe::Alive => "the main child being alive".to_string(),
+        probe => format!("{probe} (within {:?})", h.probe_timeout),
+    };
+    let _ = writeln!(
+        out,
+        "# health: `initd check` asks {}; once the server runs it tests {probe}",
+        socket.display()
+    );
+    if !h.drain.is_zero() {
+        let _ = writeln!(
+            out,
+            "# on a stop: checks fail for {:?} (INITD_DRAIN) before the server gets the stop signal",
+            h.drain
+        );
     }
     out
 }
@@ -178,6 +206,29 @@ mod tests {
         );
         assert!(!text.contains("hunter2"));
         assert!(text.contains("# app = (unset)"), "{text}");
+    }
+
+    #[test]
+    fn the_plan_says_how_checks_are_answered() {
+        let mut h = crate::config::from_env(Vec::<(OsString, OsString)>::new())
+            .unwrap()
+            .health;
+        assert_eq!(
+            health(&h),
+            "# health: `initd check` asks /run/initd/initd.sock; once the server runs it tests the main child being alive\n"
+        );
+        h.probe = "http://127.0.0.1:8000/healthz".parse().unwrap();
+        h.drain = std::time::Duration::from_secs(5);
+        let text = health(&h);
+        assert!(
+            text.contains("it tests http://127.0.0.1:8000/healthz (within 1s)\n"),
+            "{text}"
+        );
+        assert!(text.ends_with(
+            "# on a stop: checks fail for 5s (INITD_DRAIN) before the server gets the stop signal\n"
+        ));
+        h.socket = None;
+        assert!(health(&h).contains("INITD_SOCKET=off"));
     }
 
     #[test]

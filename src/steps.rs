@@ -16,6 +16,7 @@ use crate::resolve;
 use crate::supervisor::Supervisor;
 
 /// The environment and directory every command of the pipeline runs with.
+#[derive(Clone)]
 pub struct Launcher {
     pub env: Vec<(OsString, OsString)>,
     pub cwd: PathBuf,
@@ -90,6 +91,8 @@ impl Launcher {
             return Err(Halt(sup.finish(None)));
         }
         info!("{what}: {}", cmdline::join(argv));
+        sup.status()
+            .set_phase(crate::status::Phase::Starting, format!("{what} running"));
         let pid = self.start(what, argv)?;
         let fate = sup.run_step(pid);
         if sup.stop_requested().is_some() {

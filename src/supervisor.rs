@@ -2,7 +2,13 @@
 //! it, reap, and run the stop sequence — stop signal, grace period, SIGKILL.
 //!
 //! There is no timer while idle: the loop blocks in poll(2) on a signalfd
-//! with no timeout, and only a stop in progress gives it a deadline.
+//! (and the health probe's wake-up pipe) with no timeout; only a drain, a
+//! stop or a probe in progress gives it a deadline.
+//!
+//! With `INITD_DRAIN`, the first stop signal during the main child's run is
+//! held back: checks fail (`draining`) for the drain period, so load
+//! balancers move traffic away, and only then does the server get the stop
+//! signal. A second stop signal ends the drain early.
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
@@ -15,6 +21,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 use tracing::{debug, info, warn};
 
+use crate::cmdprobe::{self, Channel, Runner};
 use crate::exit::{self, Fate, StopOutcome};
 use crate::procfs;
 use crate::reaper;
@@ -28,6 +35,8 @@ pub struct Policy {
     pub map: SignalMap,
     pub stop_timeout: Duration,
     pub keep_signal_status: bool,
+    /// How long checks fail before the main child gets the stop signal.
+    pub drain: Duration,
 }
 
 impl Policy {
@@ -85,6 +94,16 @@ pub struct Supervisor {
     /// Whether a child was still alive at the last reaping pass.
     children_left: bool,
     status: Arc<Status>,
+    /// Supervising the main command (not a pre-start step): a stop drains.
+    in_main: bool,
+    /// While draining: when the stop signal goes to the main child.
+    drain_until: Option<Instant>,
+    /// `cmd:` health probes, started and reaped by this loop.
+    probes: Runner,
+    /// Starts serving the control socket: run when the first wait begins
+    /// (usually right after the first child started), so that starting the
+    /// socket's thread never delays the app.
+    serve: Option<Box<dyn FnOnce()>>,
 }
 
 impl Supervisor {
@@ -105,7 +124,56 @@ impl Supervisor {
             killed_all: false,
             children_left: false,
             status,
+            in_main: false,
+            drain_until: None,
+            probes: Runner::new(Channel::new()?),
+            serve: None,
         })
+    }
+
+    /// Holds `serve` until [`Supervisor::start_serving`]. Checks that come
+    /// before wait in the socket's queue.
+    pub fn serve_later(&mut self, serve: Box<dyn FnOnce()>) {
+        self.serve = Some(serve);
+    }
+
+    /// Starts serving the control socket, if that is still to do: before
+    /// anything that can take a while.
+    pub fn start_serving(&mut self) {
+        if let Some(serve) = self.serve.take() {
+            serve();
+        }
+    }
+
+    /// Where the control socket's thread asks for `cmd:` probe runs.
+    pub fn probe_channel(&self) -> Arc<Channel> {
+        self.probes.channel().clone()
+    }
+
+    /// Enables `cmd:` probes, once initd runs as the app user.
+    pub fn set_probe_command(&mut self, spec: cmdprobe::Spec) {
+        self.probes.configure(spec);
+    }
+
+    /// Readable while a probe run is wanted; for loops that sleep on their
+    /// own (dev mode), with [`Supervisor::service_probes`].
+    pub fn probe_wake_fd(&self) -> BorrowedFd<'_> {
+        self.probes.wake_fd()
+    }
+
+    /// Starts wanted probe runs and ends overdue ones.
+    pub fn service_probes(&mut self, now: Instant) {
+        self.probes.service(now);
+    }
+
+    /// When the running probe must be killed, if one runs.
+    pub fn probe_deadline(&self) -> Option<Instant> {
+        self.probes.deadline()
+    }
+
+    /// Takes a reaped child's status if it was a probe.
+    pub fn probe_reaped(&mut self, pid: Pid, fate: Fate) -> bool {
+        self.probes.reaped(pid, fate)
     }
 
     /// What `initd check` reports; the pipeline sets the phases before the
@@ -153,18 +221,28 @@ impl Supervisor {
     pub fn handle_pending(&mut self) {
         debug_assert!(self.main.is_none(), "handle_pending while a child runs");
         self.drain_signals();
-        self.children_left = reaper::reap(Pid::from_raw(0)).children_left;
+        self.probes.service(Instant::now());
+        let probes = &mut self.probes;
+        self.children_left = reaper::reap(Pid::from_raw(0), |pid, fate| {
+            probes.reaped(pid, fate);
+        })
+        .children_left;
     }
 
     /// Supervises `pid` until it ends, forwarding signals to it, and returns
     /// how it ended. Processes it leaves behind are not waited for here.
     pub fn run_step(&mut self, pid: Pid) -> Fate {
         self.main = Some(pid);
+        self.start_serving();
         loop {
             self.sleep();
             self.check_deadline();
             self.drain_signals();
-            let pass = reaper::reap(pid);
+            self.probes.service(Instant::now());
+            let probes = &mut self.probes;
+            let pass = reaper::reap(pid, |pid, fate| {
+                probes.reaped(pid, fate);
+            });
             self.children_left = pass.children_left;
             if pass.orphans > 0 {
                 debug!(count = pass.orphans, "reaped orphans");
@@ -180,8 +258,15 @@ impl Supervisor {
     /// and returns initd's exit status.
     pub fn run_main(&mut self, pid: Pid) -> i32 {
         self.status.set_main(Some(pid.as_raw() as u32));
+        self.in_main = true;
         let fate = self.run_step(pid);
+        self.in_main = false;
+        self.drain_until = None;
         self.status.set_main(None);
+        self.status.set_phase(
+            Phase::Stopping,
+            format!("the main child {}; stopping", describe(fate)),
+        );
         match fate {
             // A command that succeeded needs no epitaph among its output.
             Fate::Exited(0) => debug!("main child exited with status 0"),
@@ -235,9 +320,14 @@ impl Supervisor {
         }
     }
 
-    /// Blocks until a signal is pending or the stop deadline passes.
+    /// Blocks until a signal is pending, a probe is wanted, or the drain,
+    /// the stop or a probe is due.
     fn sleep(&self) {
-        let timeout = match self.deadline {
+        let due = [self.deadline, self.drain_until, self.probes.deadline()]
+            .into_iter()
+            .flatten()
+            .min();
+        let timeout = match due {
             None => PollTimeout::NONE,
             Some(deadline) => {
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -246,7 +336,10 @@ impl Supervisor {
                 PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
             }
         };
-        let mut fds = [PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [
+            PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.probes.wake_fd(), PollFlags::POLLIN),
+        ];
         match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(err) => warn!("poll failed: {err}"),
@@ -277,6 +370,35 @@ impl Supervisor {
             Action::Ignore => debug!(signal = short_name(received), "signal not forwarded"),
             Action::Forward(sig) => self.forward(sig),
             Action::Stop(sig) => {
+                if self.stop.is_none() && self.drains() {
+                    self.stop = Some(StopOutcome {
+                        sent: sig,
+                        killed: false,
+                    });
+                    let drain = self.policy.drain;
+                    info!(
+                        "draining on {}: checks fail for {}, then {} goes to the server (another {} stops it now)",
+                        short_name(received),
+                        human(drain),
+                        short_name(sig),
+                        short_name(received)
+                    );
+                    self.status.set_phase(
+                        Phase::Draining,
+                        format!(
+                            "draining on {} for {}: the server is stopped afterwards",
+                            short_name(received),
+                            human(drain)
+                        ),
+                    );
+                    self.drain_until = Some(Instant::now() + drain);
+                    return;
+                }
+                if self.drain_until.is_some() {
+                    info!("{} again: the drain is cut short", short_name(received));
+                    self.end_drain();
+                    return;
+                }
                 if self.stop.is_none() {
                     let grace = self.policy.stop_timeout;
                     match self.main {
@@ -349,7 +471,37 @@ impl Supervisor {
         }
     }
 
+    /// Whether a first stop signal starts a drain: while the main command
+    /// runs, with a drain configured.
+    fn drains(&self) -> bool {
+        self.in_main && self.main.is_some() && !self.policy.drain.is_zero()
+    }
+
+    /// The drain is over: the held-back stop signal goes to the main child
+    /// and the grace period starts.
+    fn end_drain(&mut self) {
+        self.drain_until = None;
+        let Some(stop) = self.stop else { return };
+        let grace = self.policy.stop_timeout;
+        if let Some(main) = self.main {
+            info!(
+                "stopping: {} to pid {main}, SIGKILL in {}",
+                short_name(stop.sent),
+                human(grace)
+            );
+        }
+        self.status.set_phase(
+            Phase::Stopping,
+            format!("stopping: {} sent to the server", short_name(stop.sent)),
+        );
+        self.deadline = Some(Instant::now() + grace);
+        self.forward(stop.sent);
+    }
+
     fn check_deadline(&mut self) {
+        if self.drain_until.is_some_and(|d| Instant::now() >= d) {
+            self.end_drain();
+        }
         if self.deadline.is_none_or(|d| Instant::now() < d) {
             return;
         }
@@ -392,6 +544,13 @@ fn human(d: Duration) -> String {
         format!("{}s", d.as_secs())
     } else {
         format!("{}ms", d.as_millis())
+    }
+}
+
+fn describe(fate: Fate) -> String {
+    match fate {
+        Fate::Exited(code) => format!("exited with status {code}"),
+        Fate::Signaled(sig) => format!("was killed by {}", short_name(sig)),
     }
 }
 
@@ -449,6 +608,7 @@ mod tests {
             map: map(m),
             stop_timeout: Duration::from_secs(1),
             keep_signal_status: false,
+            drain: Duration::ZERO,
         };
         assert_eq!(policy("").stop_signal(), Signal::SIGTERM);
         assert_eq!(policy("TERM:QUIT").stop_signal(), Signal::SIGQUIT);

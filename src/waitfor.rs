@@ -24,7 +24,7 @@ const HTTP_PORT: u16 = 80;
 const HTTPS_PORT: u16 = 443;
 /// More than any status line; a server sending more without a line break
 /// is not speaking HTTP.
-const MAX_STATUS_LINE: usize = 1024;
+pub(crate) const MAX_STATUS_LINE: usize = 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -329,10 +329,11 @@ pub fn wait_with(
                 probe_timeout: opts.probe_timeout,
                 deadline: check_deadline,
                 interrupt,
+                up: answering,
             };
             match check.target(target) {
-                Ok(()) if first_round => debug!("{target} is up"),
-                Ok(()) => info!("{target} is up after {}", human(round_down(start.elapsed()))),
+                Ok(_) if first_round => debug!("{target} is up"),
+                Ok(_) => info!("{target} is up after {}", human(round_down(start.elapsed()))),
                 Err(Failure::Interrupted) => return Err(WaitError::Interrupted),
                 Err(Failure::Down(reason)) => {
                     debug!("{target} is not up: {reason}");
@@ -425,7 +426,7 @@ impl From<NetError> for Failure {
 
 /// The usual network failures in the words people search for, without
 /// std's "(os error 111)".
-fn describe(err: &std::io::Error) -> String {
+pub(crate) fn describe(err: &std::io::Error) -> String {
     use std::io::ErrorKind::*;
     match err.kind() {
         ConnectionRefused => "connection refused".into(),
@@ -437,17 +438,47 @@ fn describe(err: &std::io::Error) -> String {
     }
 }
 
+/// The wait's rule for an HTTP answer: any status below 500. A 404 or 401
+/// comes from a server that is running and answering (perhaps the path
+/// needs auth, or moved), and the point is to know it is there, not to test
+/// the app. 5xx is what a proxy or app says while its backend is still
+/// starting.
+fn answering(status: u16) -> bool {
+    status < 500
+}
+
+/// Checks `target` once, within `timeout`, with the system's resolver and
+/// nothing to interrupt it: for a health probe, which judges an HTTP
+/// answer by `up` (a status code) rather than by the wait's rule. Returns
+/// what was seen, `HTTP 200 OK` or `connected to 127.0.0.1:8000`, or why
+/// the target is down.
+pub fn check_once(target: &Target, timeout: Duration, up: fn(u16) -> bool) -> Result<String, String> {
+    let check = Check {
+        resolver: &Resolver::system(),
+        probe_timeout: timeout,
+        deadline: Instant::now() + timeout,
+        interrupt: Interrupt::none(),
+        up,
+    };
+    check.target(target).map_err(|failure| match failure {
+        Failure::Down(reason) => reason,
+        Failure::Interrupted => "interrupted".into(),
+    })
+}
+
 struct Check<'a> {
     resolver: &'a Resolver,
     probe_timeout: Duration,
     deadline: Instant,
     interrupt: Interrupt<'a>,
+    /// Whether an HTTP status counts as up.
+    up: fn(u16) -> bool,
 }
 
 impl Check<'_> {
     /// Resolves the host afresh (a compose service's name appears only once
     /// its container runs) and tries each address until one is up.
-    fn target(&self, target: &Target) -> Result<(), Failure> {
+    fn target(&self, target: &Target) -> Result<String, Failure> {
         let host = target.host();
         let addrs = self
             .resolver
@@ -460,7 +491,7 @@ impl Check<'_> {
         for ip in addrs {
             let addr = SocketAddr::new(ip, target.port());
             match self.address(target, addr) {
-                Ok(()) => return Ok(()),
+                Ok(seen) => return Ok(seen),
                 Err(Failure::Interrupted) => return Err(Failure::Interrupted),
                 Err(Failure::Down(reason)) => {
                     debug!("{target}: {addr}: {reason}");
@@ -476,14 +507,14 @@ impl Check<'_> {
         ))
     }
 
-    fn address(&self, target: &Target, addr: SocketAddr) -> Result<(), Failure> {
+    fn address(&self, target: &Target, addr: SocketAddr) -> Result<String, Failure> {
         let limit = self.deadline.min(Instant::now() + self.probe_timeout);
         let mut stream = netio::connect(addr, limit, self.interrupt).map_err(|err| match err {
             NetError::TimedOut => Failure::Down("connect timed out".into()),
             err => err.into(),
         })?;
         let Target::Http { host, port, path } = target else {
-            return Ok(());
+            return Ok(format!("connected to {addr}"));
         };
         // The exchange gets its own time budget, apart from the connect.
         let limit = self.deadline.min(Instant::now() + self.probe_timeout);
@@ -491,7 +522,7 @@ impl Check<'_> {
         netio::write_all(&mut stream, request.as_bytes(), limit, self.interrupt)?;
         let line = read_status_line(&mut stream, limit, self.interrupt)?;
         match parse_status_line(&line) {
-            Some((status, _)) if status < 500 => Ok(()),
+            Some((status, reason)) if (self.up)(status) => Ok(format!("HTTP {status}{reason}")),
             Some((status, reason)) => Err(Failure::Down(format!("HTTP {status}{reason}"))),
             None => Err(Failure::Down("not an HTTP response".into())),
         }
@@ -500,7 +531,7 @@ impl Check<'_> {
 
 /// A minimal GET. `Connection: close` so the server does not hold the
 /// connection open for more requests; only the status line is read.
-fn http_request(host: &str, port: u16, path: &str) -> String {
+pub(crate) fn http_request(host: &str, port: u16, path: &str) -> String {
     format!(
         "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: initd/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
         authority(host, port, HTTP_PORT),
@@ -537,12 +568,8 @@ fn read_status_line(
     }
 }
 
-/// `HTTP/1.1 503 Service Unavailable` → (503, " Service Unavailable"). Any
-/// status below 500 counts as up: a 404 or 401 comes from a server that is
-/// running and answering (perhaps the path needs auth, or moved), and the
-/// point is to know it is there, not to test the app. 5xx is what a proxy
-/// or app says while its backend is still starting.
-fn parse_status_line(line: &[u8]) -> Option<(u16, String)> {
+/// `HTTP/1.1 503 Service Unavailable` → (503, " Service Unavailable").
+pub(crate) fn parse_status_line(line: &[u8]) -> Option<(u16, String)> {
     let line = std::str::from_utf8(line).ok()?.trim_end_matches('\r');
     let rest = line.strip_prefix("HTTP/")?;
     let (_version, rest) = rest.split_once(' ')?;
@@ -884,6 +911,32 @@ mod tests {
             Interrupt::none(),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn check_once_judges_the_status_by_the_callers_rule() {
+        let healthy = |status: u16| (200..400).contains(&status);
+        let (port, _) = http_server(vec![
+            "HTTP/1.1 204 No Content",
+            "HTTP/1.1 404 Not Found",
+            "HTTP/1.1 302 Found",
+        ]);
+        let target = http("127.0.0.1", port, "/healthz");
+        let limit = Duration::from_secs(5);
+        assert_eq!(
+            check_once(&target, limit, healthy),
+            Ok("HTTP 204 No Content".into())
+        );
+        assert_eq!(
+            check_once(&target, limit, healthy),
+            Err("HTTP 404 Not Found".into())
+        );
+        assert_eq!(check_once(&target, limit, healthy), Ok("HTTP 302 Found".into()));
+        let closed = free_port();
+        assert_eq!(
+            check_once(&tcp("127.0.0.1", closed), limit, healthy),
+            Err("connection refused".into())
+        );
     }
 
     #[test]

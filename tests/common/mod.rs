@@ -15,6 +15,11 @@ use nix::unistd::Pid;
 
 pub const INITD: &str = env!("CARGO_BIN_EXE_initd");
 
+/// The tests' initd serves no control socket unless a test gives it one:
+/// the default, /run/initd/initd.sock, is the host's here (the pid
+/// namespace shares the file system), and many initds run at once.
+pub const NO_SOCKET: &str = "off";
+
 /// `unshare` arguments that make the next program PID 1 of a new pid
 /// namespace with its own /proc. As root that is all; otherwise a user
 /// namespace maps us to root inside first.
@@ -30,7 +35,7 @@ pub fn pid1_prefix() -> Vec<&'static str> {
 /// A command that runs initd (with `args`) as PID 1. The environment is
 /// cleared but for PATH so the host's settings cannot leak in; the tests
 /// run as root on a host without an `app` user, so root is allowed (the
-/// user tests take it away again).
+/// user tests take it away again). No control socket: see [`NO_SOCKET`].
 pub fn initd_pid1<I, S>(args: I) -> Command
 where
     I: IntoIterator<Item = S>,
@@ -41,7 +46,8 @@ where
     cmd.args(&prefix[1..]).arg(INITD).args(args);
     cmd.env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("INITD_ALLOW_ROOT", "true");
+        .env("INITD_ALLOW_ROOT", "true")
+        .env("INITD_SOCKET", NO_SOCKET);
     cmd
 }
 
@@ -55,7 +61,8 @@ where
     cmd.args(args);
     cmd.env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("INITD_ALLOW_ROOT", "true");
+        .env("INITD_ALLOW_ROOT", "true")
+        .env("INITD_SOCKET", NO_SOCKET);
     cmd
 }
 
@@ -294,7 +301,8 @@ exec "$@"
         .args(argv);
     cmd.env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("INITD_ALLOW_ROOT", "true");
+        .env("INITD_ALLOW_ROOT", "true")
+        .env("INITD_SOCKET", NO_SOCKET);
     cmd
 }
 

@@ -1,0 +1,489 @@
+//! `initd check` and `initd status`: ask the running supervisor over its
+//! control socket.
+//!
+//! Docker runs a HEALTHCHECK command every few seconds for the life of the
+//! container, so this path does the least it can: no secrets, no user
+//! switch, no logging set-up and no validation of settings it does not
+//! use. It reads `INITD_SOCKET` and `INITD_CHECK_TIMEOUT` (from the
+//! environment, else the settings file), connects, sends one line, reads
+//! one line, prints one line. Exit 0 means healthy, 1 anything else, as
+//! Docker and Kubernetes expect.
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, UnixAddr, sockopt};
+use nix::sys::time::TimeVal;
+
+use crate::config::parse_duration;
+use crate::health::{self, DEFAULT_CHECK_TIMEOUT, DEFAULT_SOCKET};
+use crate::protocol::{self, Report, Request};
+
+pub const HEALTHY: i32 = 0;
+pub const UNHEALTHY: i32 = 1;
+
+/// What the client needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckSettings {
+    /// `None`: `INITD_SOCKET=off`.
+    pub socket: Option<PathBuf>,
+    pub timeout: Duration,
+}
+
+/// Reads the two settings: the environment first, then the settings file
+/// (`INITD_CONFIG`, or /etc/initd.toml when it exists) for whatever the
+/// environment leaves out. Other settings are not looked at, so a mistake
+/// elsewhere cannot make a healthy container look unhealthy.
+pub fn settings(env: impl Fn(&str) -> Option<String>) -> Result<CheckSettings, String> {
+    let mut socket = env("INITD_SOCKET").filter(|v| !v.trim().is_empty());
+    let mut timeout = env("INITD_CHECK_TIMEOUT").filter(|v| !v.trim().is_empty());
+    let mut from_file = ("INITD_SOCKET", "INITD_CHECK_TIMEOUT");
+    if socket.is_none() || timeout.is_none() {
+        let (path, required) = match env("INITD_CONFIG") {
+            Some(path) => (PathBuf::from(path), true),
+            None => (PathBuf::from("/etc/initd.toml"), false),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+                    format!("config file {}: {}", path.display(), e.message())
+                })?;
+                let key = |k: &str| -> Result<Option<String>, String> {
+                    match table.get(k) {
+                        None => Ok(None),
+                        Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+                        Some(toml::Value::Integer(n)) if k == "check_timeout" => Ok(Some(format!("{n}s"))),
+                        Some(toml::Value::Float(n)) if k == "check_timeout" => Ok(Some(format!("{n}s"))),
+                        Some(other) => Err(format!(
+                            "config file {} key `{k}`={other}: expected a string",
+                            path.display()
+                        )),
+                    }
+                };
+                if socket.is_none() {
+                    socket = key("socket")?;
+                    from_file.0 = "the config file's `socket`";
+                }
+                if timeout.is_none() {
+                    timeout = key("check_timeout")?;
+                    from_file.1 = "the config file's `check_timeout`";
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !required => {}
+            Err(e) => return Err(format!("config file {} (INITD_CONFIG): {e}", path.display())),
+        }
+    }
+    let socket = match socket {
+        None => Some(PathBuf::from(DEFAULT_SOCKET)),
+        Some(text) => health::parse_socket(&text)
+            .map_err(|expected| format!("{}={text:?}: expected {expected}", from_file.0))?,
+    };
+    let timeout = match timeout {
+        None => DEFAULT_CHECK_TIMEOUT,
+        Some(text) => parse_duration(&text).filter(|d| !d.is_zero()).ok_or_else(|| {
+            format!(
+                "{}={text:?}: expected a duration above zero such as 500ms, 2s or 1m",
+                from_file.1
+            )
+        })?,
+    };
+    Ok(CheckSettings { socket, timeout })
+}
+
+/// Why there is no answer.
+#[derive(Debug)]
+pub enum AskError {
+    /// Connecting failed.
+    Connect(io::Error),
+    /// No (complete) answer in time.
+    Timeout,
+    /// The connection broke, or the answer was not understood.
+    Answer(String),
+}
+
+/// Asks the supervisor at `path`, all within `timeout`.
+pub fn ask(path: &Path, timeout: Duration) -> Result<Report, AskError> {
+    let deadline = Instant::now() + timeout;
+    let mut stream = connect(path, timeout).map_err(|e| match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => AskError::Timeout,
+        _ => AskError::Connect(e),
+    })?;
+    stream
+        .write_all(Request::Check.line())
+        .map_err(|e| AskError::Answer(format!("sending the request failed: {e}")))?;
+    let mut reply = Vec::with_capacity(1024);
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(AskError::Timeout);
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|e| AskError::Answer(e.to_string()))?;
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                reply.extend_from_slice(&buf[..n]);
+                if reply.ends_with(b"\n") {
+                    break;
+                }
+                if reply.len() > protocol::MAX_REPLY {
+                    return Err(AskError::Answer("the answer is too long".into()));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Err(AskError::Timeout);
+            }
+            Err(e) => return Err(AskError::Answer(format!("reading the answer failed: {e}"))),
+        }
+    }
+    if reply.is_empty() {
+        return Err(AskError::Answer(
+            "the supervisor closed the connection without answering".into(),
+        ));
+    }
+    protocol::decode(&reply).map_err(|e| AskError::Answer(e.to_string()))
+}
+
+/// A blocking connect bounded by `timeout`: for a Unix socket the send
+/// timeout also bounds the wait for room in a full accept queue.
+fn connect(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
+    let fd: OwnedFd = socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let tv = TimeVal::new(timeout.as_secs() as _, timeout.subsec_micros() as _);
+    socket::setsockopt(&fd, sockopt::SendTimeout, &tv)?;
+    let addr = UnixAddr::new(path)?;
+    loop {
+        match socket::connect(fd.as_raw_fd(), &addr) {
+            Ok(()) => return Ok(UnixStream::from(fd)),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The one line for a failure to get an answer, with what to do about it.
+pub fn describe(path: &Path, timeout: Duration, err: &AskError) -> String {
+    let shown = path.display();
+    match err {
+        AskError::Connect(e) => match e.kind() {
+            io::ErrorKind::NotFound => format!(
+                "no supervisor: {shown} does not exist (initd is not running as PID 1, or runs with another INITD_SOCKET)"
+            ),
+            io::ErrorKind::ConnectionRefused => {
+                format!("no supervisor: nothing listens on {shown} (initd has exited)")
+            }
+            io::ErrorKind::PermissionDenied => {
+                let who = std::fs::metadata(path)
+                    .map(|m| format!(" (owner uid {}, group gid {})", m.uid(), m.gid()))
+                    .unwrap_or_default();
+                format!("permission denied on {shown}{who}: run the check as root or as the app user")
+            }
+            _ => format!("cannot connect to {shown}: {e}"),
+        },
+        AskError::Timeout => format!(
+            "no answer from the supervisor on {shown} within {} (INITD_CHECK_TIMEOUT)",
+            human(timeout)
+        ),
+        AskError::Answer(reason) => format!("{shown}: {reason}"),
+    }
+}
+
+/// `initd check [--json]`.
+pub fn run(json: bool) -> i32 {
+    let outcome = settings(|name| std::env::var(name).ok()).and_then(|s| match s.socket {
+        None => Err("INITD_SOCKET=off: the supervisor serves no checks".to_string()),
+        Some(path) => ask(&path, s.timeout).map_err(|e| describe(&path, s.timeout, &e)),
+    });
+    let (code, line) = match &outcome {
+        Ok(report) => (
+            if report.healthy { HEALTHY } else { UNHEALTHY },
+            if json {
+                String::from_utf8_lossy(&protocol::encode(report)).into_owned()
+            } else {
+                format!("{}: {}\n", report.state, report.reason)
+            },
+        ),
+        Err(reason) if json => (UNHEALTHY, unreachable_json(reason)),
+        Err(reason) => (UNHEALTHY, format!("unhealthy: {reason}\n")),
+    };
+    // Docker keeps the output of each check; one write, so a reader never
+    // sees half a line.
+    let _ = io::stdout().lock().write_all(line.as_bytes());
+    code
+}
+
+fn unreachable_json(reason: &str) -> String {
+    let value = serde_json::json!({
+        "protocol": protocol::VERSION,
+        "healthy": false,
+        "error": reason,
+    });
+    format!("{value}\n")
+}
+
+/// `initd status`: the table. Exit 0 when the supervisor answered.
+pub fn status() -> i32 {
+    let s = match settings(|name| std::env::var(name).ok()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("initd: {e}");
+            return UNHEALTHY;
+        }
+    };
+    let Some(path) = s.socket else {
+        eprintln!("initd: INITD_SOCKET=off: the supervisor serves no status");
+        return UNHEALTHY;
+    };
+    match ask(&path, s.timeout) {
+        Ok(report) => {
+            print!("{}", table(&report));
+            HEALTHY
+        }
+        Err(e) => {
+            eprintln!("initd: {}", describe(&path, s.timeout, &e));
+            UNHEALTHY
+        }
+    }
+}
+
+/// The human-readable status: a summary, then one row per process.
+pub fn table(report: &Report) -> String {
+    let health = if report.healthy { "healthy" } else { "unhealthy" };
+    let mut out = format!(
+        "state:   {} ({health})\nreason:  {}\nuptime:  {}\n",
+        report.state,
+        report.reason,
+        uptime(Duration::from_millis(report.uptime_ms))
+    );
+    if let Some(p) = &report.probe {
+        out.push_str(&format!(
+            "probe:   {}: {} ({}, {} ms)\n",
+            p.probe,
+            p.detail,
+            if p.ok { "ok" } else { "failed" },
+            p.took_ms
+        ));
+    }
+    let mut rows: Vec<[String; 4]> = vec![["NAME", "PID", "RESTARTS", "STATE"].map(String::from)];
+    let pid = |p: Option<u32>| p.map_or("-".to_string(), |p| p.to_string());
+    if report.processes.is_empty() {
+        let state = if report.main_pid.is_some() {
+            "running"
+        } else {
+            "not running"
+        };
+        rows.push([
+            "main".into(),
+            pid(report.main_pid),
+            report.main_restarts.to_string(),
+            state.into(),
+        ]);
+    }
+    for p in &report.processes {
+        rows.push([p.name.clone(), pid(p.pid), p.restarts.to_string(), p.note.clone()]);
+    }
+    let widths: Vec<usize> = (0..3)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    out.push('\n');
+    for row in rows {
+        out.push_str(&format!(
+            "{:<w0$}  {:>w1$}  {:>w2$}  {}\n",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        ));
+    }
+    out
+}
+
+/// `3m12s`, `2h05m`, `4d03h`.
+fn uptime(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+fn human(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{ProbeReport, ProcessReport};
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    }
+
+    fn no_file() -> (&'static str, &'static str) {
+        ("INITD_CONFIG", "/nonexistent/initd.toml")
+    }
+
+    #[test]
+    fn settings_from_the_environment() {
+        let s = settings(env(&[
+            ("INITD_SOCKET", "/tmp/x.sock"),
+            ("INITD_CHECK_TIMEOUT", "500ms"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s,
+            CheckSettings {
+                socket: Some("/tmp/x.sock".into()),
+                timeout: Duration::from_millis(500)
+            }
+        );
+        let s = settings(env(&[("INITD_SOCKET", "off"), ("INITD_CHECK_TIMEOUT", "1s")])).unwrap();
+        assert_eq!(s.socket, None);
+    }
+
+    #[test]
+    fn unrelated_settings_are_not_looked_at() {
+        let s = settings(env(&[
+            ("INITD_SOCKET", "/tmp/x.sock"),
+            ("INITD_CHECK_TIMEOUT", "1s"),
+            ("INITD_WROKERS", "3"),
+            ("INITD_STOP_TIMEOUT", "soon"),
+        ]));
+        assert!(s.is_ok());
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = settings(env(&[
+            ("INITD_SOCKET", "initd.sock"),
+            ("INITD_CHECK_TIMEOUT", "1s"),
+        ]))
+        .unwrap_err();
+        assert!(
+            err.starts_with("INITD_SOCKET=\"initd.sock\": expected an absolute path"),
+            "{err}"
+        );
+        let err = settings(env(&[("INITD_SOCKET", "/x"), ("INITD_CHECK_TIMEOUT", "0")])).unwrap_err();
+        assert!(
+            err.starts_with("INITD_CHECK_TIMEOUT=\"0\": expected a duration above zero"),
+            "{err}"
+        );
+        let err = settings(env(&[("INITD_SOCKET", "/x"), no_file()])).unwrap_err();
+        assert!(err.contains("/nonexistent/initd.toml (INITD_CONFIG)"), "{err}");
+    }
+
+    #[test]
+    fn the_file_fills_in_what_the_environment_leaves_out() {
+        let dir = std::env::temp_dir().join(format!("initd-check-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("initd.toml");
+        std::fs::write(
+            &file,
+            "socket = \"/tmp/f.sock\"\ncheck_timeout = 3\nworkers = \"many\"\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let s = settings(env(&[("INITD_CONFIG", path)])).unwrap();
+        assert_eq!(s.socket, Some(PathBuf::from("/tmp/f.sock")));
+        assert_eq!(s.timeout, Duration::from_secs(3));
+        let s = settings(env(&[("INITD_CONFIG", path), ("INITD_SOCKET", "/tmp/e.sock")])).unwrap();
+        assert_eq!(s.socket, Some(PathBuf::from("/tmp/e.sock")));
+        std::fs::write(&file, "socket = 5\n").unwrap();
+        let err = settings(env(&[("INITD_CONFIG", path)])).unwrap_err();
+        assert!(err.contains("key `socket`=5: expected a string"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn no_supervisor_is_a_clear_failure() {
+        let path = Path::new("/nonexistent/initd.sock");
+        let err = ask(path, Duration::from_secs(1)).unwrap_err();
+        let line = describe(path, Duration::from_secs(1), &err);
+        assert!(
+            line.starts_with("no supervisor: /nonexistent/initd.sock does not exist"),
+            "{line}"
+        );
+        let line = describe(path, Duration::from_millis(1500), &AskError::Timeout);
+        assert!(line.ends_with("within 1500ms (INITD_CHECK_TIMEOUT)"), "{line}");
+    }
+
+    #[test]
+    fn the_table_lists_the_processes() {
+        let mut report = Report {
+            protocol: 1,
+            healthy: true,
+            state: "running".into(),
+            reason: "server running (pid 7)".into(),
+            uptime_ms: 192_000,
+            main_pid: Some(7),
+            main_restarts: 0,
+            probe: None,
+            processes: Vec::new(),
+        };
+        let text = table(&report);
+        assert!(text.starts_with("state:   running (healthy)\n"), "{text}");
+        assert!(text.contains("uptime:  3m12s\n"), "{text}");
+        assert!(
+            text.contains("NAME  PID  RESTARTS  STATE\nmain    7         0  running\n"),
+            "{text}"
+        );
+        report.probe = Some(ProbeReport {
+            probe: "tcp://127.0.0.1:8000".into(),
+            ok: true,
+            detail: "connected to 127.0.0.1:8000".into(),
+            took_ms: 1,
+        });
+        report.processes = vec![
+            ProcessReport {
+                name: "css".into(),
+                pid: None,
+                restarts: 12,
+                note: "exited with status 1; restarting in 8s".into(),
+            },
+            ProcessReport {
+                name: "server".into(),
+                pid: Some(1234),
+                restarts: 3,
+                note: "running".into(),
+            },
+        ];
+        let text = table(&report);
+        assert!(text.contains("probe:   tcp://127.0.0.1:8000: connected to 127.0.0.1:8000 (ok, 1 ms)\n"));
+        assert!(
+            text.contains(
+                "NAME     PID  RESTARTS  STATE\n\
+                 css        -        12  exited with status 1; restarting in 8s\n\
+                 server  1234         3  running\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn uptimes() {
+        assert_eq!(uptime(Duration::from_secs(5)), "5s");
+        assert_eq!(uptime(Duration::from_secs(3725)), "1h02m");
+        assert_eq!(uptime(Duration::from_secs(90_000)), "1d01h");
+    }
+}

@@ -1,0 +1,238 @@
+//! The control socket's protocol, version 1. Small on purpose, and
+//! read-only: no request changes what the supervisor does.
+//!
+//! A client connects, sends one line, and reads one line back, after which
+//! the supervisor closes the connection:
+//!
+//! ```text
+//! -> initd/1 check
+//! <- {"protocol":1,"healthy":true,"state":"running","reason":"...",...}
+//! ```
+//!
+//! `check` is the only request. The answer is the full status as a JSON
+//! object ([`Report`]); a request the supervisor cannot serve gets
+//! `{"protocol":1,"error":"..."}` instead. A request is at most
+//! [`MAX_REQUEST`] bytes and must arrive within a second or two of the
+//! connection; longer or slower ones are answered with an error or dropped.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+pub const VERSION: u32 = 1;
+/// The longest request line, newline included.
+pub const MAX_REQUEST: usize = 256;
+/// The longest answer a client accepts: far above any real status (a few
+/// hundred bytes, plus one line per dev-mode watcher).
+pub const MAX_REPLY: usize = 1 << 20;
+
+/// What a client may ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// The state, healthy or not and why, with a fresh probe result when
+    /// the server runs; and everything `initd status` shows.
+    Check,
+}
+
+impl Request {
+    pub fn line(self) -> &'static [u8] {
+        match self {
+            Request::Check => b"initd/1 check\n",
+        }
+    }
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum RequestError {
+    #[error("not an initd request; send `initd/1 check` and a newline")]
+    Malformed,
+    #[error("protocol {0:?} is not supported; this initd speaks initd/1")]
+    Version(String),
+    #[error("unknown request {0:?}; the only one is `check`")]
+    Unknown(String),
+    #[error("request longer than {MAX_REQUEST} bytes")]
+    TooLong,
+}
+
+/// Parses one request line (without its newline).
+pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
+    let line = std::str::from_utf8(line).map_err(|_| RequestError::Malformed)?;
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let mut words = line.split(' ');
+    let (Some(version), Some(verb), None) = (words.next(), words.next(), words.next()) else {
+        return Err(RequestError::Malformed);
+    };
+    let Some(number) = version.strip_prefix("initd/") else {
+        return Err(RequestError::Malformed);
+    };
+    if number != VERSION.to_string() {
+        return Err(RequestError::Version(version.chars().take(32).collect()));
+    }
+    match verb {
+        "check" => Ok(Request::Check),
+        other => Err(RequestError::Unknown(other.chars().take(32).collect())),
+    }
+}
+
+/// The supervisor's answer to `check`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub protocol: u32,
+    /// What `initd check` exits on: 0 when true.
+    pub healthy: bool,
+    /// starting, running, idle, unhealthy, draining or stopping.
+    pub state: String,
+    pub reason: String,
+    /// How long initd has been running.
+    pub uptime_ms: u64,
+    /// The main child (the server), while it runs.
+    pub main_pid: Option<u32>,
+    /// How often the main child was restarted (dev mode's reloads).
+    pub main_restarts: u32,
+    /// The probe this check ran; absent while none runs (start-up, a stop,
+    /// idle) and with the default, which needs no probe.
+    pub probe: Option<ProbeReport>,
+    /// Dev mode's watchers and server.
+    pub processes: Vec<ProcessReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeReport {
+    /// `INITD_HEALTH` as initd understood it.
+    pub probe: String,
+    pub ok: bool,
+    pub detail: String,
+    pub took_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessReport {
+    pub name: String,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+    pub note: String,
+}
+
+#[derive(Serialize)]
+struct ErrorReply<'a> {
+    protocol: u32,
+    error: &'a str,
+}
+
+/// One line: the report as JSON and a newline.
+pub fn encode(report: &Report) -> Vec<u8> {
+    let mut out = serde_json::to_vec(report).expect("a report always serialises");
+    out.push(b'\n');
+    out
+}
+
+pub fn encode_error(error: &str) -> Vec<u8> {
+    let reply = ErrorReply {
+        protocol: VERSION,
+        error,
+    };
+    let mut out = serde_json::to_vec(&reply).expect("an error always serialises");
+    out.push(b'\n');
+    out
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ReplyError {
+    #[error("the supervisor refused the request: {0}")]
+    Refused(String),
+    #[error("the supervisor speaks protocol {0}, this initd speaks {VERSION}; run the same initd binary")]
+    Version(u64),
+    #[error("the supervisor's answer is not understood ({0})")]
+    Garbled(String),
+}
+
+/// Decodes an answer (the newline optional).
+pub fn decode(reply: &[u8]) -> Result<Report, ReplyError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(reply).map_err(|e| ReplyError::Garbled(e.to_string()))?;
+    match value.get("protocol").and_then(serde_json::Value::as_u64) {
+        Some(v) if v == u64::from(VERSION) => {}
+        Some(v) => return Err(ReplyError::Version(v)),
+        None => return Err(ReplyError::Garbled("no protocol version".into())),
+    }
+    if let Some(error) = value.get("error") {
+        return Err(ReplyError::Refused(
+            error.as_str().unwrap_or_default().to_string(),
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| ReplyError::Garbled(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> Report {
+        Report {
+            protocol: VERSION,
+            healthy: false,
+            state: "starting".into(),
+            reason: "migration running".into(),
+            uptime_ms: 1500,
+            main_pid: None,
+            main_restarts: 0,
+            probe: Some(ProbeReport {
+                probe: "http://127.0.0.1:8000/healthz".into(),
+                ok: false,
+                detail: "HTTP 503 \"busy\"".into(),
+                took_ms: 3,
+            }),
+            processes: vec![ProcessReport {
+                name: "css".into(),
+                pid: Some(12),
+                restarts: 2,
+                note: "running".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn the_request_line_parses() {
+        let line = Request::Check.line();
+        assert_eq!(parse_request(&line[..line.len() - 1]), Ok(Request::Check));
+        assert_eq!(parse_request(b"initd/1 check\r"), Ok(Request::Check));
+    }
+
+    #[test]
+    fn bad_requests_are_named() {
+        assert_eq!(parse_request(b""), Err(RequestError::Malformed));
+        assert_eq!(parse_request(b"GET / HTTP/1.1"), Err(RequestError::Malformed));
+        assert_eq!(parse_request(b"check"), Err(RequestError::Malformed));
+        assert_eq!(parse_request(b"\xff\xfe check"), Err(RequestError::Malformed));
+        assert_eq!(
+            parse_request(b"initd/2 check"),
+            Err(RequestError::Version("initd/2".into()))
+        );
+        assert_eq!(
+            parse_request(b"initd/1 restart"),
+            Err(RequestError::Unknown("restart".into()))
+        );
+        assert_eq!(parse_request(b"initd/1 check now"), Err(RequestError::Malformed));
+    }
+
+    #[test]
+    fn a_report_survives_the_wire() {
+        let wire = encode(&report());
+        assert_eq!(wire.last(), Some(&b'\n'));
+        assert_eq!(wire.iter().filter(|b| **b == b'\n').count(), 1);
+        assert_eq!(decode(&wire), Ok(report()));
+    }
+
+    #[test]
+    fn errors_and_other_versions_are_reported() {
+        assert_eq!(
+            decode(&encode_error("request longer than 256 bytes")),
+            Err(ReplyError::Refused("request longer than 256 bytes".into()))
+        );
+        assert_eq!(
+            decode(br#"{"protocol":2,"healthy":true}"#),
+            Err(ReplyError::Version(2))
+        );
+        assert!(matches!(decode(b"{\"protocol\":1}"), Err(ReplyError::Garbled(_))));
+        assert!(matches!(decode(b"ok"), Err(ReplyError::Garbled(_))));
+    }
+}
