@@ -335,7 +335,9 @@ say "--- $CURRENT_FILE: up (https://localhost:$HTTPS_PORT/, http on $HTTP_PORT)"
 compose up -d --no-build >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log" >&2; fail "compose up ($CURRENT_FILE)"; }
 wait_healthy app
 APP=$(cid app) NGINX=$(cid nginx) DB=$(cid db)
-pass "ci: app container healthy through its HEALTHCHECK (initd check)"
+check=$(docker exec "$APP" initd check) || fail "ci: initd check exits non-zero in a healthy container"
+[[ $check == "running: "*"http://127.0.0.1:8000/healthz: HTTP 200"* ]] || fail "ci: initd check says '$check'"
+pass "ci: app container healthy through its HEALTHCHECK (initd check: $check)"
 
 page=$(https /) || fail "ci: https://localhost:$HTTPS_PORT/ did not answer"
 for want in "X-Forwarded-Proto: https" "secure: True" "database: postgresql" "uid: 9500"; do
@@ -448,6 +450,13 @@ timed_stop "$APP"
 awk -v s="$STOP_SECS" 'BEGIN { exit !(s < 10) }' || fail "ci: docker stop of the app took ${STOP_SECS}s"
 pass "ci: docker stop app: ${STOP_SECS}s, exit 0"
 APP_STOP=$STOP_SECS
+
+# With the app gone, nginx answers with its own error page.
+docker start "$NGINX" >/dev/null
+eventually 30 sh -c "curl -sk -o /dev/null 'https://localhost:$HTTPS_PORT/'" || fail "ci: nginx did not come back after docker start"
+err=$(curl -sk -w '\n%{http_code}' "https://localhost:$HTTPS_PORT/")
+[[ $err == *"We'll be right back"* && $err == *$'\n'502 ]] || { echo "$err" >&2; fail "ci: no custom error page (502) with the app down"; }
+pass "ci: with the app down nginx serves its custom error page (502)"
 
 timed_stop "$DB"
 [ "$STOP_CODE" = 0 ] || fail "ci: PostgreSQL exited $STOP_CODE on docker stop"
@@ -562,6 +571,10 @@ $(printf '%s' "$DB_PASSWORD" | sha256sum | cut -d' ' -f1)
 $(printf '%s' "$SECRET_KEY" | sha256sum | cut -d' ' -f1)"
 [ "$out" = "$expected" ] || { printf 'got:\n%s\nwanted:\n%s\n' "$out" "$expected" >&2; fail "dev: exec did not run as the app user with the secrets"; }
 pass "dev: AUTO_START_SERVER=false idles; compose exec app initd exec python runs as app ($DEV_UID) with the secrets"
+wait_healthy app
+check=$(docker exec "$APP" initd check) || fail "dev: initd check fails while idle"
+[[ $check == idle:* ]] || fail "dev: initd check says '$check' while idle"
+pass "dev: the idle container is healthy (initd check: $check)"
 orphans_reaped "$APP" "dev app, idle (initd)"
 timed_stop "$APP"
 [ "$STOP_CODE" = 0 ] || fail "dev: idle initd exited $STOP_CODE on docker stop"
@@ -572,10 +585,12 @@ compose down -v --timeout 10 >/dev/null 2>&1
 # A code-only change: what a rebuild costs
 # ---------------------------------------------------------------------------
 
-sed -i 's/^GREETING = .*/GREETING = "Rebuilt after a code-only change."/' "$CTX/images/app/example/visits/views.py"
+# A change no earlier run made (the builder cache would remember that one).
+stamp="Rebuilt after a code-only change ($$-$(date +%s%N))."
+sed -i "s/^GREETING = .*/GREETING = \"$stamp\"/" "$CTX/images/app/example/visits/views.py"
 build "$IMG/app:warm" -f "$CTX/images/app/Dockerfile" --target production \
     --build-arg APP_UID=9500 --build-arg APP_GID=9500 -t "$IMG/app:warm"
-docker run --rm --entrypoint grep "$IMG/app:warm" -q 'Rebuilt after a code-only change' /app/visits/views.py ||
+docker run --rm --entrypoint grep "$IMG/app:warm" -qF "$stamp" /app/visits/views.py ||
     fail "warm rebuild: the image does not hold the changed code"
 pass "rebuild after a code-only change: ${BUILD_SECS[$IMG/app:warm]}s"
 
