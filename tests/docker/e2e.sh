@@ -10,8 +10,9 @@
 #             after the wait for PostgreSQL; the app runs as the image's uid;
 #             the secrets reached the app and appear in no log and no
 #             `docker inspect`; HUP reaches gunicorn; orphans are reaped in
-#             every container; `docker stop` is quick and clean, and nginx
-#             finishes a request in flight.
+#             every container; `docker stop` is quick and clean, nginx
+#             finishes a request in flight and shows its error page while
+#             the app is down; the drop-in run-scripts start initd as PID 1.
 #   scaling:  `--scale app=3` on a fresh database: one replica migrates, the
 #             others wait for the lock and find nothing to do; all healthy;
 #             nginx spreads requests over them.
