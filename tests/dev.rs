@@ -728,13 +728,13 @@ fn with_a_terminal_the_first_ctrl_c_stops_the_server_and_the_second_initd() {
     let text = || String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
     let foreground = || nix::unistd::tcgetpgrp(&master).unwrap();
 
+    wait_for(LIMIT, || {
+        text()
+            .contains("starting the dev server: sleep 1000")
+            .then_some(())
+    });
     wait_for(LIMIT, || (foreground() != initd).then_some(()));
     let server = foreground();
-    assert!(
-        text().contains("starting the dev server: sleep 1000"),
-        "{}",
-        text()
-    );
     (&master).write_all(b"\x03").unwrap();
     wait_for(LIMIT, || {
         text()
