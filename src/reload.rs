@@ -719,6 +719,7 @@ mod props {
     }
 
     proptest! {
+        #![proptest_config(crate::props::config())]
         #[test]
         fn glob_agrees_with_the_definition(p in "[ab*?]{0,10}", n in "[ab]{0,12}") {
             prop_assert_eq!(glob_match(&p, &n), reference(p.as_bytes(), n.as_bytes()));

@@ -1207,6 +1207,7 @@ mod props {
     }
 
     proptest! {
+        #![proptest_config(crate::props::config())]
         #[test]
         fn any_environment_resolves_or_fails_cleanly(
             env in proptest::collection::vec((key(), value()), 0..8),

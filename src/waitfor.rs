@@ -1149,6 +1149,7 @@ mod props {
     use proptest::prelude::*;
 
     proptest! {
+        #![proptest_config(crate::props::config())]
         #[test]
         fn any_target_list_parses_or_names_the_entry(text in any::<String>()) {
             if let Err(e) = parse_targets(&text) {
