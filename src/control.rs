@@ -52,6 +52,10 @@ const MAX_CONNECTIONS: usize = 8192;
 /// after which the socket's side stops waiting for it regardless.
 const PROBE_SLACK: Duration = Duration::from_secs(1);
 
+/// The most of a probe's detail (an HTTP reason phrase, a command's last
+/// line of output) an answer shows.
+const DETAIL_CHARS: usize = 256;
+
 /// The bound, listening socket, before it is served.
 pub struct Listener {
     socket: UnixListener,
@@ -254,8 +258,14 @@ impl Server {
         } else {
             before
         };
-        let verdict = health::assess(&snap, &self.probe, outcome.as_ref());
         let redact = |text: &str| self.redactor.redact(text).into_owned();
+        // Masked before it is cut: a cut could leave a piece of a secret
+        // that would no longer be recognised.
+        let outcome = outcome.map(|o| Outcome {
+            detail: shorten(&redact(&o.detail)),
+            ..o
+        });
+        let verdict = health::assess(&snap, &self.probe, outcome.as_ref());
         Report {
             protocol: protocol::VERSION,
             healthy: verdict.healthy,
@@ -267,7 +277,7 @@ impl Server {
             probe: outcome.map(|o| ProbeReport {
                 probe: redact(&self.probe.to_string()),
                 ok: o.ok,
-                detail: redact(&o.detail),
+                detail: o.detail,
                 took_ms: o.took.as_millis() as u64,
             }),
             processes: snap
@@ -364,6 +374,14 @@ impl Server {
                 Err(_) => late(),
             },
         }
+    }
+}
+
+/// A probe's detail cut to [`DETAIL_CHARS`].
+fn shorten(detail: &str) -> String {
+    match detail.char_indices().nth(DETAIL_CHARS) {
+        Some((end, _)) => format!("{}...", &detail[..end]),
+        None => detail.to_string(),
     }
 }
 
