@@ -31,7 +31,7 @@ use tracing::{debug, warn};
 use crate::cmdprobe::Channel;
 use crate::config::Health;
 use crate::health::{self, Outcome, Probe};
-use crate::protocol::{self, ProbeReport, ProcessReport, Report, Request, RequestError};
+use crate::protocol::{self, Frame, ProbeReport, ProcessReport, Report, Request, RequestError};
 use crate::secrets::Redactor;
 use crate::status::Status;
 
@@ -487,8 +487,10 @@ async fn read_request(stream: &mut tokio::net::UnixStream) -> io::Result<Result<
     let mut buf = vec![0u8; protocol::MAX_REQUEST];
     let mut len = 0;
     loop {
-        if len == buf.len() {
-            return Ok(Err(RequestError::TooLong));
+        match protocol::frame(&buf[..len]) {
+            Frame::Line(line) => return Ok(Ok(line.to_vec())),
+            Frame::TooLong => return Ok(Err(RequestError::TooLong)),
+            Frame::Incomplete => {}
         }
         let n = stream.read(&mut buf[len..]).await?;
         if n == 0 {
@@ -496,10 +498,6 @@ async fn read_request(stream: &mut tokio::net::UnixStream) -> io::Result<Result<
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
             buf.truncate(len);
-            return Ok(Ok(buf));
-        }
-        if let Some(end) = buf[len..len + n].iter().position(|b| *b == b'\n') {
-            buf.truncate(len + end);
             return Ok(Ok(buf));
         }
         len += n;
