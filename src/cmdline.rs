@@ -99,6 +99,7 @@ mod props {
     use proptest::prelude::*;
 
     proptest! {
+        #![proptest_config(crate::props::config())]
         #[test]
         fn any_text_splits_or_is_refused(text in any::<String>()) {
             let _ = split(&text);

@@ -188,7 +188,10 @@ impl Runner {
         }
         let mut run = self.running.take().expect("checked above");
         let took = run.started.elapsed();
-        let tail = last_line(&read_output(&mut run.output));
+        let unknown = Redactor::new(&[]);
+        let redactor = self.spec.as_ref().map_or(&unknown, |s| &*s.redactor);
+        let (output, cut) = read_output(&mut run.output);
+        let tail = last_line(&output, cut, redactor);
         let (ok, mut detail) = match fate {
             Fate::Exited(0) => (true, "exited with status 0".to_string()),
             Fate::Exited(code) => (false, format!("exited with status {code}")),
@@ -196,9 +199,6 @@ impl Runner {
         };
         if !ok && !tail.is_empty() {
             detail = format!("{detail}: {tail}");
-        }
-        if let Some(spec) = &self.spec {
-            detail = spec.redactor.redact(&detail).into_owned();
         }
         reply(run.waiters, ok, detail, took);
         true
@@ -246,34 +246,53 @@ fn output_file() -> nix::Result<File> {
 
 /// The end of what the probe wrote. Its stdout and stderr share this
 /// file's offset, which therefore marks the end of the output.
-fn read_output(file: &mut File) -> Vec<u8> {
+/// The last [`TAIL`] bytes of the output, and whether that is less than
+/// all of it.
+fn read_output(file: &mut File) -> (Vec<u8>, bool) {
     let Ok(end) = file.stream_position() else {
-        return Vec::new();
+        return (Vec::new(), false);
     };
     let start = end.saturating_sub(TAIL as u64);
     let mut buf = vec![0u8; (end - start) as usize];
     if file.seek(SeekFrom::Start(start)).is_err() || file.read_exact(&mut buf).is_err() {
-        return Vec::new();
+        return (Vec::new(), false);
     }
-    buf
+    (buf, start > 0)
 }
 
-/// The last non-blank line, without control characters, cut to a length
-/// that fits a health log.
-fn last_line(output: &[u8]) -> String {
+/// The last non-blank line, secrets masked, without control characters,
+/// cut to a length that fits a health log. Secrets are masked before the
+/// cut, which could leave a piece of one that no longer matches, and both
+/// before and after control characters go (a secret may hold one, and
+/// taking them out may join a secret's pieces). For the same reason, a
+/// tail `cut` at its start shows nothing of the line it begins inside.
+fn last_line(output: &[u8], cut: bool, redactor: &Redactor) -> String {
     let text = String::from_utf8_lossy(output);
-    let line = text
+    let whole = match (cut, text.split_once('\n')) {
+        (false, _) => &text[..],
+        (true, Some((_, rest))) => rest,
+        (true, None) => "",
+    };
+    let line = whole
         .lines()
         .rev()
         .map(str::trim)
         .find(|l| !l.is_empty())
         .unwrap_or("");
-    let clean: String = line.chars().filter(|c| !c.is_control()).collect();
+    if line.is_empty() && cut {
+        return format!("(its last line is longer than the {TAIL} bytes kept)");
+    }
+    let clean: String = redactor
+        .redact(line)
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect();
+    let clean = redactor.redact(&clean);
     if clean.chars().count() > DETAIL_CHARS {
         let cut: String = clean.chars().take(DETAIL_CHARS).collect();
         format!("{cut}...")
     } else {
-        clean
+        clean.into_owned()
     }
 }
 
@@ -290,16 +309,49 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    fn plain(output: &[u8]) -> String {
+        last_line(output, false, &Redactor::new(&[]))
+    }
+
     #[test]
     fn the_last_line_is_the_reason() {
         assert_eq!(
-            last_line(b"connecting\nError: No nodes replied\n\n"),
+            plain(b"connecting\nError: No nodes replied\n\n"),
             "Error: No nodes replied"
         );
-        assert_eq!(last_line(b""), "");
-        assert_eq!(last_line(b"\x1b[31mred\x1b[0m\n"), "[31mred[0m");
+        assert_eq!(plain(b""), "");
+        assert_eq!(plain(b"\x1b[31mred\x1b[0m\n"), "[31mred[0m");
         let long = "x".repeat(500);
-        assert_eq!(last_line(long.as_bytes()).len(), DETAIL_CHARS + 3);
+        assert_eq!(plain(long.as_bytes()).len(), DETAIL_CHARS + 3);
+    }
+
+    #[test]
+    fn no_piece_of_a_secret_survives_a_cut() {
+        let secret = "s3cr3t-planted-value";
+        let redactor = Redactor::new(&[crate::secrets::Secret::for_test("DB_PASSWORD", secret)]);
+        let shown = |output: &str, cut| last_line(output.as_bytes(), cut, &redactor);
+        // Whole, across the length cut, with a control character inside
+        // it, or with one that joins its pieces once taken out.
+        assert_eq!(
+            shown(&format!("login as {secret} refused\n"), false),
+            "login as *** refused"
+        );
+        let across = format!("{}{secret}\n", "0".repeat(DETAIL_CHARS - 10));
+        assert_eq!(
+            shown(&across, false),
+            format!("{}***", "0".repeat(DETAIL_CHARS - 10))
+        );
+        assert_eq!(shown("pw s3cr3t-\x01planted-value\n", false), "pw ***");
+        // The kept tail starts inside a line: only whole lines are shown.
+        assert_eq!(shown("anted-value 0000\nlast words\n", true), "last words");
+        assert_eq!(
+            shown("anted-value 0000\n", true),
+            format!("(its last line is longer than the {TAIL} bytes kept)")
+        );
+        assert_eq!(
+            shown("anted-value 0000", true),
+            format!("(its last line is longer than the {TAIL} bytes kept)")
+        );
     }
 
     #[test]
@@ -309,7 +361,8 @@ mod tests {
         writer.write_all(b"first\n").unwrap();
         writer.write_all(&vec![b'.'; 5000]).unwrap();
         writer.write_all(b"\nlast words\n").unwrap();
-        let tail = read_output(&mut file);
+        let (tail, cut) = read_output(&mut file);
+        assert!(cut);
         assert_eq!(tail.len(), TAIL);
         assert!(tail.ends_with(b"\nlast words\n"));
         writer.seek(SeekFrom::Start(OUTPUT_LIMIT as u64 - 2)).unwrap();

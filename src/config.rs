@@ -1607,6 +1607,7 @@ mod props {
     }
 
     proptest! {
+        #![proptest_config(crate::props::config())]
         #[test]
         fn any_environment_parses_or_names_the_culprit(
             vars in proptest::collection::vec((setting_name(), value()), 0..6),

@@ -31,7 +31,7 @@ use tracing::{debug, warn};
 use crate::cmdprobe::Channel;
 use crate::config::Health;
 use crate::health::{self, Outcome, Probe};
-use crate::protocol::{self, ProbeReport, ProcessReport, Report, Request, RequestError};
+use crate::protocol::{self, Frame, ProbeReport, ProcessReport, Report, Request, RequestError};
 use crate::secrets::Redactor;
 use crate::status::Status;
 
@@ -51,6 +51,10 @@ const MAX_CONNECTIONS: usize = 8192;
 /// A probe's own timeout is enforced where it runs; this is the margin
 /// after which the socket's side stops waiting for it regardless.
 const PROBE_SLACK: Duration = Duration::from_secs(1);
+
+/// The most of a probe's detail (an HTTP reason phrase, a command's last
+/// line of output) an answer shows.
+const DETAIL_CHARS: usize = 256;
 
 /// The bound, listening socket, before it is served.
 pub struct Listener {
@@ -254,8 +258,14 @@ impl Server {
         } else {
             before
         };
-        let verdict = health::assess(&snap, &self.probe, outcome.as_ref());
         let redact = |text: &str| self.redactor.redact(text).into_owned();
+        // Masked before it is cut: a cut could leave a piece of a secret
+        // that would no longer be recognised.
+        let outcome = outcome.map(|o| Outcome {
+            detail: shorten(&redact(&o.detail)),
+            ..o
+        });
+        let verdict = health::assess(&snap, &self.probe, outcome.as_ref());
         Report {
             protocol: protocol::VERSION,
             healthy: verdict.healthy,
@@ -267,7 +277,7 @@ impl Server {
             probe: outcome.map(|o| ProbeReport {
                 probe: redact(&self.probe.to_string()),
                 ok: o.ok,
-                detail: redact(&o.detail),
+                detail: o.detail,
                 took_ms: o.took.as_millis() as u64,
             }),
             processes: snap
@@ -364,6 +374,14 @@ impl Server {
                 Err(_) => late(),
             },
         }
+    }
+}
+
+/// A probe's detail cut to [`DETAIL_CHARS`].
+fn shorten(detail: &str) -> String {
+    match detail.char_indices().nth(DETAIL_CHARS) {
+        Some((end, _)) => format!("{}...", &detail[..end]),
+        None => detail.to_string(),
     }
 }
 
@@ -469,8 +487,10 @@ async fn read_request(stream: &mut tokio::net::UnixStream) -> io::Result<Result<
     let mut buf = vec![0u8; protocol::MAX_REQUEST];
     let mut len = 0;
     loop {
-        if len == buf.len() {
-            return Ok(Err(RequestError::TooLong));
+        match protocol::frame(&buf[..len]) {
+            Frame::Line(line) => return Ok(Ok(line.to_vec())),
+            Frame::TooLong => return Ok(Err(RequestError::TooLong)),
+            Frame::Incomplete => {}
         }
         let n = stream.read(&mut buf[len..]).await?;
         if n == 0 {
@@ -478,10 +498,6 @@ async fn read_request(stream: &mut tokio::net::UnixStream) -> io::Result<Result<
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
             buf.truncate(len);
-            return Ok(Ok(buf));
-        }
-        if let Some(end) = buf[len..len + n].iter().position(|b| *b == b'\n') {
-            buf.truncate(len + end);
             return Ok(Ok(buf));
         }
         len += n;

@@ -380,6 +380,7 @@ mod props {
     use proptest::prelude::*;
 
     proptest! {
+        #![proptest_config(crate::props::config())]
         #[test]
         fn any_text_never_panics(a in any::<String>(), b in any::<String>()) {
             let _ = parse_cpu_max(&a);

@@ -19,6 +19,7 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use tracing::{debug, error, info, warn};
 
+use crate::child;
 use crate::cmdline;
 use crate::exit::Fate;
 use crate::prefix::{self, Label, Outputs};
@@ -312,7 +313,15 @@ impl Dev<'_> {
                     return;
                 }
                 let how = describe(fate);
+                // With a terminal the server had its foreground, so Ctrl-C
+                // went to it alone: take the terminal back, and the next
+                // Ctrl-C stops everything.
+                let terminal = self.launcher.foreground && child::reclaim_terminal().is_ok();
                 match fate {
+                    Fate::Signaled(Signal::SIGINT) if terminal => info!(
+                        "the server stopped on Ctrl-C; it starts again on the next change, \
+                         and Ctrl-C again stops everything"
+                    ),
                     Fate::Exited(0) => info!("the server {how}; it starts again on the next change"),
                     _ => {
                         error!("the server {how}; fix the error and save: it starts again on the next change")
@@ -429,6 +438,9 @@ impl Dev<'_> {
                 self.publish_server(Some(pid), "running".into());
             }
             Err(_) => {
+                if self.launcher.foreground {
+                    let _ = child::reclaim_terminal();
+                }
                 self.server = Server::Down;
                 self.sup.status().set_phase(
                     Phase::Running,

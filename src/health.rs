@@ -163,6 +163,7 @@ pub async fn probe_addr(target: &Target, addr: SocketAddr) -> Result<String, Str
             break;
         }
         if line.len() > waitfor::MAX_STATUS_LINE {
+            line = waitfor::status_only(line);
             break;
         }
     }

@@ -32,3 +32,20 @@ pub mod steps;
 pub mod supervisor;
 pub mod user;
 pub mod waitfor;
+
+/// Settings shared by the property tests next to the parsers.
+#[cfg(test)]
+pub(crate) mod props {
+    use proptest::test_runner::{Config, FileFailurePersistence};
+
+    /// proptest's defaults (which honour `PROPTEST_CASES`), with failing
+    /// seeds kept next to the source file they test (`src/secrets.rs` →
+    /// `src/secrets.regressions`) rather than in a directory of their own
+    /// at the top of the project, and replayed first on every run.
+    pub fn config() -> Config {
+        Config {
+            failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+            ..Config::default()
+        }
+    }
+}

@@ -169,6 +169,7 @@ mod props {
     use proptest::prelude::*;
 
     proptest! {
+        #![proptest_config(crate::props::config())]
         #[test]
         fn any_command_name_is_read_past(name in any::<String>(), pid in 1i32..i32::MAX, ppid in 0i32..i32::MAX) {
             let line = format!("{pid} ({name}) S {ppid} {pid} {pid} 0 -1 4194560 0 0");

@@ -53,6 +53,29 @@ pub enum RequestError {
     TooLong,
 }
 
+/// What the bytes a client has sent so far amount to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// No newline yet, and room for more.
+    Incomplete,
+    /// The request line, without its newline.
+    Line(&'a [u8]),
+    /// [`MAX_REQUEST`] bytes and no newline among them.
+    TooLong,
+}
+
+/// Finds the request line in what a client has sent so far. Only the first
+/// [`MAX_REQUEST`] bytes count, so what a client sends beyond them cannot
+/// make the supervisor read or hold more.
+pub fn frame(received: &[u8]) -> Frame<'_> {
+    let head = &received[..received.len().min(MAX_REQUEST)];
+    match head.iter().position(|b| *b == b'\n') {
+        Some(end) => Frame::Line(&head[..end]),
+        None if head.len() == MAX_REQUEST => Frame::TooLong,
+        None => Frame::Incomplete,
+    }
+}
+
 /// Parses one request line (without its newline).
 pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
     let line = std::str::from_utf8(line).map_err(|_| RequestError::Malformed)?;
@@ -234,5 +257,144 @@ mod tests {
         );
         assert!(matches!(decode(b"{\"protocol\":1}"), Err(ReplyError::Garbled(_))));
         assert!(matches!(decode(b"ok"), Err(ReplyError::Garbled(_))));
+    }
+}
+
+/// The socket's side of the protocol meets whatever a local process sends:
+/// fuzzed here. `PROPTEST_CASES=100000 cargo test --lib props` runs them
+/// longer.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The longest answer to a request that is not understood: the fixed
+    /// words and at most 32 echoed characters, each at most 6 bytes once
+    /// escaped for JSON (`\u0001`).
+    const MAX_ERROR_REPLY: usize = 256;
+
+    /// Bytes that look like a request more often than uniform ones do.
+    fn request_like() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..300),
+            "(initd|INITD|initd/|initd/1|initd/01|initd/1 |initd/1  check)?[ -~\\r\\n\\t\\u{0}\\u{ff}]{0,20}"
+                .prop_map(String::into_bytes),
+            (
+                "(initd/[0-9]{0,3}|[a-z/]{0,8})",
+                "( |  |\\t)?",
+                "(check|CHECK|check |[a-z]{0,10})",
+                "(\\r|\\r\\r|\\n)?"
+            )
+                .prop_map(|(a, b, c, d)| format!("{a}{b}{c}{d}").into_bytes()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(crate::props::config())]
+
+        /// Only the one request line is accepted; anything else gets an
+        /// error that names it, as one short JSON line a client decodes
+        /// back to the same message.
+        #[test]
+        fn only_the_check_request_is_accepted(line in request_like()) {
+            match parse_request(&line) {
+                Ok(Request::Check) => {
+                    prop_assert!(line == b"initd/1 check" || line == b"initd/1 check\r", "{:?}", line);
+                }
+                Err(e) => {
+                    let reply = encode_error(&e.to_string());
+                    prop_assert!(reply.len() <= MAX_ERROR_REPLY, "{} bytes", reply.len());
+                    prop_assert_eq!(reply.iter().filter(|b| **b == b'\n').count(), 1);
+                    prop_assert_eq!(reply.last(), Some(&b'\n'));
+                    prop_assert_eq!(decode(&reply), Err(ReplyError::Refused(e.to_string())));
+                }
+            }
+        }
+
+        /// However a client splits what it sends, the supervisor sees the
+        /// same request: framing depends only on the bytes, never on how
+        /// they arrive, and never holds more than MAX_REQUEST of them.
+        #[test]
+        fn framing_does_not_depend_on_how_bytes_arrive(
+            bytes in request_like(),
+            cuts in proptest::collection::vec(1usize..64, 0..16),
+        ) {
+            let whole = frame(&bytes);
+            match whole {
+                Frame::Line(line) => {
+                    prop_assert!(line.len() < MAX_REQUEST && !line.contains(&b'\n'));
+                    prop_assert_eq!(bytes.get(line.len()), Some(&b'\n'));
+                }
+                Frame::TooLong => prop_assert!(!bytes[..MAX_REQUEST].contains(&b'\n')),
+                Frame::Incomplete => prop_assert!(bytes.len() < MAX_REQUEST && !bytes.contains(&b'\n')),
+            }
+            // Read piece by piece into a MAX_REQUEST buffer, as the
+            // connection handler does, stopping at the first verdict.
+            let mut received = Vec::new();
+            let mut rest = &bytes[..];
+            let mut cuts = cuts.into_iter();
+            let verdict = loop {
+                match frame(&received) {
+                    Frame::Incomplete if !rest.is_empty() => {}
+                    verdict => break verdict,
+                }
+                let room = MAX_REQUEST - received.len();
+                let n = cuts.next().unwrap_or(usize::MAX).min(rest.len()).min(room);
+                received.extend_from_slice(&rest[..n]);
+                rest = &rest[n..];
+            };
+            prop_assert_eq!(verdict, whole);
+            prop_assert!(received.len() <= MAX_REQUEST);
+        }
+
+        /// A client never panics on what comes back, whatever it is.
+        #[test]
+        fn any_reply_decodes_or_fails_cleanly(reply in prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..200),
+            "\\{\"protocol\":[0-9]{1,3}(,\"(error|healthy|state|reason)\":(true|null|1|\"[ -~]{0,8}\"|\\[\\]))*\\}\n?"
+                .prop_map(String::into_bytes),
+        ]) {
+            match decode(&reply) {
+                Ok(report) => prop_assert_eq!(report.protocol, VERSION),
+                Err(ReplyError::Refused(_) | ReplyError::Version(_) | ReplyError::Garbled(_)) => {}
+            }
+        }
+
+        /// Whatever a report holds (a reason or a probe's output with
+        /// newlines, quotes, control characters), it is one line on the
+        /// wire and reads back the same.
+        #[test]
+        fn any_report_is_one_line_and_reads_back(
+            healthy in any::<bool>(),
+            texts in proptest::collection::vec(any::<String>(), 5),
+            numbers in (any::<u64>(), any::<Option<u32>>(), any::<u32>(), any::<u64>()),
+            with_probe in any::<bool>(),
+        ) {
+            let report = Report {
+                protocol: VERSION,
+                healthy,
+                state: texts[0].clone(),
+                reason: texts[1].clone(),
+                uptime_ms: numbers.0,
+                main_pid: numbers.1,
+                main_restarts: numbers.2,
+                probe: with_probe.then(|| ProbeReport {
+                    probe: texts[2].clone(),
+                    ok: !healthy,
+                    detail: texts[3].clone(),
+                    took_ms: numbers.3,
+                }),
+                processes: vec![ProcessReport {
+                    name: texts[4].clone(),
+                    pid: numbers.1,
+                    restarts: numbers.2,
+                    note: texts[1].clone(),
+                }],
+            };
+            let wire = encode(&report);
+            prop_assert_eq!(wire.iter().filter(|b| **b == b'\n').count(), 1);
+            prop_assert_eq!(wire.last(), Some(&b'\n'));
+            prop_assert_eq!(decode(&wire), Ok(report));
+        }
     }
 }

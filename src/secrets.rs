@@ -125,6 +125,19 @@ pub struct Secret {
     pub value: SecretValue,
 }
 
+#[cfg(test)]
+impl Secret {
+    /// `NAME` read from `NAME_FILE`, for other modules' tests.
+    pub(crate) fn for_test(name: &str, value: &str) -> Secret {
+        Secret {
+            name: name.to_string(),
+            var: format!("{name}{SUFFIX}"),
+            path: PathBuf::from("/run/secrets").join(name.to_ascii_lowercase()),
+            value: SecretValue(value.to_string()),
+        }
+    }
+}
+
 /// The child's full environment after resolution, in the input order: each
 /// `*_FILE` entry is replaced in place by `NAME=<content>`.
 pub struct Resolved {
@@ -1207,6 +1220,7 @@ mod props {
     }
 
     proptest! {
+        #![proptest_config(crate::props::config())]
         #[test]
         fn any_environment_resolves_or_fails_cleanly(
             env in proptest::collection::vec((key(), value()), 0..8),

@@ -303,6 +303,7 @@ mod props {
     }
 
     proptest! {
+        #![proptest_config(crate::props::config())]
         #[test]
         fn any_text_parses_or_is_refused_with_a_reason(text in any::<String>()) {
             match text.parse::<SignalMap>() {

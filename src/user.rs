@@ -1984,6 +1984,7 @@ mod props {
     }
 
     proptest! {
+        #![proptest_config(crate::props::config())]
         #[test]
         fn arbitrary_bytes_never_panic_the_parser(
             passwd in proptest::collection::vec(any::<u8>(), 0..512),

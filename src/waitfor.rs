@@ -563,9 +563,19 @@ fn read_status_line(
             return Ok(line);
         }
         if line.len() > MAX_STATUS_LINE {
-            return Ok(line);
+            return Ok(status_only(line));
         }
     }
+}
+
+/// A status line too long to read whole, without its reason phrase, which
+/// is cut somewhere unknown (maybe inside a secret that redaction would
+/// then not recognise): `HTTP/1.1 503 Serv...` → `HTTP/1.1 503`.
+pub(crate) fn status_only(mut line: Vec<u8>) -> Vec<u8> {
+    if let Some((second_space, _)) = line.iter().enumerate().filter(|(_, b)| **b == b' ').nth(1) {
+        line.truncate(second_space);
+    }
+    line
 }
 
 /// `HTTP/1.1 503 Service Unavailable` → (503, " Service Unavailable").
@@ -577,10 +587,11 @@ pub(crate) fn parse_status_line(line: &[u8]) -> Option<(u16, String)> {
     if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
+    // Not cut here: a cut could leave a piece of a secret that redaction,
+    // later, would no longer recognise. The line itself is bounded.
     let reason: String = reason
         .chars()
         .filter(|c| !c.is_control())
-        .take(60)
         .collect::<String>()
         .trim_end()
         .to_string();
@@ -766,6 +777,8 @@ mod tests {
         assert_eq!(parse_status_line(b"HTTP/1.1 20 OK"), None);
         assert_eq!(parse_status_line(b"HTTP/1.1 2000 OK"), None);
         assert_eq!(parse_status_line(b"\xff\xfe"), None);
+        assert_eq!(status_only(b"HTTP/1.1 503 token s3cr".to_vec()), b"HTTP/1.1 503");
+        assert_eq!(status_only(b"HTTP/1.1 503".to_vec()), b"HTTP/1.1 503");
     }
 
     #[test]
@@ -1149,6 +1162,7 @@ mod props {
     use proptest::prelude::*;
 
     proptest! {
+        #![proptest_config(crate::props::config())]
         #[test]
         fn any_target_list_parses_or_names_the_entry(text in any::<String>()) {
             if let Err(e) = parse_targets(&text) {
@@ -1167,7 +1181,7 @@ mod props {
         fn any_status_line_never_panics(line in proptest::collection::vec(any::<u8>(), 0..128)) {
             if let Some((code, reason)) = parse_status_line(&line) {
                 prop_assert!(code <= 999);
-                prop_assert!(!reason.chars().any(char::is_control) && reason.chars().count() <= 60);
+                prop_assert!(!reason.chars().any(char::is_control) && reason.len() < line.len());
             }
         }
 

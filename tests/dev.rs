@@ -679,6 +679,86 @@ fn what_a_watcher_prints_as_it_stops_is_not_lost() {
     assert_eq!(lines[5001], "w | last");
 }
 
+/// `docker compose run` / `docker run -it`: initd with a terminal. The dev
+/// server gets the terminal's foreground (so a `breakpoint()` in a view can
+/// read from it), which means Ctrl-C reaches the server alone; once it has
+/// stopped, the terminal is initd's again and the next Ctrl-C stops all.
+#[test]
+fn with_a_terminal_the_first_ctrl_c_stops_the_server_and_the_second_initd() {
+    use std::os::unix::process::CommandExt;
+    let p = Project::new("dev-tty");
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = fs::File::from(pty.slave);
+    let mut cmd = initd_plain(["dev"]);
+    cmd.current_dir(p.app(""))
+        .env("AUTO_START_SERVER", "true")
+        .env("INITD_DEV_SERVER", "sleep 1000")
+        .env("INITD_WATCHERS", "w=sleep 1000")
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            // A session of its own with the terminal as its controlling
+            // one, as PID 1 of `docker run -it` has.
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    // Not in a pid namespace of its own (it must be the session leader):
+    // should the test fail, TERM makes initd stop what it started.
+    struct Stopper(Child);
+    impl Drop for Stopper {
+        fn drop(&mut self) {
+            if self.0.try_wait().unwrap().is_none() {
+                signal(self.0.id() as i32, Signal::SIGTERM);
+                let _ = wait_or_none(&mut self.0, LIMIT);
+            }
+        }
+    }
+    let mut child = Stopper(cmd.spawn().unwrap());
+    drop(cmd);
+    let initd = nix::unistd::Pid::from_raw(child.0.id() as i32);
+    let master = fs::File::from(pty.master);
+    let screen = Arc::new(Mutex::new(Vec::new()));
+    let reader = collect(master.try_clone().unwrap(), screen.clone());
+    let text = || String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
+    let foreground = || nix::unistd::tcgetpgrp(&master).unwrap();
+
+    wait_for(LIMIT, || {
+        text()
+            .contains("starting the dev server: sleep 1000")
+            .then_some(())
+    });
+    wait_for(LIMIT, || (foreground() != initd).then_some(()));
+    let server = foreground();
+    (&master).write_all(b"\x03").unwrap();
+    wait_for(LIMIT, || {
+        text()
+            .contains("the server stopped on Ctrl-C; it starts again on the next change")
+            .then_some(())
+    });
+    assert_eq!(foreground(), initd);
+    assert!(child.0.try_wait().unwrap().is_none(), "{}", text());
+    assert!(
+        nix::sys::signal::kill(server, None).is_err(),
+        "the server is still there"
+    );
+
+    (&master).write_all(b"\x03").unwrap();
+    let status = wait_timeout(&mut child.0, LIMIT);
+    assert_eq!(status.code(), Some(0), "{}", text());
+    // The reader ends once nothing holds the terminal's other side.
+    drop(master);
+    reader.join().unwrap();
+    let out = text();
+    assert!(out.contains("initd: stopping on INT"), "{out}");
+    assert!(out.contains("initd: stopped"), "{out}");
+}
+
 // ---------------------------------------------------------------------------
 // Setup and idle mode
 

@@ -144,26 +144,6 @@ impl Drop for Initd {
     }
 }
 
-/// `initd check` (or `status`) as a plain process: the environment holds
-/// only PATH, INITD_SOCKET and `env`.
-fn check_cmd(socket: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(INITD);
-    let args: Vec<&str> = if args.first() == Some(&"status") {
-        args.to_vec()
-    } else {
-        std::iter::once("check").chain(args.iter().copied()).collect()
-    };
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("INITD_SOCKET", socket)
-        .env("INITD_CHECK_TIMEOUT", "20s");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
-}
-
 fn check_at(socket: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     run(check_cmd(socket, args, env), LIMIT)
 }
@@ -223,19 +203,6 @@ fn epoch_secs(t: SystemTime) -> f64 {
 
 fn lines(dir: &Scratch, name: &str) -> usize {
     dir.read(name).lines().count()
-}
-
-/// Speaks the protocol by hand: sends `request` and ends the sending side,
-/// returns the answer. The supervisor may answer and close before it has
-/// read everything, so a failed write is no error here.
-fn raw(socket: &Path, request: &[u8]) -> String {
-    let mut conn = UnixStream::connect(socket).unwrap();
-    conn.set_read_timeout(Some(LIMIT)).unwrap();
-    let _ = conn.write_all(request);
-    let _ = conn.shutdown(std::net::Shutdown::Write);
-    let mut answer = Vec::new();
-    conn.read_to_end(&mut answer).unwrap();
-    String::from_utf8_lossy(&answer).into_owned()
 }
 
 /// Zombies among the children of the process with host pid `pid`.

@@ -10,9 +10,13 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -825,4 +829,285 @@ fn a_thousand_restarts_in_dev_mode_leak_no_descriptor() {
 /// How many watcher runs ended, from initd's log.
 fn exits_in(stderr: &str) -> usize {
     stderr.matches("exited with status 1; restarting in").count()
+}
+
+// ---------------------------------------------------------------------------
+// 6. The health socket under load and abuse
+
+/// A connection to the control socket. The checks' processes exiting
+/// around the test interrupt its system calls now and then.
+fn connect(socket: &Path) -> UnixStream {
+    loop {
+        match UnixStream::connect(socket) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            conn => return conn.unwrap_or_else(|e| panic!("connect to {}: {e}", socket.display())),
+        }
+    }
+}
+
+/// Holds `count` connections to the socket that never send a byte, opening
+/// a new one each time the supervisor drops one, until `stop`. Counts how
+/// many it opened and how many the supervisor closed.
+fn idle_clients(
+    socket: PathBuf,
+    count: usize,
+    counts: Arc<[AtomicUsize; 2]>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    use std::io::ErrorKind;
+    std::thread::spawn(move || {
+        let [opened, dropped] = &*counts;
+        let mut conns: Vec<UnixStream> = Vec::with_capacity(count);
+        while !stop.load(Ordering::Relaxed) {
+            while conns.len() < count {
+                let conn = connect(&socket);
+                conn.set_nonblocking(true).unwrap();
+                conns.push(conn);
+                opened.fetch_add(1, Ordering::Relaxed);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            conns.retain(|mut c| {
+                let mut byte = [0u8; 1];
+                match c.read(&mut byte) {
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => true,
+                    Ok(0) | Err(_) => {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                        false
+                    }
+                    Ok(_) => panic!("an idle client that asked nothing got an answer"),
+                }
+            });
+        }
+    })
+}
+
+/// A slowloris client: sends a valid request one byte a second and returns
+/// after how long the supervisor dropped it, or panics if it answered.
+fn trickle_client(socket: PathBuf) -> std::thread::JoinHandle<Duration> {
+    use std::io::ErrorKind;
+    std::thread::spawn(move || {
+        let mut conn = connect(&socket);
+        conn.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let start = Instant::now();
+        for byte in b"initd/1 check\n" {
+            match conn.write_all(&[*byte]) {
+                Ok(()) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) => {
+                    return start.elapsed();
+                }
+                Err(e) => panic!("a slow client's write: {e}"),
+            }
+            let next = Instant::now() + Duration::from_secs(1);
+            while Instant::now() < next {
+                let mut buf = [0u8; 256];
+                match conn.read(&mut buf) {
+                    Ok(0) => return start.elapsed(),
+                    Ok(n) => panic!(
+                        "a client this slow was answered: {}",
+                        String::from_utf8_lossy(&buf[..n])
+                    ),
+                    // Timed out, or a signal (the checks' processes exit).
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
+                    Err(e) if e.kind() == ErrorKind::ConnectionReset => return start.elapsed(),
+                    Err(e) => panic!("a slow client's read: {e}"),
+                }
+            }
+        }
+        panic!("the supervisor kept a client that took 14 s over its request");
+    })
+}
+
+/// How a raw client speaks, and what it must be answered.
+const RAW_STYLES: [(&str, &[&[u8]], &str); 5] = [
+    ("whole", &[b"initd/1 check\n"], RUNNING),
+    ("in pieces", &[b"initd/", b"1 ch", b"eck\n"], RUNNING),
+    ("crlf", &[b"initd/1 check\r\n"], RUNNING),
+    // No newline: the end of its input ends the request.
+    ("half-closed", &[b"initd/1 check"], RUNNING),
+    (
+        "unknown request",
+        &[b"initd/1 restart\n"],
+        "{\"protocol\":1,\"error\":\"unknown request",
+    ),
+];
+const RUNNING: &str = "{\"protocol\":1,\"healthy\":true,\"state\":\"running\"";
+
+/// `n` raw clients: all connect, send their request piece by piece (every
+/// client's first piece, then every client's second...), then read their
+/// answers, each checked. Returns how long after the last piece went out
+/// the slowest answer was read.
+fn raw_clients(
+    socket: PathBuf,
+    first: usize,
+    n: usize,
+    limit: Duration,
+) -> std::thread::JoinHandle<Duration> {
+    std::thread::spawn(move || {
+        let mut conns: Vec<(UnixStream, usize)> = (first..first + n)
+            .map(|i| (connect(&socket), i % RAW_STYLES.len()))
+            .collect();
+        for piece in 0..3 {
+            for (conn, style) in &mut conns {
+                let pieces = RAW_STYLES[*style].1;
+                if let Some(bytes) = pieces.get(piece) {
+                    conn.write_all(bytes).unwrap();
+                    if piece + 1 == pieces.len() && RAW_STYLES[*style].0 == "half-closed" {
+                        conn.shutdown(std::net::Shutdown::Write).unwrap();
+                    }
+                }
+            }
+        }
+        let sent = Instant::now();
+        let mut slowest = Duration::ZERO;
+        for (mut conn, style) in conns {
+            conn.set_read_timeout(Some(limit)).unwrap();
+            let mut answer = String::new();
+            conn.read_to_string(&mut answer)
+                .unwrap_or_else(|e| panic!("a {:?} client: {e}", RAW_STYLES[style].0));
+            slowest = slowest.max(sent.elapsed());
+            let (name, _, expected) = RAW_STYLES[style];
+            assert!(answer.starts_with(expected), "a {name:?} client got {answer:?}");
+            assert!(
+                answer.ends_with('\n') && answer.matches('\n').count() == 1,
+                "{answer:?}"
+            );
+        }
+        slowest
+    })
+}
+
+#[test]
+fn the_health_socket_answers_every_check_through_a_flood_and_slow_clients() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    const IDLE: usize = 200;
+    const TRICKLE: usize = 5;
+    const CHECKS: usize = 250;
+    const RAW: usize = 750;
+    const RAW_THREADS: usize = 10;
+    // Every check, however crowded the socket, answers within this
+    // INITD_CHECK_TIMEOUT (generous: two cores run the whole suite).
+    const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
+    // Both ends of every connection need a descriptor here, and initd
+    // (which inherits the limit) one per connection it holds.
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    let needed = 2 * (IDLE + TRICKLE + CHECKS + RAW) + 512;
+    if hard < needed as u64 {
+        note(&format!(
+            "the_health_socket_answers_every_check_through_a_flood_and_slow_clients: skipped, \
+             the descriptor limit is {hard}, below {needed}"
+        ));
+        return;
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, soft.max(needed as u64), hard).unwrap();
+
+    let dir = Scratch::new("socket-flood");
+    let socket = dir.path("initd.sock");
+    let mut cmd = initd_pid1(["run"]);
+    cmd.current_dir(&dir.0)
+        .env("INITD_SOCKET", &socket)
+        .env("INITD_MIGRATE", "off")
+        .env("INITD_SERVER", "sleep 1000");
+    let mut initd = Initd::start(&mut cmd, &dir, "initd", true);
+    let pid = initd.pid;
+    let timeout = format!("{}s", CHECK_TIMEOUT.as_secs());
+    let check = |socket: &Path| check_cmd(socket, &[], &[("INITD_CHECK_TIMEOUT", &timeout)]);
+    initd.wait_until("answering checks", LIMIT, |_| {
+        run(check(&socket), LIMIT).stdout.starts_with("running: ")
+    });
+    let before = descriptors(pid);
+    let total = |d: &BTreeMap<String, usize>| d.values().sum::<usize>();
+
+    // Counts initd's descriptors while the flood lasts.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) {
+                    peak = peak.max(fds.count());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peak
+        })
+    };
+    let counts = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+    let idle = idle_clients(socket.clone(), IDLE, counts.clone(), stop.clone());
+    wait_for(LIMIT, || {
+        (counts[0].load(Ordering::Relaxed) >= IDLE).then_some(())
+    });
+    let trickle: Vec<_> = (0..TRICKLE).map(|_| trickle_client(socket.clone())).collect();
+
+    let start = Instant::now();
+    let checks: Vec<Child> = (0..CHECKS)
+        .map(|_| {
+            check(&socket)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let per_thread = RAW / RAW_THREADS;
+    let raws: Vec<_> = (0..RAW_THREADS)
+        .map(|t| raw_clients(socket.clone(), t * per_thread, per_thread, CHECK_TIMEOUT))
+        .collect();
+    let slowest_raw = raws.into_iter().map(|t| t.join().unwrap()).max().unwrap();
+    for c in checks {
+        // The check's own deadline is CHECK_TIMEOUT: past it, it would say so
+        // and exit 1.
+        let out = finish(c, LIMIT);
+        assert_eq!(out.code(), 0, "{}{}", out.stdout, out.stderr);
+        assert!(
+            out.stdout.starts_with("running: server running (pid "),
+            "{}",
+            out.stdout
+        );
+    }
+    let flood = start.elapsed();
+    let dropped_after: Vec<Duration> = trickle.into_iter().map(|t| t.join().unwrap()).collect();
+    // The idle clients are dropped too, not kept forever; and their
+    // replacements are, in turn.
+    wait_for(LIMIT, || {
+        (counts[1].load(Ordering::Relaxed) >= 2 * IDLE).then_some(())
+    });
+    stop.store(true, Ordering::Relaxed);
+    idle.join().unwrap();
+    let [opened, dropped] = counts.each_ref().map(|c| c.load(Ordering::Relaxed));
+    let peak = sampler.join().unwrap();
+
+    // Every connection is gone once its client is: initd holds what it held
+    // before, and still answers.
+    initd.wait_until("back to its descriptors", LIMIT, |_| {
+        total(&descriptors(pid)) == total(&before)
+    });
+    let after = descriptors(pid);
+    assert_eq!(after, before, "descriptors leaked");
+    assert!(run(check(&socket), LIMIT).stdout.starts_with("running: "));
+    signal(pid, Signal::SIGTERM);
+    let out = initd.finish(LIMIT);
+    assert_eq!(out.code(), 0, "{}", tail(&out.stderr));
+    assert!(
+        out.stderr.contains("stopping: TERM to pid"),
+        "{}",
+        tail(&out.stderr)
+    );
+
+    let slowest_trickle = dropped_after.iter().max().unwrap();
+    eprintln!(
+        "reliability: socket flood: {} checks ({CHECKS} `initd check` processes and {RAW} raw clients \
+         in {} styles) all answered correctly in {:.2}s (slowest raw answer {:.2}s after its request), \
+         beside {IDLE} idle connections held throughout ({opened} opened, {dropped} dropped by initd) \
+         and {TRICKLE} one-byte-a-second clients (dropped unanswered after at most {:.1}s); initd held \
+         {} descriptors before, {peak} at the peak, {} after",
+        CHECKS + RAW,
+        RAW_STYLES.len(),
+        flood.as_secs_f64(),
+        slowest_raw.as_secs_f64(),
+        slowest_trickle.as_secs_f64(),
+        total(&before),
+        total(&after),
+    );
 }

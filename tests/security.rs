@@ -570,3 +570,179 @@ for f in ('/proc/1/mem', '/proc/1/environ', '/proc/self/environ'):
          /proc/1/environ; initd killed by SIGABRT writes no core file (a plain process here does)"
     );
 }
+
+// ---------------------------------------------------------------------------
+// 4. Health checks: a secret stays out of their answers
+
+/// Pieces of the planted value long enough to mean something: a prefix of
+/// it left by a cut is as much a leak as the whole.
+fn plant_pieces() -> Vec<&'static str> {
+    (0..=PLANT.len() - 6).map(|i| &PLANT[i..i + 6]).collect()
+}
+
+fn leaked(text: &str) -> Vec<&'static str> {
+    plant_pieces().into_iter().filter(|p| text.contains(p)).collect()
+}
+
+/// What `initd check`, `initd check --json` and `initd status` say, after
+/// a check that fails.
+fn health_answers(socket: &Path) -> String {
+    let mut seen = String::new();
+    let check = run(check_cmd(socket, &[], &[]), LIMIT);
+    assert_eq!(check.code(), 1, "the probe should fail: {}", check.stdout);
+    for args in [&[][..], &["--json"], &["status"]] {
+        let out = run(check_cmd(socket, args, &[]), LIMIT);
+        seen.push_str(&out.stdout);
+        seen.push_str(&out.stderr);
+    }
+    seen
+}
+
+#[test]
+fn a_secret_stays_out_of_health_checks_and_status() {
+    let dir = Scratch::new("health-leak");
+    let pw = dir.path("pw");
+    fs::write(&pw, format!("{PLANT}\n")).unwrap();
+    let socket = dir.path("initd.sock");
+    let mode = dir.path("mode");
+    let start = |probe: &str, server: &str| {
+        let mut cmd = initd_pid1(["run"]);
+        cmd.current_dir(&dir.0)
+            .env("INITD_SOCKET", &socket)
+            .env("INITD_MIGRATE", "off")
+            .env("INITD_LOG", "trace")
+            .env("DB_PASSWORD_FILE", &pw)
+            .env("INITD_SERVER", server)
+            .env("INITD_HEALTH", probe);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let wait_running = |socket: &Path| {
+        wait_for(LIMIT, || {
+            let out = run(check_cmd(socket, &["status"], &[]), LIMIT);
+            out.stdout.contains("main ").then_some(())
+        })
+    };
+    let mut seen = String::new();
+    let mut answers = 0;
+
+    // A probe command with the app's environment, whose failing output
+    // holds the secret: whole; across the cut at the length kept for the
+    // reason (the first 200 characters of its last line); and across the
+    // start of the output's end that is kept (2,048 bytes).
+    let probe_sh = dir.path("probe.sh");
+    fs::write(
+        &probe_sh,
+        format!(
+            "case $(cat {mode}) in\n\
+             whole) echo \"login with password $DB_PASSWORD refused\" >&2 ;;\n\
+             cut) printf '%0190d%s\\n' 0 \"$DB_PASSWORD\" ;;\n\
+             tail) printf '%s%02040d\\n' \"$DB_PASSWORD\" 0 ;;\n\
+             esac\nexit 1\n",
+            mode = mode.display()
+        ),
+    )
+    .unwrap();
+    let child = start(&format!("cmd:sh {}", probe_sh.display()), "sleep 1000");
+    let pid = initd_host_pid(&child);
+    wait_running(&socket);
+    let zeros = "0".repeat(190);
+    for (m, shown) in [
+        ("whole", "exited with status 1: login with password *** refused"),
+        ("cut", &format!("exited with status 1: {zeros}***")[..]),
+        (
+            "tail",
+            "exited with status 1: (its last line is longer than the 2048 bytes kept)",
+        ),
+    ] {
+        fs::write(&mode, m).unwrap();
+        let got = health_answers(&socket);
+        assert!(got.contains(shown), "{m}: {got}");
+        seen.push_str(&got);
+        answers += 4;
+    }
+    signal(pid, Signal::SIGTERM);
+    let out = finish(child, LIMIT);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    seen.push_str(&out.stdout);
+    seen.push_str(&out.stderr);
+
+    // An HTTP probe whose URL carries the secret as a token, answered with
+    // the secret in the reason phrase: whole, and cut where the reason is
+    // (after 60 characters).
+    let port = free_port();
+    let server_py = dir.path("server.py");
+    fs::write(
+        &server_py,
+        r#"import http.server, sys
+port, secret_file, mode_file = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+secret = open(secret_file).read().strip()
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        mode = open(mode_file).read()
+        reason = "token " + secret + " expired" if mode == "whole" else "x" * 50 + secret
+        self.send_response(503, reason)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"#,
+    )
+    .unwrap();
+    fs::write(&mode, "whole").unwrap();
+    let server = format!(
+        "python3 {} {port} {} {}",
+        server_py.display(),
+        pw.display(),
+        mode.display()
+    );
+    let url = format!("http://127.0.0.1:{port}/healthz?token={PLANT}");
+    let child = start(&url, &server);
+    let pid = initd_host_pid(&child);
+    wait_running(&socket);
+    // The server may still be starting: wait for its answer.
+    wait_for(LIMIT, || {
+        let out = run(check_cmd(&socket, &[], &[]), LIMIT);
+        out.stdout.contains("HTTP 503").then_some(())
+    });
+    let xs = "x".repeat(50);
+    for (m, shown) in [
+        ("whole", "HTTP 503 token *** expired".to_string()),
+        ("cut", format!("HTTP 503 {xs}***")),
+    ] {
+        fs::write(&mode, m).unwrap();
+        let got = health_answers(&socket);
+        assert!(got.contains(&shown), "{m}: {got}");
+        assert!(
+            got.contains(&format!("http://127.0.0.1:{port}/healthz?token=***")),
+            "{got}"
+        );
+        seen.push_str(&got);
+        answers += 4;
+    }
+    signal(pid, Signal::SIGTERM);
+    let out = finish(child, LIMIT);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    seen.push_str(&out.stdout);
+    seen.push_str(&out.stderr);
+
+    let pieces = leaked(&seen);
+    assert!(
+        pieces.is_empty(),
+        "the secret leaked ({pieces:?}):\n{}",
+        seen.lines()
+            .filter(|l| !leaked(l).is_empty())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    eprintln!(
+        "security: health checks: a planted secret, in a failing cmd: probe's output (whole, cut at \
+         the reason's length, past the kept tail) and in an http probe's URL and reason phrase (whole, \
+         cut), appears in none of {answers} answers of `initd check`, `initd check --json` and \
+         `initd status`, nor in initd's trace-level log"
+    );
+}

@@ -245,6 +245,7 @@ mod props {
     use proptest::prelude::*;
 
     proptest! {
+        #![proptest_config(crate::props::config())]
         #[test]
         fn any_text_parses_into_bounded_settings(text in any::<String>(), name in any::<String>()) {
             let conf = ResolvConf::parse(&text);

@@ -110,6 +110,7 @@ mod props {
     use proptest::prelude::*;
 
     proptest! {
+        #![proptest_config(crate::props::config())]
         #[test]
         fn any_text_parses(text in any::<String>(), name in any::<String>()) {
             let _ = Hosts::parse(&text).lookup(&name);

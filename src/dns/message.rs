@@ -690,6 +690,7 @@ mod tests {
         }
 
         proptest! {
+            #![proptest_config(crate::props::config())]
             #[test]
             fn any_datagram_never_panics(msg in proptest::collection::vec(any::<u8>(), 0..600)) {
                 for qtype in [QType::A, QType::Aaaa] {

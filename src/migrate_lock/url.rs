@@ -544,6 +544,7 @@ mod tests {
         }
 
         proptest! {
+            #![proptest_config(crate::props::config())]
             #[test]
             fn the_password_never_reaches_an_error(
                 scheme in prop_oneof![Just("postgres://"), Just("POSTGRESQL://"), Just("mysql://"), Just("")],

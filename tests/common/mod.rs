@@ -384,3 +384,39 @@ pub fn watch_exits(fds: Vec<PidFd>, limit: Duration) -> std::thread::JoinHandle<
         ended
     })
 }
+
+/// `initd check ARGS` (or `initd status ARGS` when `args` starts with
+/// `status`) as a plain process, as Docker's HEALTHCHECK runs it: the
+/// environment holds only PATH, INITD_SOCKET, a generous
+/// INITD_CHECK_TIMEOUT and `env`.
+pub fn check_cmd(socket: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(INITD);
+    let args: Vec<&str> = if args.first() == Some(&"status") {
+        args.to_vec()
+    } else {
+        std::iter::once("check").chain(args.iter().copied()).collect()
+    };
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("INITD_SOCKET", socket)
+        .env("INITD_CHECK_TIMEOUT", "20s");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Speaks the control socket's protocol by hand: sends `request`, ends the
+/// sending side and returns the answer. The supervisor may answer and
+/// close before it has read everything, so a failed write is no error.
+pub fn raw(socket: &Path, request: &[u8]) -> String {
+    use std::io::Write;
+    let mut conn = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let _ = conn.write_all(request);
+    let _ = conn.shutdown(std::net::Shutdown::Write);
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
