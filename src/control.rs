@@ -66,6 +66,11 @@ impl Listener {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The listening socket, for the supervisor to notice a first client.
+    pub fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.socket)
+    }
 }
 
 /// Opens the control socket, as root before the drop to the app user (so

@@ -440,12 +440,16 @@ fn open_control_socket(
     );
     debug!("control socket: {}", path.display());
     let shown = path.clone();
-    sup.serve_later(Box::new(move || {
-        if let Err(e) = control::serve(listener, server) {
-            warn!("no health checks: the control socket cannot be served: {e}");
-            let _ = std::fs::remove_file(&shown);
-        }
-    }));
+    let listening = listener.as_raw_fd();
+    sup.serve_later(
+        listening,
+        Box::new(move || {
+            if let Err(e) = control::serve(listener, server) {
+                warn!("no health checks: the control socket cannot be served: {e}");
+                let _ = std::fs::remove_file(&shown);
+            }
+        }),
+    );
     Some(path)
 }
 

@@ -10,7 +10,7 @@
 //! balancers move traffic away, and only then does the server get the stop
 //! signal. A second stop signal ends the drain early.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -100,10 +100,12 @@ pub struct Supervisor {
     drain_until: Option<Instant>,
     /// `cmd:` health probes, started and reaped by this loop.
     probes: Runner,
-    /// Starts serving the control socket: run when the first wait begins
-    /// (usually right after the first child started), so that starting the
-    /// socket's thread never delays the app.
+    /// Starts serving the control socket. Held until the first client
+    /// connects (the listening socket, `serve_fd`, turns readable in the
+    /// loop's poll) or a long wait begins, so that a short-lived
+    /// `initd exec` never pays for the socket's thread.
     serve: Option<Box<dyn FnOnce()>>,
+    serve_fd: Option<RawFd>,
 }
 
 impl Supervisor {
@@ -128,18 +130,22 @@ impl Supervisor {
             drain_until: None,
             probes: Runner::new(Channel::new()?),
             serve: None,
+            serve_fd: None,
         })
     }
 
-    /// Holds `serve` until [`Supervisor::start_serving`]. Checks that come
-    /// before wait in the socket's queue.
-    pub fn serve_later(&mut self, serve: Box<dyn FnOnce()>) {
+    /// Holds `serve` until a client connects to `listening` (which must
+    /// stay open until `serve` runs) or [`Supervisor::start_serving`] is
+    /// called. Checks that come before wait in the socket's queue.
+    pub fn serve_later(&mut self, listening: RawFd, serve: Box<dyn FnOnce()>) {
         self.serve = Some(serve);
+        self.serve_fd = Some(listening);
     }
 
     /// Starts serving the control socket, if that is still to do: before
     /// anything that can take a while.
     pub fn start_serving(&mut self) {
+        self.serve_fd = None;
         if let Some(serve) = self.serve.take() {
             serve();
         }
@@ -233,7 +239,6 @@ impl Supervisor {
     /// how it ended. Processes it leaves behind are not waited for here.
     pub fn run_step(&mut self, pid: Pid) -> Fate {
         self.main = Some(pid);
-        self.start_serving();
         loop {
             self.sleep();
             self.check_deadline();
@@ -320,9 +325,10 @@ impl Supervisor {
         }
     }
 
-    /// Blocks until a signal is pending, a probe is wanted, or the drain,
-    /// the stop or a probe is due.
-    fn sleep(&self) {
+    /// Blocks until a signal is pending, a probe is wanted, a first client
+    /// connects to the control socket, or the drain, the stop or a probe is
+    /// due.
+    fn sleep(&mut self) {
         let due = [self.deadline, self.drain_until, self.probes.deadline()]
             .into_iter()
             .flatten()
@@ -336,13 +342,24 @@ impl Supervisor {
                 PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
             }
         };
-        let mut fds = [
+        // SAFETY: `serve_fd` is the listening socket owned by the pending
+        // `serve` closure, open until that runs, which also clears it.
+        let listening = self.serve_fd.map(|fd| unsafe { BorrowedFd::borrow_raw(fd) });
+        let mut fds = vec![
             PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
             PollFd::new(self.probes.wake_fd(), PollFlags::POLLIN),
         ];
+        if let Some(fd) = listening {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        }
         match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(err) => warn!("poll failed: {err}"),
+        }
+        let client_waits = listening.is_some() && fds[2].revents().is_some_and(|r| !r.is_empty());
+        drop(fds);
+        if client_waits {
+            self.start_serving();
         }
     }
 

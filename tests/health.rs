@@ -179,6 +179,8 @@ http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
 
 /// A server that records when it got TERM (seconds since the epoch, in
 /// `dir/term`) and then exits 0.
+/// A server that records when it gets TERM; it creates `term.ready` once
+/// its handler is in place (a TERM before that would just kill it).
 fn term_recorder(dir: &Scratch) -> String {
     let script = dir.path("recorder.py");
     write_script(
@@ -190,6 +192,7 @@ def on_term(sig, frame):
         f.write(repr(time.time()))
     sys.exit(0)
 signal.signal(signal.SIGTERM, on_term)
+open(out + ".ready", "w").close()
 while True:
     time.sleep(60)
 "#,
@@ -657,6 +660,7 @@ fn a_drain_fails_checks_before_the_server_gets_term() {
         &[("INITD_SERVER", &term_recorder(&dir)), ("INITD_DRAIN", "3s")],
     );
     initd.wait_check("running: ");
+    wait_for_file(&dir.path("term.ready"));
     let sent = SystemTime::now();
     initd.signal(Signal::SIGTERM);
     initd.wait_stderr("draining on TERM");
@@ -683,6 +687,7 @@ fn a_second_term_ends_the_drain() {
         &[("INITD_SERVER", &term_recorder(&dir)), ("INITD_DRAIN", "600s")],
     );
     initd.wait_check("running: ");
+    wait_for_file(&dir.path("term.ready"));
     initd.signal(Signal::SIGTERM);
     initd.wait_stderr("draining on TERM");
     assert!(initd.check(&[]).stdout.starts_with("draining: "));
@@ -977,4 +982,29 @@ fn the_socket_goes_away_with_initd() {
         "{}",
         out.stdout
     );
+}
+
+/// The socket's thread starts only when a first client connects: a
+/// container that is never checked (a one-off `docker run IMAGE cmd`) runs
+/// with initd as a single thread.
+#[test]
+fn the_socket_thread_starts_with_the_first_check() {
+    let dir = Scratch::new("health-lazy");
+    let initd = Initd::start(&dir, &["exec", "--", "sh", "-c", "echo up; exec sleep 1000"], &[]);
+    let stdout = dir.path("initd.stdout");
+    wait_for(LIMIT, || {
+        fs::read_to_string(&stdout)
+            .unwrap_or_default()
+            .contains("up")
+            .then_some(())
+    });
+    let threads = |pid: i32| fs::read_dir(format!("/proc/{pid}/task")).unwrap().count();
+    let pid = initd.host_pid();
+    assert!(initd.socket.exists(), "no socket at {}", initd.socket.display());
+    assert_eq!(threads(pid), 1, "a thread before any check:\n{}", initd.stderr());
+    let out = initd.wait_check("running: ");
+    assert_eq!(out.code(), 0, "{}", out.stdout);
+    assert!(threads(pid) > 1, "checks answered without the socket's thread?");
+    let (code, stderr) = initd.stop();
+    assert_eq!(code, 0, "{stderr}");
 }
