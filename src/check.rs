@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, UnixAddr, sockopt};
 use nix::sys::time::TimeVal;
 
+use crate::config::human_duration as human;
 use crate::config::parse_duration;
 use crate::health::{self, DEFAULT_CHECK_TIMEOUT, DEFAULT_SOCKET};
 use crate::protocol::{self, Report, Request};
@@ -320,14 +321,6 @@ fn uptime(d: Duration) -> String {
         60..3600 => format!("{}m{:02}s", s / 60, s % 60),
         3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
         _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
-    }
-}
-
-fn human(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
     }
 }
 

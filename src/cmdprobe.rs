@@ -27,6 +27,7 @@ use tracing::debug;
 
 use crate::child;
 use crate::cmdline;
+use crate::config::human_duration as human;
 use crate::exit::Fate;
 use crate::health::Outcome;
 use crate::secrets::Redactor;
@@ -293,14 +294,6 @@ fn last_line(output: &[u8], cut: bool, redactor: &Redactor) -> String {
         format!("{cut}...")
     } else {
         clean.into_owned()
-    }
-}
-
-fn human(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
     }
 }
 

@@ -1100,6 +1100,17 @@ const DURATION_FORM: &str = "a duration such as 500ms, 8s or 1m";
 
 const POSITIVE_DURATION_FORM: &str = "a duration above zero such as 500ms, 2s or 1m";
 
+/// A duration as initd writes it in messages: whole seconds as `8s`,
+/// anything finer in milliseconds (`1500ms`), both forms
+/// [`parse_duration`] reads back.
+pub fn human_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
 /// Parses `500ms`, `8s`, `1.5s`, `2m`, `1h`; a bare number means seconds.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();

@@ -30,6 +30,7 @@ use tracing::{debug, warn};
 
 use crate::cmdprobe::Channel;
 use crate::config::Health;
+use crate::config::human_duration as human;
 use crate::health::{self, Outcome, Probe};
 use crate::protocol::{self, Frame, ProbeReport, ProcessReport, Report, Request, RequestError};
 use crate::secrets::Redactor;
@@ -506,14 +507,6 @@ async fn read_request(stream: &mut tokio::net::UnixStream) -> io::Result<Result<
             return Ok(Ok(buf));
         }
         len += n;
-    }
-}
-
-fn human(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
     }
 }
 

@@ -20,6 +20,7 @@ use nix::fcntl::OFlag;
 use notify::Watcher as _;
 use tracing::{debug, info, warn};
 
+use crate::config::human_duration as human;
 use crate::poller::Poller;
 
 /// Python, templates and configuration: what a change to should restart
@@ -531,14 +532,6 @@ fn poll_loop(roots: &[PathBuf], filter: &Filter, every: Duration, waker: &Waker,
         for path in poller.poll() {
             waker.send(path);
         }
-    }
-}
-
-fn human(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
     }
 }
 

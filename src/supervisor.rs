@@ -22,6 +22,7 @@ use nix::unistd::Pid;
 use tracing::{debug, info, warn};
 
 use crate::cmdprobe::{self, Channel, Runner};
+use crate::config::human_duration as human;
 use crate::exit::{self, Fate, StopOutcome};
 use crate::procfs;
 use crate::reaper;
@@ -553,14 +554,6 @@ impl Supervisor {
         for pid in procfs::descendants(&procfs::snapshot(), me) {
             let _ = kill(Pid::from_raw(pid), sig);
         }
-    }
-}
-
-fn human(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
     }
 }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use tracing::{debug, info};
 
+use crate::config::human_duration as human;
 use crate::dns::message::WireName;
 use crate::dns::{DnsError, Resolver};
 use crate::exit;
@@ -603,14 +604,6 @@ fn round_down(d: Duration) -> Duration {
         Duration::from_secs(d.as_secs())
     } else {
         Duration::from_millis(d.as_millis() as u64)
-    }
-}
-
-fn human(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
     }
 }
 
