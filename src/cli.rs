@@ -300,9 +300,11 @@ USAGE
 ENVIRONMENT
 ",
     );
+    // One column for the names, as wide as the longest plus two spaces.
+    let width = SETTINGS.iter().map(|s| s.name.len()).max().unwrap_or(0) + 2;
     for s in SETTINGS {
         let default = if s.default.is_empty() { "unset" } else { s.default };
-        let _ = writeln!(out, "    {:<22}{} (default: {default})", s.name, s.help);
+        let _ = writeln!(out, "    {:<width$}{} (default: {default})", s.name, s.help);
     }
     out.push('\n');
     out.push_str(exit::TABLE);
@@ -398,7 +400,12 @@ mod tests {
     fn help_lists_every_setting_and_exit_code() {
         let text = help(Topic::Main);
         for s in SETTINGS {
-            assert!(text.contains(s.name), "{} missing from --help", s.name);
+            // Each name stands apart from its description.
+            assert!(
+                text.contains(&format!("    {}  ", s.name)),
+                "{} missing from --help",
+                s.name
+            );
         }
         assert!(text.contains("127"));
         assert!(text.contains("78"));
