@@ -13,8 +13,8 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -65,79 +65,6 @@ const SHOW_IDS: &str = "cat /proc/self/status; echo \"HOME=$HOME USER=$USER LOGN
 /// `sh -c SCRIPT` as one command line for the INITD_* command settings.
 fn sh(script: &str) -> String {
     format!("sh -c '{script}'")
-}
-
-/// initd with its output going to files, so it can be watched while it
-/// runs (when a phase starts, for instance). Killed if the test fails.
-struct Running {
-    child: Option<Child>,
-    out: PathBuf,
-    err: PathBuf,
-}
-
-fn spawn_logged(cmd: &mut Command, dir: &Scratch, tag: &str) -> Running {
-    let out = dir.path(&format!("{tag}.stdout"));
-    let err = dir.path(&format!("{tag}.stderr"));
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out).unwrap())
-        .stderr(fs::File::create(&err).unwrap())
-        .spawn()
-        .expect("spawn");
-    Running {
-        child: Some(child),
-        out,
-        err,
-    }
-}
-
-impl Running {
-    fn host_pid(&self) -> i32 {
-        initd_host_pid(self.child.as_ref().unwrap())
-    }
-
-    fn stderr(&self) -> String {
-        fs::read_to_string(&self.err).unwrap_or_default()
-    }
-
-    /// Waits until initd's stderr contains `needle`.
-    fn wait_stderr(&mut self, needle: &str) {
-        let deadline = Instant::now() + LIMIT;
-        while !self.stderr().contains(needle) {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "initd exited ({status}) before saying {needle:?}:\n{}",
-                    self.stderr()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "initd did not say {needle:?} within {LIMIT:?}:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn finish(mut self, limit: Duration) -> Output {
-        let mut child = self.child.take().unwrap();
-        let status = wait_timeout(&mut child, limit);
-        Output {
-            status,
-            stdout: fs::read_to_string(&self.out).unwrap_or_default(),
-            stderr: fs::read_to_string(&self.err).unwrap_or_default(),
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            // unshare --kill-child takes initd and its pid namespace along.
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 /// A TCP port on 127.0.0.1 that refuses connections while the socket is
@@ -724,7 +651,7 @@ fn a_secret_never_shows_in_initds_output_or_command_line() {
     let mut cmd = initd_pid1(["sleep", "30"]);
     cmd.env("DB_PASSWORD_FILE", &pw);
     let running = spawn_logged(&mut cmd, &dir, "initd");
-    let pid = running.host_pid();
+    let pid = running.pid();
     wait_for(LIMIT, || {
         initd::procfs::snapshot()
             .iter()
@@ -765,7 +692,7 @@ fn the_server_starts_only_once_the_dependency_is_up() {
         .env("INITD_WAIT_TIMEOUT", "20s")
         .env("INITD_SERVER", &server);
     let mut running = spawn_logged(&mut cmd, &dir, "initd");
-    running.wait_stderr(&format!("waiting for {target}"));
+    running.wait_stderr(&format!("waiting for {target}"), LIMIT);
     std::thread::sleep(Duration::from_secs(1));
     assert!(!marker.exists(), "the server started while {target} was down");
     // Marked before it can accept, so a server that sees no mark started
@@ -820,8 +747,8 @@ fn a_stop_while_waiting_ends_initd_and_nothing_starts() {
         .env("INITD_MIGRATE", sh(&format!("touch {}", marker.display())))
         .env("INITD_SERVER", sh(&format!("touch {}", marker.display())));
     let mut running = spawn_logged(&mut cmd, &dir, "initd");
-    running.wait_stderr("waiting for");
-    let pid = running.host_pid();
+    running.wait_stderr("waiting for", LIMIT);
+    let pid = running.pid();
     let start = Instant::now();
     signal(pid, Signal::SIGTERM);
     let out = running.finish(LIMIT);
@@ -936,9 +863,9 @@ fn a_stop_during_the_migration_reaches_it_and_nothing_after_runs() {
         .env("INITD_PRESTART", append(&log, "pre"))
         .env("INITD_SERVER", append(&log, "server"));
     let mut running = spawn_logged(&mut cmd, &dir, "initd");
-    let pid = running.host_pid();
+    let pid = running.pid();
     wait_for_file(&ready);
-    running.wait_stderr("initd: migration:");
+    running.wait_stderr("initd: migration:", LIMIT);
     signal(pid, Signal::SIGTERM);
     let out = running.finish(LIMIT);
     // It died of the TERM initd forwarded: a clean stop.
@@ -1085,7 +1012,7 @@ fn gunicorn_serves_under_initd_run_and_stops_gracefully() {
     let mut cmd = initd_pid1(["run"]);
     setup(&mut cmd);
     let running = spawn_logged(&mut cmd, &dir, "initd");
-    let pid = running.host_pid();
+    let pid = running.pid();
     let deadline = Instant::now() + LIMIT;
     let response = loop {
         if let Some(response) = http_get(port) {
@@ -1154,7 +1081,7 @@ fn replicas_migrate_one_at_a_time_under_the_postgres_lock() {
     };
     let dir = Scratch::new("pglock");
     let log = dir.path("log");
-    let replicas: Vec<Running> = (1..=2)
+    let replicas: Vec<Logged> = (1..=2)
         .map(|n| {
             let mut cmd = initd_pid1(["run"]);
             cmd.current_dir(&dir.0)

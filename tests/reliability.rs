@@ -27,95 +27,8 @@ const LIMIT: Duration = Duration::from_secs(60);
 // ---------------------------------------------------------------------------
 // Helpers
 
-/// initd running in the background, its output going to files so that it
-/// can be read while initd runs. Killed (with its pid namespace) if the
-/// test fails first.
-struct Initd {
-    child: Option<Child>,
-    /// initd's pid as seen from here.
-    pid: i32,
-    out: PathBuf,
-    err: PathBuf,
-}
-
-impl Initd {
-    /// Starts `cmd`: initd as PID 1 behind `unshare` when `pid1`, else
-    /// initd itself.
-    fn start(cmd: &mut Command, dir: &Scratch, tag: &str, pid1: bool) -> Initd {
-        let out = dir.path(&format!("{tag}.stdout"));
-        let err = dir.path(&format!("{tag}.stderr"));
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(&out).unwrap())
-            .stderr(fs::File::create(&err).unwrap())
-            .spawn()
-            .expect("spawn");
-        let pid = if pid1 {
-            initd_host_pid(&child)
-        } else {
-            child.id() as i32
-        };
-        Initd {
-            child: Some(child),
-            pid,
-            out,
-            err,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        fs::read_to_string(&self.err).unwrap_or_default()
-    }
-
-    /// Waits until `probe` holds, failing the test if initd exits first or
-    /// `limit` passes.
-    fn wait_until(&mut self, what: &str, limit: Duration, mut probe: impl FnMut(&Initd) -> bool) {
-        let deadline = Instant::now() + limit;
-        while !probe(self) {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("initd exited ({status}) before {what}:\n{}", tail(&self.stderr()));
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not {what} within {limit:?}:\n{}",
-                tail(&self.stderr())
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn wait_stderr(&mut self, needle: &str) {
-        self.wait_until(&format!("saying {needle:?}"), LIMIT, |i| {
-            i.stderr().contains(needle)
-        });
-    }
-
-    fn finish(mut self, limit: Duration) -> Output {
-        let mut child = self.child.take().unwrap();
-        let status = wait_timeout(&mut child, limit);
-        Output {
-            status,
-            stdout: fs::read_to_string(&self.out).unwrap_or_default(),
-            stderr: fs::read_to_string(&self.err).unwrap_or_default(),
-        }
-    }
-}
-
-impl Drop for Initd {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            // unshare --kill-child takes initd and its namespace along.
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// The last lines of a long log, for failure messages.
-fn tail(text: &str) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
-}
+/// initd in the background (see [`Logged`]).
+type Initd = Logged;
 
 /// A `Name:` line of /proc/PID/status, as a number (kB for memory).
 fn status_number(pid: i32, name: &str) -> u64 {
@@ -200,10 +113,10 @@ fn ten_thousand_orphans_leave_no_zombie_and_no_memory_behind() {
     );
     let mut cmd = initd_pid1(["sh", "-c", &script]);
     cmd.env("INITD_LOG", "debug");
-    let mut initd = Initd::start(&mut cmd, &dir, "initd", true);
-    let pid = initd.pid;
+    let mut initd = spawn_logged(&mut cmd, &dir, "initd");
+    let pid = initd.pid();
     initd.wait_until("running the main child", LIMIT, |i| {
-        !live_children(i.pid).is_empty()
+        !live_children(i.pid()).is_empty()
     });
     let rss = (status_number(pid, "VmRSS"), status_number(pid, "RssAnon"));
     let start = Instant::now();
@@ -301,9 +214,9 @@ fn ten_thousand_signals_in_a_second_lose_no_kind_and_not_the_stop() {
     let dir = Scratch::new("storm");
     let mut cmd = initd_pid1(storm_recorder(&dir, 2.0));
     cmd.env("INITD_STOP_TIMEOUT", "10s");
-    let mut initd = Initd::start(&mut cmd, &dir, "initd", true);
+    let mut initd = spawn_logged(&mut cmd, &dir, "initd");
     initd.wait_until("ready", LIMIT, |_| dir.path("ready").exists());
-    let target = PidFd::open(initd.pid).expect("initd is running");
+    let target = PidFd::open(initd.pid()).expect("initd is running");
     // 20 bursts of 500, 50 ms apart: 10,000 signals over about a second,
     // the stop (TERM) after the 10th burst, in the thick of it.
     let start = Instant::now();
@@ -380,20 +293,20 @@ fn a_child_that_ignores_term_and_its_daemons_are_killed_on_time() {
     );
     let mut cmd = initd_pid1(["sh", "-c", &main]);
     cmd.env("INITD_STOP_TIMEOUT", "1s");
-    let mut initd = Initd::start(&mut cmd, &dir, "initd", true);
+    let mut initd = spawn_logged(&mut cmd, &dir, "initd");
     let ready = |i: &Initd| {
         (1..=DAEMONS).all(|n| dir.path(&format!("ready.d{n}")).exists())
             && dir.path("ready.main").exists()
-            && live_children(i.pid).len() == 1 + DAEMONS
+            && live_children(i.pid()).len() == 1 + DAEMONS
     };
     initd.wait_until("ready", LIMIT, ready);
     // The main child and the daemons, now initd's own children.
-    let stubborn = live_children(initd.pid);
+    let stubborn = live_children(initd.pid());
     let fds: Vec<PidFd> = stubborn.iter().filter_map(|&p| PidFd::open(p)).collect();
     assert_eq!(fds.len(), 1 + DAEMONS);
-    let initd_fd = PidFd::open(initd.pid).unwrap();
+    let initd_fd = PidFd::open(initd.pid()).unwrap();
     let deaths = watch_exits(fds, LIMIT);
-    let initd_exit = watch_exits(vec![PidFd::open(initd.pid).unwrap()], LIMIT);
+    let initd_exit = watch_exits(vec![PidFd::open(initd.pid()).unwrap()], LIMIT);
     let term = Instant::now();
     initd_fd.signal(Signal::SIGTERM).unwrap();
     let out = initd.finish(LIMIT);
@@ -568,11 +481,11 @@ fn stop_in(phase: Phase, pid1: bool) -> (i32, String, String) {
     if phase == Phase::WaitFor {
         cmd.env("INITD_WAIT_FOR", format!("tcp://127.0.0.1:{port}"));
     }
-    let mut initd = Initd::start(&mut cmd, &dir, "initd", pid1);
+    let mut initd = spawn_logged(&mut cmd, &dir, "initd");
     let ready = |name: &str| dir.path(&format!("{name}.sh.ready"));
     match phase {
         Phase::Secrets => {}
-        Phase::WaitFor => initd.wait_stderr("waiting for tcp://"),
+        Phase::WaitFor => initd.wait_stderr("waiting for tcp://", LIMIT),
         Phase::Migration => initd.wait_until("migrating", LIMIT, |_| ready("migration").exists()),
         Phase::ServerStart => initd.wait_until("serving", LIMIT, |_| ready("server").exists()),
         Phase::DevSetup => initd.wait_until("in the setup", LIMIT, |_| ready("setup").exists()),
@@ -580,8 +493,8 @@ fn stop_in(phase: Phase, pid1: bool) -> (i32, String, String) {
     if phase != Phase::Secrets {
         // The mark does show: initd and what it started carry it.
         let running = marked(&mark);
-        assert!(running.contains(&initd.pid), "{phase:?}: {running:?}");
-        signal(initd.pid, Signal::SIGTERM);
+        assert!(running.contains(&initd.pid()), "{phase:?}: {running:?}");
+        signal(initd.pid(), Signal::SIGTERM);
     }
     let out = initd.finish(LIMIT);
     // initd is gone; as a subreaper nothing it started may outlive it.
@@ -683,8 +596,8 @@ fn a_watcher_in_a_crash_loop_backs_off_and_leaves_the_server_alone() {
         .env("INITD_DEV_SERVER", &server)
         .env("INITD_WATCHERS", format!("crashy={watcher}"))
         .env("INITD_RELOAD_PATHS", "src");
-    let mut initd = Initd::start(&mut cmd, &dir, "initd", true);
-    let pid = initd.pid;
+    let mut initd = spawn_logged(&mut cmd, &dir, "initd");
+    let pid = initd.pid();
     initd.wait_until("serving", LIMIT, |_| http_get(port).is_some());
     let server_pid = initd::procfs::snapshot()
         .into_iter()
@@ -778,14 +691,14 @@ fn a_thousand_restarts_in_dev_mode_leak_no_descriptor() {
         .env("INITD_DEV_SERVER", "sleep 600")
         .env("INITD_WATCHERS", watchers.join("; "))
         .env("INITD_RELOAD_PATHS", "src");
-    let mut initd = Initd::start(&mut cmd, &dir, "initd", true);
-    let pid = initd.pid;
+    let mut initd = spawn_logged(&mut cmd, &dir, "initd");
+    let pid = initd.pid();
     initd.wait_until("failing to start every watcher", LIMIT, |i| {
         let err = i.stderr();
         err.contains("starting the dev server") && err.matches("command not found").count() >= WATCHERS
     });
     // Quiet: only the server runs, and no watcher's output is forwarded.
-    let quiet = |i: &Initd| live_children(i.pid).len() == 1;
+    let quiet = |i: &Initd| live_children(i.pid()).len() == 1;
     initd.wait_until("quiet", LIMIT, quiet);
     let threads = status_number(pid, "Threads");
     let before = descriptors(pid);
@@ -804,7 +717,7 @@ fn a_thousand_restarts_in_dev_mode_leak_no_descriptor() {
     });
     // All exits seen; wait until every output thread is done too.
     initd.wait_until("quiet again", LIMIT, |i| {
-        quiet(i) && status_number(i.pid, "Threads") == threads
+        quiet(i) && status_number(i.pid(), "Threads") == threads
     });
     let after = descriptors(pid);
     let server_restarts = initd.stderr().matches("restarting the server").count();
@@ -1007,8 +920,8 @@ fn the_health_socket_answers_every_check_through_a_flood_and_slow_clients() {
         .env("INITD_SOCKET", &socket)
         .env("INITD_MIGRATE", "off")
         .env("INITD_SERVER", "sleep 1000");
-    let mut initd = Initd::start(&mut cmd, &dir, "initd", true);
-    let pid = initd.pid;
+    let mut initd = spawn_logged(&mut cmd, &dir, "initd");
+    let pid = initd.pid();
     let timeout = format!("{}s", CHECK_TIMEOUT.as_secs());
     let check = |socket: &Path| check_cmd(socket, &[], &[("INITD_CHECK_TIMEOUT", &timeout)]);
     initd.wait_until("answering checks", LIMIT, |_| {

@@ -66,6 +66,107 @@ where
     cmd
 }
 
+/// A program (usually initd) started in the background, its output in
+/// files under a scratch directory. Killed, with its pid namespace
+/// (`unshare --kill-child`), if the test ends before [`Logged::finish`].
+pub struct Logged {
+    child: Option<Child>,
+    behind_unshare: bool,
+    pid: std::cell::OnceCell<i32>,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+/// Starts `cmd` with stdout and stderr in `dir/TAG.stdout` and `.stderr`.
+pub fn spawn_logged(cmd: &mut Command, dir: &Scratch, tag: &str) -> Logged {
+    let out = dir.path(&format!("{tag}.stdout"));
+    let err = dir.path(&format!("{tag}.stderr"));
+    let behind_unshare = cmd.get_program() == OsStr::new(pid1_prefix()[0]);
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out).unwrap())
+        .stderr(fs::File::create(&err).unwrap())
+        .spawn()
+        .expect("spawn");
+    Logged {
+        child: Some(child),
+        behind_unshare,
+        pid: std::cell::OnceCell::new(),
+        out,
+        err,
+    }
+}
+
+impl Logged {
+    /// The pid to watch and signal from here: initd's own when it runs
+    /// behind `unshare` (found when first asked, as initd may be gone
+    /// before a test needs it), else the child's.
+    pub fn pid(&self) -> i32 {
+        *self.pid.get_or_init(|| {
+            let child = self.child.as_ref().unwrap();
+            if self.behind_unshare {
+                initd_host_pid(child)
+            } else {
+                child.id() as i32
+            }
+        })
+    }
+
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
+    /// Waits until `probe` holds, failing the test (with the end of the
+    /// program's stderr) if it exits first or `limit` passes.
+    pub fn wait_until(&mut self, what: &str, limit: Duration, mut probe: impl FnMut(&Logged) -> bool) {
+        let deadline = Instant::now() + limit;
+        while !probe(self) {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("exited ({status}) before {what}:\n{}", tail(&self.stderr()));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not {what} within {limit:?}:\n{}",
+                tail(&self.stderr())
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until stderr contains `needle`.
+    pub fn wait_stderr(&mut self, needle: &str, limit: Duration) {
+        self.wait_until(&format!("saying {needle:?}"), limit, |l| {
+            l.stderr().contains(needle)
+        });
+    }
+
+    /// Waits for the program to end (killing it after `limit`).
+    pub fn finish(mut self, limit: Duration) -> Output {
+        let mut child = self.child.take().unwrap();
+        let status = wait_timeout(&mut child, limit);
+        Output {
+            status,
+            stdout: fs::read_to_string(&self.out).unwrap_or_default(),
+            stderr: fs::read_to_string(&self.err).unwrap_or_default(),
+        }
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The last lines of a long log, for failure messages.
+pub fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
 pub struct Output {
     pub status: ExitStatus,
     pub stdout: String,
