@@ -25,8 +25,7 @@ const LIMIT: Duration = Duration::from_secs(30);
 /// initd as PID 1 with its stderr in a file, killed with its namespace if
 /// the test fails.
 struct Initd {
-    child: Option<Child>,
-    err: PathBuf,
+    run: Logged,
     socket: PathBuf,
 }
 
@@ -46,31 +45,23 @@ impl Initd {
             .find(|(k, _)| *k == "INITD_SOCKET")
             .map(|(_, v)| PathBuf::from(v))
             .unwrap_or_else(|| dir.path("initd.sock"));
-        let err = dir.path("initd.stderr");
         cmd.env("INITD_SOCKET", &socket).env("INITD_MIGRATE", "off");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd
-            .current_dir(&dir.0)
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(dir.path("initd.stdout")).unwrap())
-            .stderr(fs::File::create(&err).unwrap())
-            .spawn()
-            .expect("spawn initd");
+        cmd.current_dir(&dir.0);
         Initd {
-            child: Some(child),
-            err,
+            run: spawn_logged(cmd, dir, "initd"),
             socket,
         }
     }
 
     fn stderr(&self) -> String {
-        fs::read_to_string(&self.err).unwrap_or_default()
+        self.run.stderr()
     }
 
     fn host_pid(&self) -> i32 {
-        initd_host_pid(self.child.as_ref().unwrap())
+        self.run.pid()
     }
 
     fn signal(&self, sig: Signal) {
@@ -79,21 +70,7 @@ impl Initd {
 
     /// Waits until initd's stderr contains `needle`.
     fn wait_stderr(&mut self, needle: &str) {
-        let deadline = Instant::now() + LIMIT;
-        while !self.stderr().contains(needle) {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "initd exited ({status}) before saying {needle:?}:\n{}",
-                    self.stderr()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "initd did not say {needle:?} within {LIMIT:?}:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.run.wait_stderr(needle, LIMIT);
     }
 
     /// `initd check ARGS` against this initd.
@@ -127,20 +104,9 @@ impl Initd {
         self.finish()
     }
 
-    fn finish(mut self) -> (i32, String) {
-        let mut child = self.child.take().unwrap();
-        let status = wait_timeout(&mut child, LIMIT);
-        (status.code().expect("initd exited"), self.stderr())
-    }
-}
-
-impl Drop for Initd {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            // unshare --kill-child takes initd and its namespace along.
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+    fn finish(self) -> (i32, String) {
+        let out = self.run.finish(LIMIT);
+        (out.status.code().expect("initd exited"), out.stderr)
     }
 }
 
