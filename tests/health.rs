@@ -974,3 +974,43 @@ fn the_socket_thread_starts_with_the_first_check() {
     let (code, stderr) = initd.stop();
     assert_eq!(code, 0, "{stderr}");
 }
+
+/// Without INITD_SOCKET, PID 1 serves /run/initd/initd.sock (in a private
+/// /run here), in a directory only root and the app's group may enter; a
+/// second initd started beside it (`docker exec IMAGE initd exec ...`) is
+/// not PID 1, serves nothing and leaves PID 1's socket alone.
+#[test]
+fn pid1_serves_the_default_socket_and_a_second_initd_leaves_it_alone() {
+    if !is_root_or_skip("pid1_serves_the_default_socket_and_a_second_initd_leaves_it_alone") {
+        return;
+    }
+    let script = r#"
+        initd check; echo "check=$?"
+        stat -c 'mode=%a' /run/initd
+        initd exec -- true; echo "second=$?"
+        initd check; echo "again=$?"
+    "#;
+    let prefix = pid1_prefix();
+    let mut cmd = Command::new(prefix[0]);
+    cmd.args(&prefix[1..])
+        .args([
+            "sh",
+            "-c",
+            "mount -t tmpfs tmpfs /run && exec initd exec -- sh -c \"$0\"",
+            script,
+        ])
+        .env_clear()
+        .env(
+            "PATH",
+            format!("{}:/usr/bin:/bin", Path::new(INITD).parent().unwrap().display()),
+        )
+        .env("INITD_ALLOW_ROOT", "true");
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.code(), 0, "{}{}", out.stdout, out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 6, "{}", out.stdout);
+    assert!(lines[0].starts_with("running: "), "{}", out.stdout);
+    assert_eq!(lines[1..4], ["check=0", "mode=750", "second=0"], "{}", out.stdout);
+    assert!(lines[4].starts_with("running: "), "{}", out.stdout);
+    assert_eq!(lines[5], "again=0", "{}", out.stdout);
+}
