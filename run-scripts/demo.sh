@@ -105,7 +105,7 @@ demo:   open http://127.0.0.1:$port/   (and http://127.0.0.1:$port/healthz)
 demo:   edit $app/visits/views.py or templates/index.html: the next request shows it
 demo:   edit $app/assets/src/app.css: the watcher rebuilds the stylesheet
 demo:   Ctrl-C stops everything gracefully
-demo: with Docker, the same app behind nginx with PostgreSQL: docker compose up --build (README)
+demo: with Docker, the same app behind nginx with PostgreSQL: docker compose up --build (docs/docker.md)
 EOF
 
 # A clean environment, as a container has: a workstation's *_FILE variables

@@ -3,7 +3,7 @@
 //!
 //! Every known setting is listed once in [`SETTINGS`]; that table drives the
 //! unknown-setting check (with a "did you mean"), `--help`, `initd config`
-//! and the README table, so a setting cannot exist in one place and be
+//! and the table in docs/settings.md, so a setting cannot exist in one place and be
 //! missing from another. Values are gathered as text (the environment read
 //! with `envy`, the file with `toml`), the environment overriding the file,
 //! and then parsed here so that a malformed value is reported with its
@@ -1432,12 +1432,12 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_documents_every_setting() {
-        let readme = include_str!("../README.md");
+    fn the_settings_page_documents_every_setting() {
+        let readme = include_str!("../docs/settings.md");
         for s in SETTINGS {
             assert!(
                 readme.contains(&format!("| `{}` |", s.name)),
-                "{} is missing from README's table",
+                "{} is missing from docs/settings.md",
                 s.name
             );
         }

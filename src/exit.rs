@@ -19,7 +19,7 @@ pub const NOT_EXECUTABLE: i32 = 126;
 /// The command was not found.
 pub const NOT_FOUND: i32 = 127;
 
-/// The documented table, shared by `--help` and README.
+/// The documented table, shared by `--help` and docs/pid1.md.
 pub const TABLE: &str = "\
 EXIT STATUS
     N        the main child's exit status

@@ -4,7 +4,7 @@
 //! zombie, never leaks memory or descriptors and always stops in time.
 //!
 //! Each test prints its figures (`reliability: ...` on stderr; run with
-//! `--nocapture` to see them): README's Reliability table comes from them.
+//! `--nocapture` to see them): docs/reliability.md's table comes from them.
 
 mod common;
 

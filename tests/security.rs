@@ -5,7 +5,7 @@
 //! mount namespace with a private /etc (they need root).
 //!
 //! Each test prints its figures (`security: ...` on stderr; run with
-//! `--nocapture` to see them) for README's Reliability table.
+//! `--nocapture` to see them) for the table in docs/reliability.md.
 
 mod common;
 
