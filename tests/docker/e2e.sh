@@ -28,7 +28,8 @@
 # Environment: E2E_HTTP_PORT / E2E_HTTPS_PORT (host ports; default: free
 # ones), E2E_BASE=public (use the public base images instead of building
 # local stand-ins; needs a registry), E2E_COLD=1 (empty the engine's whole
-# build cache first, to measure a cold build), E2E_KEEP=1 (leave the
+# build cache first, to measure a cold build), E2E_IMAGES=NAME (prefix of the
+# image tags, default initd-e2e: two runs at once need two), E2E_KEEP=1 (leave the
 # containers up after a failure, for a look).
 #
 # Without a Docker engine it says so and exits 0: the tier did not run.
@@ -121,7 +122,7 @@ need_tools
 # ---------------------------------------------------------------------------
 
 PROJECT=initd-e2e-$$
-IMG=initd-e2e
+IMG=${E2E_IMAGES:-initd-e2e}
 WORK=$(mktemp -d /tmp/initd-e2e.XXXXXX)
 chmod 755 "$WORK"
 HTTP_PORT=${E2E_HTTP_PORT:-$(free_port)}
