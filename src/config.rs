@@ -81,11 +81,18 @@ pub const SETTINGS: &[Setting] = &[
         "/app/initd.toml",
     ),
     setting(
-        "INITD_NOT_SECRETS",
+        "INITD_SECRETS_DIRS",
+        Kind::List,
+        "/run/secrets",
+        "NAME_FILE is a Docker secret when its path is inside one of these directories (environment only)",
+        "/run/secrets,/etc/app-secrets",
+    ),
+    setting(
+        "INITD_SECRETS",
         Kind::List,
         "",
-        "`*_FILE` variables that are not Docker secrets, left as they are (environment only)",
-        "TF_CLI_CONFIG_FILE,MY_CERT_FILE",
+        "NAMEs whose NAME_FILE is a secret wherever it points (environment only)",
+        "DB_PASSWORD,API_KEY",
     ),
     setting(
         "INITD_SIGNAL_TARGET",
@@ -343,6 +350,10 @@ pub const SETTINGS: &[Setting] = &[
 
 const PREFIX: &str = "INITD_";
 
+/// Settings read before the file (the file's own name, and which variables
+/// are secrets: a setting may itself come from a secret).
+pub const ENV_ONLY: [&str; 3] = ["INITD_CONFIG", "INITD_SECRETS_DIRS", "INITD_SECRETS"];
+
 /// Where a value came from, shown by `initd config`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -555,7 +566,8 @@ macro_rules! env_fields {
 
 env_fields! {
     config => "initd_config",
-    not_secrets => "initd_not_secrets",
+    secrets_dirs => "initd_secrets_dirs",
+    secrets => "initd_secrets",
     user => "initd_user",
     allow_root => "initd_allow_root",
     no_new_privs => "initd_no_new_privs",
@@ -652,10 +664,12 @@ pub fn file_layer(path: &Path, text: &str) -> Result<Layers, ConfigError> {
     })?;
     let mut layers = Layers::default();
     for (key, value) in table {
-        let Some(setting) = SETTINGS
-            .iter()
-            .find(|s| s.key() == key && s.name != "INITD_CONFIG")
-        else {
+        if let Some(name) = ENV_ONLY.iter().find(|n| n[PREFIX.len()..].eq_ignore_ascii_case(&key)) {
+            return Err(file_error(format!(
+                "`{key}` can only be set in the environment ({name}): it is read before this file"
+            )));
+        }
+        let Some(setting) = SETTINGS.iter().find(|s| s.key() == key) else {
             return Err(ConfigError::Unknown {
                 name: format!("{} key `{key}`", path.display()),
                 suggestion: closest(&key, SETTINGS.iter().map(|s| s.key())),

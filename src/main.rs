@@ -42,6 +42,7 @@ fn config() -> i32 {
         Err(code) => return code,
     };
     print!("{}", show::settings(&prepared.loaded.layers));
+    print!("{}", show::left_alone(&prepared.left_alone));
     match pipeline::plan(&prepared, &Main::Server) {
         Ok(plan) => {
             // GUNICORN_ARGUMENTS may come from a secret and be in a command.

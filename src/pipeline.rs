@@ -92,6 +92,8 @@ impl UserPlan {
 /// every line initd prints from here on.
 pub struct Prepared {
     pub env: Vec<(OsString, OsString)>,
+    /// The `*_FILE` variables that are not secrets, for `initd config`.
+    pub left_alone: Vec<secrets::LeftAlone>,
     pub loaded: Loaded,
     pub redactor: Arc<Redactor>,
     pub cwd: PathBuf,
@@ -109,14 +111,12 @@ pub fn prepare() -> Result<Prepared, i32> {
         eprintln!("initd: cannot make initd's memory private (PR_SET_DUMPABLE): {e}");
         return Err(exit::INTERNAL);
     }
-    // Read before the secrets, which it is about.
-    let keep: Vec<String> = std::env::var("INITD_NOT_SECRETS")
-        .unwrap_or_default()
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
-    let resolved = secrets::resolve(std::env::vars_os(), &keep).map_err(|e| {
+    // Read before the secrets, which they are about.
+    let selection = secrets::Selection::from_env().map_err(|e| {
+        eprintln!("initd: {e}");
+        exit::CONFIG
+    })?;
+    let resolved = secrets::resolve(std::env::vars_os(), &selection).map_err(|e| {
         eprintln!("initd: {e}");
         exit::CONFIG
     })?;
@@ -129,6 +129,7 @@ pub fn prepare() -> Result<Prepared, i32> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     Ok(Prepared {
         env: resolved.env,
+        left_alone: resolved.left_alone,
         loaded,
         redactor,
         cwd,

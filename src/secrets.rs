@@ -1,15 +1,23 @@
 //! Docker secrets: `NAME_FILE=/run/secrets/x` (or `FILE__NAME=/run/secrets/x`)
 //! becomes `NAME=<content of the file>` in the app's environment.
 //!
-//! Which variables count as secrets:
-//! - the name ends in `_FILE` (the docker-library convention) or starts with
-//!   `FILE__` (the linuxserver.io convention), and what remains is not empty;
-//! - the value is an absolute path. Docker, Compose and Kubernetes always
-//!   mount secrets at absolute paths, while relative values (`ENV_FILE=.env`,
-//!   `HISTFILE`-style `~/...`) are settings that some program resolves itself;
-//! - the name is not a well-known setting that merely *points at* a file
-//!   ([`NOT_SECRETS`]), not initd's own (`INITD_*`), and not listed by the
-//!   caller in `keep`.
+//! Which variables count as secrets is decided by *where they point*, not by
+//! their name alone: a real environment is full of `*_FILE` variables that
+//! are settings of other programs (`TF_CLI_CONFIG_FILE`,
+//! `CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE`, `SSL_CERT_FILE` ...), and no list of
+//! known names can keep up with them. So ([`Selection`]):
+//! - `NAME_FILE` is a secret when its value is a path inside one of the
+//!   secrets directories (`INITD_SECRETS_DIRS`, default `/run/secrets`,
+//!   where Docker, Compose and Swarm mount them), or when `NAME` is listed
+//!   in `INITD_SECRETS` (the explicit opt-in for any other path);
+//! - `FILE__NAME` (the linuxserver.io convention) is always a secret: its
+//!   prefix is the opt-in;
+//! - every other variable is left exactly as it is, whatever it names.
+//!
+//! "Inside" is decided on the path's normalised components, never on its
+//! text: `/run/secrets-evil/x` is not inside `/run/secrets`, and a path with
+//! a `..` component is never inside anything (`/run/secrets/../etc/x` is
+//! `/etc/x`, and through a symbolic link `..` can lead anywhere).
 //!
 //! Symbolic links are followed only within the secret's directory (the one
 //! that holds the path named): Kubernetes mounts every key as a link into the
@@ -30,7 +38,6 @@ use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::{FileType, Metadata, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -51,41 +58,174 @@ const SUFFIX: &str = "_FILE";
 const PREFIX: &str = "FILE__";
 const OWN_PREFIX: &str = "INITD_";
 
-/// Variables that end in `_FILE` and hold an absolute path but are real
-/// settings of a program that opens the file itself. Replacing them with the
-/// file's content would break that program (and remove the variable it reads).
-pub const NOT_SECRETS: &[&str] = &[
-    // TLS trust stores read by OpenSSL / Python's ssl module.
-    "SSL_CERT_FILE",
-    "NIX_SSL_CERT_FILE",
-    // Tool configuration files.
-    "PIP_CONFIG_FILE",
-    "UV_CONFIG_FILE",
-    "NEW_RELIC_CONFIG_FILE",
-    "OTEL_CONFIG_FILE",
-    "OTEL_EXPERIMENTAL_CONFIG_FILE",
-    "AWS_CONFIG_FILE",
-    "AWS_SHARED_CREDENTIALS_FILE",
-    // Cloud workload-identity tokens: the platform rotates the file and the
-    // SDK re-reads it, so inlining would freeze a token that soon expires.
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-    "AZURE_FEDERATED_TOKEN_FILE",
-    // Key files that tools read themselves.
-    "ANSIBLE_VAULT_PASSWORD_FILE",
-    "SOPS_AGE_KEY_FILE",
-    // dotenv files loaded by the runner (Click's automatic env vars).
-    "UV_ENV_FILE",
-    "FLASK_ENV_FILE",
-    "UVICORN_ENV_FILE",
-    // Files the app writes (coverage data, logs, pid files) or parses itself;
-    // their would-be targets (`ENV`, `LOG`, `PID`...) are never credentials.
-    "COVERAGE_FILE",
-    "ENV_FILE",
-    "CONFIG_FILE",
-    "LOG_FILE",
-    "PID_FILE",
-];
+/// Where Docker, Compose and Swarm mount secrets.
+pub const DEFAULT_DIR: &str = "/run/secrets";
+
+/// Which `*_FILE` variables are secrets: `INITD_SECRETS_DIRS` and
+/// `INITD_SECRETS`, read from the environment before anything else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    /// Normalised absolute directories.
+    pub dirs: Vec<PathBuf>,
+    /// `NAME`s whose `NAME_FILE` is a secret wherever it points.
+    pub names: Vec<String>,
+}
+
+impl Default for Selection {
+    fn default() -> Selection {
+        Selection {
+            dirs: vec![PathBuf::from(DEFAULT_DIR)],
+            names: Vec::new(),
+        }
+    }
+}
+
+/// A bad `INITD_SECRETS_DIRS` or `INITD_SECRETS`.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("{name}={value:?}: expected {expected}")]
+pub struct SelectionError {
+    pub name: &'static str,
+    pub value: String,
+    pub expected: String,
+}
+
+impl Selection {
+    /// From the two variables' text (`None`: unset). An empty
+    /// `INITD_SECRETS_DIRS` counts as unset, so a compose file's
+    /// `INITD_SECRETS_DIRS: ${DIRS}` with nothing in `DIRS` cannot quietly
+    /// stop every secret from being read.
+    pub fn parse(dirs: Option<&str>, names: Option<&str>) -> Result<Selection, SelectionError> {
+        let items = |text: &str| -> Vec<String> {
+            text.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        let mut selection = Selection::default();
+        if let Some(text) = dirs.filter(|t| !t.trim().is_empty()) {
+            selection.dirs = items(text)
+                .iter()
+                .map(|d| {
+                    normalised(Path::new(d)).ok_or_else(|| SelectionError {
+                        name: "INITD_SECRETS_DIRS",
+                        value: text.to_string(),
+                        expected: format!(
+                            "absolute directories without `..`, comma-separated \
+                             (such as /run/secrets,/etc/app-secrets); {d:?} is not one"
+                        ),
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(text) = names {
+            for name in items(text) {
+                let valid = !name.contains('=') && !name.starts_with(OWN_PREFIX);
+                if !valid {
+                    return Err(SelectionError {
+                        name: "INITD_SECRETS",
+                        value: text.to_string(),
+                        expected: format!(
+                            "variable names, comma-separated (such as DB_PASSWORD,API_KEY); \
+                             {name:?} is not one"
+                        ),
+                    });
+                }
+                selection.names.push(name);
+            }
+        }
+        Ok(selection)
+    }
+
+    /// From the process environment.
+    pub fn from_env() -> Result<Selection, SelectionError> {
+        let var = |name| std::env::var(name).ok();
+        Selection::parse(
+            var("INITD_SECRETS_DIRS").as_deref(),
+            var("INITD_SECRETS").as_deref(),
+        )
+    }
+
+    fn lists(&self, var: &str, target: &str) -> bool {
+        self.names.iter().any(|n| n == target || n == var)
+    }
+
+    /// The secrets directory `path` lies inside, if any.
+    fn dir_of(&self, path: &Path) -> Option<&Path> {
+        let path = normalised(path)?;
+        self.dirs
+            .iter()
+            .find(|d| path.starts_with(d) && path != **d)
+            .map(PathBuf::as_path)
+    }
+
+    fn dirs_text(&self) -> String {
+        let dirs: Vec<String> = self.dirs.iter().map(|d| d.display().to_string()).collect();
+        if dirs.is_empty() {
+            "none".to_string()
+        } else {
+            dirs.join(", ")
+        }
+    }
+}
+
+/// `path` rebuilt from its components (no `.`, no doubled or trailing `/`),
+/// or `None` when it is relative or has a `..` component: `..` after a
+/// symbolic link goes wherever the link leads, so no text comparison can
+/// tell where such a path ends up.
+fn normalised(path: &Path) -> Option<PathBuf> {
+    use std::path::Component;
+    if !path.is_absolute() {
+        return None;
+    }
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(part) => out.push(part),
+            Component::ParentDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Why a `*_FILE` variable was not taken for a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Why {
+    /// Its value is not an absolute path.
+    NotAbsolute,
+    /// Its path has a `..` component.
+    DotDot,
+    /// Its path is outside every secrets directory (the list as text).
+    Outside(String),
+    /// initd's own (`INITD_*`): settings are never read from files this way.
+    Own,
+}
+
+/// A `*_FILE` variable left exactly as it was, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeftAlone {
+    pub var: String,
+    pub value: OsString,
+    pub why: Why,
+}
+
+impl fmt::Display for LeftAlone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let value = self.value.to_string_lossy();
+        let target = target_name(&self.var).unwrap_or(&self.var);
+        let opt_in = format!("if it is a Docker secret, add {target} to INITD_SECRETS");
+        match &self.why {
+            Why::NotAbsolute => write!(f, "{}={value:?}: not an absolute path; {opt_in}", self.var),
+            Why::DotDot => write!(f, "{}={value:?}: the path has a `..` component; {opt_in}", self.var),
+            Why::Outside(dirs) => write!(
+                f,
+                "{}={value}: outside the secrets directories ({dirs}, INITD_SECRETS_DIRS); {opt_in}",
+                self.var
+            ),
+            Why::Own => write!(f, "{}: initd's own settings are never read from a file", self.var),
+        }
+    }
+}
 
 /// A secret's content. It has no `Display` and its `Debug` prints `***`, so
 /// it cannot end up in a log line by accident; memory is wiped on drop.
@@ -143,6 +283,8 @@ impl Secret {
 pub struct Resolved {
     pub env: Vec<(OsString, OsString)>,
     pub secrets: Vec<Secret>,
+    /// The `*_FILE` variables that are not secrets, passed on untouched.
+    pub left_alone: Vec<LeftAlone>,
 }
 
 impl fmt::Debug for Resolved {
@@ -236,30 +378,28 @@ impl Problem {
         let path = path.display();
         match self {
             Problem::Io(e) => format!(
-                "cannot read {path} ({}); mount the secret, unset {var}, or if it is not a \
-                 Docker secret add {var} to INITD_NOT_SECRETS",
+                "cannot read {path} ({}); mount the secret there or unset {var}",
                 describe_io(e)
             ),
             Problem::NotRegular(kind) => format!(
-                "{path} is {kind}, not a regular file; point {var} at the secret file itself, \
-                 or if {var} is an app setting rather than a Docker secret, \
-                 add {var} to INITD_NOT_SECRETS"
+                "{path} is {kind}, not a regular file; point {var} at the secret file itself"
             ),
             Problem::Escapes { target, dir } => format!(
                 "{path} is a symbolic link to {}, outside {}; initd follows links only within \
                  the secret's directory (as Kubernetes makes them); mount the secret file itself \
-                 there, or if {var} is an app setting rather than a Docker secret, add {var} to \
-                 INITD_NOT_SECRETS",
+                 there",
                 target.display(),
                 dir.display()
             ),
             Problem::TooLarge => format!(
                 "{path} is larger than 1 MiB, too big for an environment variable; \
-                 let the app read the file itself and add {var} to INITD_NOT_SECRETS"
+                 let the app read the file itself (from outside the secrets directories, \
+                 with {var} not in INITD_SECRETS)"
             ),
             Problem::TooLargeForEnv => format!(
                 "{path} is larger than the 128 KiB one environment variable can hold; \
-                 let the app read the file itself and add {var} to INITD_NOT_SECRETS"
+                 let the app read the file itself (from outside the secrets directories, \
+                 with {var} not in INITD_SECRETS)"
             ),
             Problem::NulByte => format!(
                 "{path} contains a NUL byte, which an environment variable cannot hold; \
@@ -290,6 +430,15 @@ pub enum SecretError {
         name: String,
         first: String,
         second: String,
+    },
+    #[error(
+        "secret {name}: {var}={value:?} is not an absolute path; secrets are mounted at \
+         absolute paths (/run/secrets/...)"
+    )]
+    Relative {
+        name: String,
+        var: String,
+        value: String,
     },
     #[error("secret {name}: {}", .problem.explain(.path, .var))]
     Unusable {
@@ -410,21 +559,57 @@ fn target_name(var: &str) -> Option<&str> {
     (!target.is_empty()).then_some(target)
 }
 
-fn is_excluded(var: &str, target: &str, keep: &[String]) -> bool {
-    NOT_SECRETS.contains(&var)
-        || keep.iter().any(|k| k == var)
-        // initd reads its own settings from its own environment, never from
-        // files; resolving them here would be a confusing second path.
-        || var.starts_with(OWN_PREFIX)
-        || target.starts_with(OWN_PREFIX)
+/// What one environment entry is to the secrets step.
+#[derive(Debug, PartialEq, Eq)]
+enum Role<'a> {
+    /// Not a `*_FILE` / `FILE__*` name, or an empty value: nothing to say.
+    Plain,
+    /// A reference to resolve: `(var, target)`.
+    Secret(&'a str, &'a str),
+    /// A `*_FILE` variable that is not a secret.
+    Left(Why),
 }
 
-/// `(var, target)` if this entry is a secret reference to resolve.
-fn candidate<'a>(var: &'a OsStr, value: &OsStr, keep: &[String]) -> Option<(&'a str, &'a str)> {
-    let var = var.to_str()?;
-    let target = target_name(var)?;
-    let absolute = value.as_bytes().starts_with(b"/");
-    (absolute && !is_excluded(var, target, keep)).then_some((var, target))
+fn role<'a>(
+    var: &'a OsStr,
+    value: &OsStr,
+    selection: &Selection,
+) -> Result<Role<'a>, SecretError> {
+    let Some(var) = var.to_str() else {
+        return Ok(Role::Plain);
+    };
+    let Some(target) = target_name(var) else {
+        return Ok(Role::Plain);
+    };
+    if value.is_empty() {
+        return Ok(Role::Plain);
+    }
+    // initd reads its own settings from its own environment, never from
+    // files; resolving them here would be a confusing second path.
+    if var.starts_with(OWN_PREFIX) || target.starts_with(OWN_PREFIX) {
+        return Ok(Role::Left(Why::Own));
+    }
+    let path = Path::new(value);
+    let opted_in = var.starts_with(PREFIX) || selection.lists(var, target);
+    if opted_in {
+        if !path.is_absolute() {
+            return Err(SecretError::Relative {
+                name: target.to_owned(),
+                var: var.to_owned(),
+                value: value.to_string_lossy().into_owned(),
+            });
+        }
+        return Ok(Role::Secret(var, target));
+    }
+    Ok(if !path.is_absolute() {
+        Role::Left(Why::NotAbsolute)
+    } else if normalised(path).is_none() {
+        Role::Left(Why::DotDot)
+    } else if selection.dir_of(path).is_none() {
+        Role::Left(Why::Outside(selection.dirs_text()))
+    } else {
+        Role::Secret(var, target)
+    })
 }
 
 /// A secret to load: `index` is the position of its `*_FILE` entry.
@@ -437,11 +622,24 @@ struct Planned {
 }
 
 /// Finds the secret references and rejects ambiguous setups, touching no file.
-fn plan(env: &[(OsString, OsString)], keep: &[String]) -> Result<Vec<Planned>, SecretError> {
+fn plan(
+    env: &[(OsString, OsString)],
+    selection: &Selection,
+) -> Result<(Vec<Planned>, Vec<LeftAlone>), SecretError> {
     let mut planned: Vec<Planned> = Vec::new();
+    let mut left = Vec::new();
     for (index, (key, value)) in env.iter().enumerate() {
-        let Some((var, target)) = candidate(key, value, keep) else {
-            continue;
+        let (var, target) = match role(key, value, selection)? {
+            Role::Plain => continue,
+            Role::Left(why) => {
+                left.push(LeftAlone {
+                    var: key.to_string_lossy().into_owned(),
+                    value: value.clone(),
+                    why,
+                });
+                continue;
+            }
+            Role::Secret(var, target) => (var, target),
         };
         if let Some(other) = planned.iter().find(|p| p.target == target) {
             return Err(SecretError::Duplicate {
@@ -470,7 +668,7 @@ fn plan(env: &[(OsString, OsString)], keep: &[String]) -> Result<Vec<Planned>, S
             });
         }
     }
-    Ok(planned)
+    Ok((planned, left))
 }
 
 fn load(p: &Planned, reader: &(impl SecretReader + ?Sized)) -> Result<Secret, SecretError> {
@@ -515,23 +713,22 @@ fn rebuild(
         .collect()
 }
 
-/// Resolves secrets from real files. `keep` lists extra `*_FILE` variable
-/// names to leave untouched.
+/// Resolves the secrets `selection` picks, from real files.
 pub fn resolve(
     env: impl IntoIterator<Item = (OsString, OsString)>,
-    keep: &[String],
+    selection: &Selection,
 ) -> Result<Resolved, SecretError> {
-    resolve_with(env, keep, &FsReader)
+    resolve_with(env, selection, &FsReader)
 }
 
 /// [`resolve`] with the file access supplied by the caller.
 pub fn resolve_with(
     env: impl IntoIterator<Item = (OsString, OsString)>,
-    keep: &[String],
+    selection: &Selection,
     reader: &(impl SecretReader + ?Sized),
 ) -> Result<Resolved, SecretError> {
     let env: Vec<_> = env.into_iter().collect();
-    let planned = plan(&env, keep)?;
+    let (planned, left_alone) = plan(&env, selection)?;
     let secrets = planned
         .iter()
         .map(|p| load(p, reader))
@@ -539,6 +736,7 @@ pub fn resolve_with(
     Ok(Resolved {
         env: rebuild(env, &planned, &secrets),
         secrets,
+        left_alone,
     })
 }
 
@@ -701,8 +899,20 @@ mod tests {
             .collect()
     }
 
+    /// Every absolute path counts as inside: for the tests about reading.
+    fn everywhere() -> Selection {
+        Selection {
+            dirs: vec![PathBuf::from("/")],
+            names: Vec::new(),
+        }
+    }
+
     fn run(pairs: &[(&str, &str)], files: &[(&str, &str)]) -> Result<Resolved, SecretError> {
-        resolve_with(env(pairs), &[], &Fake::new(files))
+        resolve_with(env(pairs), &everywhere(), &Fake::new(files))
+    }
+
+    fn run_default(pairs: &[(&str, &str)], files: &[(&str, &str)]) -> Result<Resolved, SecretError> {
+        resolve_with(env(pairs), &Selection::default(), &Fake::new(files))
     }
 
     fn get<'a>(r: &'a Resolved, name: &str) -> Option<&'a str> {
@@ -740,7 +950,8 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "secret BIG: /s/big is larger than the 128 KiB one environment variable can hold; \
-             let the app read the file itself and add BIG_FILE to INITD_NOT_SECRETS"
+             let the app read the file itself (from outside the secrets directories, \
+             with BIG_FILE not in INITD_SECRETS)"
         );
     }
 
@@ -782,28 +993,70 @@ mod tests {
     }
 
     #[test]
-    fn only_absolute_paths_are_secrets() {
-        let r = run(
+    fn only_paths_inside_the_secrets_directories_are_secrets() {
+        let r = run_default(
             &[
+                ("DB_PASSWORD_FILE", "/run/secrets/db"),
+                ("NESTED_FILE", "/run/secrets/app/key"),
+                ("DOTTED_FILE", "/run/secrets/./x//y/"),
+                ("TF_CLI_CONFIG_FILE", "/home/u/.terraformrc"),
+                ("CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE", "/etc/ssl/certs/ca-certificates.crt"),
+                ("EVIL_FILE", "/run/secrets-evil/x"),
+                ("DOTDOT_FILE", "/run/secrets/../etc/shadow"),
+                ("DIR_FILE", "/run/secrets"),
                 ("ENVX_FILE", ".env"),
                 ("HOME_FILE", "~/x"),
                 ("EMPTY_FILE", ""),
                 ("CMD_FILE", "gunicorn.conf.py"),
+                ("SSL_CERT_FILE", "/etc/ssl/cert.pem"),
             ],
-            &[],
+            &[
+                ("/run/secrets/db", "pw12"),
+                ("/run/secrets/app/key", "k3y!"),
+                ("/run/secrets/./x//y/", "dots"),
+            ],
         )
         .unwrap();
-        assert_eq!(names(&r), ["ENVX_FILE", "HOME_FILE", "EMPTY_FILE", "CMD_FILE"]);
-        assert!(r.secrets.is_empty());
+        let secrets: Vec<&str> = r.secrets.iter().map(|s| s.var.as_str()).collect();
+        assert_eq!(secrets, ["DB_PASSWORD_FILE", "NESTED_FILE", "DOTTED_FILE"]);
+        assert_eq!(get(&r, "DB_PASSWORD"), Some("pw12"));
+        // Everything else is passed on exactly as it was.
+        for (k, v) in [
+            ("TF_CLI_CONFIG_FILE", "/home/u/.terraformrc"),
+            ("EVIL_FILE", "/run/secrets-evil/x"),
+            ("DOTDOT_FILE", "/run/secrets/../etc/shadow"),
+            ("ENVX_FILE", ".env"),
+            ("EMPTY_FILE", ""),
+            ("SSL_CERT_FILE", "/etc/ssl/cert.pem"),
+        ] {
+            assert_eq!(get(&r, k), Some(v), "{k}");
+        }
+        let left: Vec<(&str, &Why)> = r.left_alone.iter().map(|l| (l.var.as_str(), &l.why)).collect();
+        let outside = Why::Outside("/run/secrets".into());
+        assert_eq!(
+            left,
+            [
+                ("TF_CLI_CONFIG_FILE", &outside),
+                ("CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE", &outside),
+                ("EVIL_FILE", &outside),
+                ("DOTDOT_FILE", &Why::DotDot),
+                ("DIR_FILE", &outside),
+                ("ENVX_FILE", &Why::NotAbsolute),
+                ("HOME_FILE", &Why::NotAbsolute),
+                ("CMD_FILE", &Why::NotAbsolute),
+                ("SSL_CERT_FILE", &outside),
+            ]
+        );
+        assert_eq!(
+            r.left_alone[0].to_string(),
+            "TF_CLI_CONFIG_FILE=/home/u/.terraformrc: outside the secrets directories \
+             (/run/secrets, INITD_SECRETS_DIRS); if it is a Docker secret, add TF_CLI_CONFIG \
+             to INITD_SECRETS"
+        );
     }
 
     #[test]
-    fn well_known_settings_are_left_alone() {
-        let pairs: Vec<(&str, &str)> = NOT_SECRETS.iter().map(|n| (*n, "/etc/x")).collect();
-        let r = run(&pairs, &[]).unwrap();
-        assert_eq!(names(&r), NOT_SECRETS);
-        assert!(r.secrets.is_empty());
-        // And names that merely look similar are not *_FILE at all.
+    fn names_that_merely_look_similar_are_not_file_variables() {
         let r = run(
             &[
                 ("REQUESTS_CA_BUNDLE", "/x"),
@@ -815,7 +1068,73 @@ mod tests {
             &[],
         )
         .unwrap();
-        assert!(r.secrets.is_empty());
+        assert!(r.secrets.is_empty() && r.left_alone.is_empty());
+    }
+
+    #[test]
+    fn the_secrets_directories_can_be_changed() {
+        let selection = Selection::parse(Some(" /etc/app-secrets/ , /run/secrets "), None).unwrap();
+        assert_eq!(
+            selection.dirs,
+            [PathBuf::from("/etc/app-secrets"), PathBuf::from("/run/secrets")]
+        );
+        let r = resolve_with(
+            env(&[("A_FILE", "/etc/app-secrets/a"), ("B_FILE", "/etc/app-secrets-old/b")]),
+            &selection,
+            &Fake::new(&[("/etc/app-secrets/a", "aaaa")]),
+        )
+        .unwrap();
+        assert_eq!(names(&r), ["A", "B_FILE"]);
+        // Empty is the default, not "none".
+        assert_eq!(Selection::parse(Some(" "), None).unwrap(), Selection::default());
+        for bad in ["run/secrets", "/run/secrets,/a/../b"] {
+            let err = Selection::parse(Some(bad), None).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("INITD_SECRETS_DIRS={bad:?}: expected absolute")),
+                "{err}"
+            );
+        }
+        let err = Selection::parse(None, Some("DB,INITD_LOG")).unwrap_err().to_string();
+        assert!(err.contains("\"INITD_LOG\" is not one"), "{err}");
+    }
+
+    #[test]
+    fn initd_secrets_opts_in_any_path() {
+        let selection = Selection::parse(None, Some("DB_PASSWORD, API_KEY_FILE")).unwrap();
+        let r = resolve_with(
+            env(&[
+                ("DB_PASSWORD_FILE", "/etc/secret-volume/db"),
+                ("API_KEY_FILE", "/var/keys/api"),
+                ("OTHER_FILE", "/var/keys/other"),
+            ]),
+            &selection,
+            &Fake::new(&[("/etc/secret-volume/db", "pw12"), ("/var/keys/api", "key1")]),
+        )
+        .unwrap();
+        assert_eq!(names(&r), ["DB_PASSWORD", "API_KEY", "OTHER_FILE"]);
+        // An opted-in secret keeps every error: missing, and relative.
+        let err = resolve_with(
+            env(&[("DB_PASSWORD_FILE", "/etc/secret-volume/db")]),
+            &selection,
+            &Fake::new(&[]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("cannot read /etc/secret-volume/db"), "{err}");
+        let err = resolve_with(env(&[("DB_PASSWORD_FILE", "db.txt")]), &selection, &Fake::new(&[]))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "secret DB_PASSWORD: DB_PASSWORD_FILE=\"db.txt\" is not an absolute path; secrets are \
+             mounted at absolute paths (/run/secrets/...)"
+        );
+    }
+
+    #[test]
+    fn the_prefix_spelling_is_always_a_secret() {
+        let r = run_default(&[("FILE__TOKEN", "/opt/token")], &[("/opt/token", "tok1")]).unwrap();
+        assert_eq!(names(&r), ["TOKEN"]);
+        let err = run_default(&[("FILE__TOKEN", "token")], &[]).unwrap_err();
+        assert!(matches!(err, SecretError::Relative { .. }), "{err}");
     }
 
     #[test]
@@ -825,7 +1144,7 @@ mod tests {
             OsString::from_vec(b"N\xff_FILE".to_vec()),
             OsString::from_vec(b"/x\xff".to_vec()),
         );
-        let r = resolve_with(vec![odd.clone()], &[], &Fake::new(&[])).unwrap();
+        let r = resolve_with(vec![odd.clone()], &everywhere(), &Fake::new(&[])).unwrap();
         assert_eq!(r.env, [odd]);
     }
 
@@ -840,15 +1159,15 @@ mod tests {
     }
 
     #[test]
-    fn keep_leaves_extra_names_alone() {
-        let keep = vec!["APP_LOG_FILE".to_owned()];
-        let r = resolve_with(
-            env(&[("APP_LOG_FILE", "/var/log/app.log"), ("TOKEN_FILE", "/t")]),
-            &keep,
-            &Fake::new(&[("/t", "tok1")]),
+    fn a_name_set_beside_a_file_variable_that_is_no_secret_is_fine() {
+        // Both TF_CLI_CONFIG and TF_CLI_CONFIG_FILE set is no conflict when
+        // the latter is not a secret.
+        let r = run_default(
+            &[("TF_CLI_CONFIG", "x"), ("TF_CLI_CONFIG_FILE", "/home/u/.terraformrc")],
+            &[],
         )
         .unwrap();
-        assert_eq!(names(&r), ["APP_LOG_FILE", "TOKEN"]);
+        assert_eq!(names(&r), ["TF_CLI_CONFIG", "TF_CLI_CONFIG_FILE"]);
     }
 
     #[test]
@@ -897,8 +1216,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "secret DB_PASSWORD: cannot read /run/secrets/db (No such file or directory); \
-             mount the secret, unset DB_PASSWORD_FILE, or if it is not a Docker secret add \
-             DB_PASSWORD_FILE to INITD_NOT_SECRETS"
+             mount the secret there or unset DB_PASSWORD_FILE"
         );
     }
 
@@ -906,7 +1224,7 @@ mod tests {
     fn missing_real_file_is_reported() {
         let dir = TempDir::new();
         let path = dir.0.join("nope");
-        let err = resolve(env(&[("K_FILE", path.to_str().unwrap())]), &[]).unwrap_err();
+        let err = resolve(env(&[("K_FILE", path.to_str().unwrap())]), &everywhere()).unwrap_err();
         assert!(matches!(
             err,
             SecretError::Unusable { problem: Problem::Io(ref e), .. }
@@ -921,7 +1239,7 @@ mod tests {
         // permission bits, which root ignores.
         let file = dir.file("plain", b"x");
         let path = file.join("child");
-        let err = resolve(env(&[("K_FILE", path.to_str().unwrap())]), &[]).unwrap_err();
+        let err = resolve(env(&[("K_FILE", path.to_str().unwrap())]), &everywhere()).unwrap_err();
         assert!(err.to_string().contains("(Not a directory)"), "{err}");
     }
 
@@ -929,7 +1247,7 @@ mod tests {
     fn real_file_is_read() {
         let dir = TempDir::new();
         let path = dir.file("db", b"s3cr3t\r\n");
-        let r = resolve(env(&[("DB_FILE", path.to_str().unwrap())]), &[]).unwrap();
+        let r = resolve(env(&[("DB_FILE", path.to_str().unwrap())]), &everywhere()).unwrap();
         assert_eq!(get(&r, "DB"), Some("s3cr3t"));
     }
 
@@ -1006,7 +1324,7 @@ mod tests {
         }
         let err = resolve(
             env(&[("KEY_FILE", dir.0.join("secrets/rel").to_str().unwrap())]),
-            &[],
+            &everywhere(),
         )
         .unwrap_err()
         .to_string();
@@ -1082,7 +1400,7 @@ mod tests {
         f.set_len(1 << 30).unwrap();
         let bytes = FsReader.read(&path).unwrap();
         assert_eq!(bytes.len(), MAX_SECRET_BYTES + 1);
-        let err = resolve(env(&[("BIG_FILE", path.to_str().unwrap())]), &[]).unwrap_err();
+        let err = resolve(env(&[("BIG_FILE", path.to_str().unwrap())]), &everywhere()).unwrap_err();
         assert!(err.to_string().contains("larger than 1 MiB"), "{err}");
     }
 
@@ -1092,7 +1410,7 @@ mod tests {
         let nul = dir.file("nul", b"password-one\0");
         let bad = dir.file("bad", b"password-two\xff");
         for path in [nul, bad] {
-            let err = resolve(env(&[("P_FILE", path.to_str().unwrap())]), &[]).unwrap_err();
+            let err = resolve(env(&[("P_FILE", path.to_str().unwrap())]), &everywhere()).unwrap_err();
             let text = format!("{err} {err:?}");
             assert!(!text.contains("password"), "{text}");
             assert!(text.contains("P_FILE") && text.contains(path.to_str().unwrap()));
@@ -1195,7 +1513,7 @@ mod props {
             "[A-Z_]{0,6}_FILE".prop_map(String::into_bytes),
             "FILE__[A-Z_]{0,6}".prop_map(String::into_bytes),
             "(INITD_)?[A-Z_]{1,8}".prop_map(String::into_bytes),
-            proptest::sample::select(NOT_SECRETS).prop_map(|s| s.as_bytes().to_vec()),
+            "[A-Z]{1,6}_FILE".prop_map(String::into_bytes),
             proptest::collection::vec(any::<u8>(), 0..10),
         ]
         // The kernel cannot pass a `=` or a NUL in a variable's name.
@@ -1205,6 +1523,7 @@ mod props {
     fn value() -> impl Strategy<Value = Vec<u8>> {
         prop_oneof![
             "/s/[a-c]".prop_map(String::into_bytes),
+            "/(s|t|s/\\.\\.|s-x)/[a-c]".prop_map(String::into_bytes),
             "[ -~]{0,8}".prop_map(String::into_bytes),
             proptest::collection::vec(any::<u8>(), 0..10),
         ]
@@ -1233,12 +1552,16 @@ mod props {
             let files = Files(
                 ["/s/a", "/s/b", "/s/c"].iter().map(PathBuf::from).zip(files).collect(),
             );
-            match resolve_with(env.clone(), &[], &files) {
+            let selection = Selection { dirs: vec![PathBuf::from("/s")], names: Vec::new() };
+            match resolve_with(env.clone(), &selection, &files) {
                 Ok(r) => {
                     prop_assert!(r.env.len() <= env.len());
                     // No reference that was resolved is passed on (an
                     // environment may hold a name twice, so compare both).
+                    // A secret comes only from inside /s (or FILE__, any path).
                     for s in &r.secrets {
+                        prop_assert!(s.var.starts_with(PREFIX) || s.path.starts_with("/s/"));
+                        prop_assert!(s.var.starts_with(PREFIX) || !s.path.to_string_lossy().contains(".."));
                         let reference = (OsString::from(&s.var), s.path.clone().into_os_string());
                         prop_assert!(!r.env.contains(&reference));
                         prop_assert!(!s.value.expose().contains('\0'));
@@ -1268,7 +1591,8 @@ mod props {
         ) {
             let files = Files([(PathBuf::from("/s/a"), value.clone().into_bytes())].into_iter().collect());
             let env = vec![(OsString::from("P_FILE"), OsString::from("/s/a"))];
-            let Ok(resolved) = resolve_with(env, &[], &files) else {
+            let selection = Selection { dirs: vec![PathBuf::from("/s")], names: Vec::new() };
+            let Ok(resolved) = resolve_with(env, &selection, &files) else {
                 return Ok(());
             };
             let stored = resolved.secrets[0].value.expose().to_owned();

@@ -8,6 +8,7 @@ use crate::cmdline;
 use crate::config::{Health, Kind, Layers, Raw, SETTINGS, Source, text_of};
 use crate::health::Probe;
 use crate::pipeline::Plan;
+use crate::secrets::LeftAlone;
 use crate::user::DropDecision;
 
 pub fn settings(layers: &Layers) -> String {
@@ -70,6 +71,33 @@ fn toml_value(kind: Kind, raw: &Raw) -> String {
         (Kind::Bool, _) if matches!(text.trim(), "true" | "false") => text.trim().to_string(),
         _ => quote(&text),
     }
+}
+
+/// The `*_FILE` variables that were not taken for Docker secrets, one line
+/// each with the reason: names and paths only, never a file's content.
+pub fn left_alone(left: &[LeftAlone]) -> String {
+    if left.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\n# *_FILE variables left as they are (not Docker secrets)\n");
+    for l in left {
+        let _ = writeln!(out, "# {}", one_line(&l.to_string()));
+    }
+    out
+}
+
+/// A value with control characters (a newline in a variable) escaped, so
+/// one entry stays one comment line.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }
 
 pub fn plan(plan: &Plan) -> String {
@@ -229,6 +257,35 @@ mod tests {
         ));
         h.socket = None;
         assert!(health(&h).contains("INITD_SOCKET=off"));
+    }
+
+    #[test]
+    fn file_variables_left_alone_are_listed_one_line_each() {
+        use crate::secrets::Why;
+        assert_eq!(left_alone(&[]), "");
+        let text = left_alone(&[
+            LeftAlone {
+                var: "TF_CLI_CONFIG_FILE".into(),
+                value: "/home/u/.terraformrc".into(),
+                why: Why::Outside("/run/secrets".into()),
+            },
+            LeftAlone {
+                var: "ODD_FILE".into(),
+                value: "a\nb".into(),
+                why: Why::NotAbsolute,
+            },
+        ]);
+        assert_eq!(
+            text,
+            "\n# *_FILE variables left as they are (not Docker secrets)\n\
+             # TF_CLI_CONFIG_FILE=/home/u/.terraformrc: outside the secrets directories \
+             (/run/secrets, INITD_SECRETS_DIRS); if it is a Docker secret, add TF_CLI_CONFIG to \
+             INITD_SECRETS\n\
+             # ODD_FILE=\"a\\nb\": not an absolute path; if it is a Docker secret, add ODD to \
+             INITD_SECRETS\n"
+        );
+        let whole = format!("{}{text}", settings(&Layers::default()));
+        assert!(whole.parse::<toml::Table>().is_ok(), "{whole}");
     }
 
     #[test]
