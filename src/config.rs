@@ -118,9 +118,9 @@ pub const SETTINGS: &[Setting] = &[
     setting(
         "INITD_STOP_EXIT",
         Kind::Text,
-        "zero",
-        "`zero`: a child that dies of the forwarded stop signal exits 0; `keep`: 128+N",
         "keep",
+        "a child that dies of the stop signal initd forwarded: `keep` reports 128+N (143 after docker stop), as shells do; `zero` reports 0",
+        "zero",
     ),
     setting(
         "INITD_LOG",
@@ -377,6 +377,13 @@ pub enum ConfigError {
         value: String,
         expected: String,
     },
+    /// A value of the right form that cannot be used, with the reason.
+    #[error("{name}={value:?}: {detail}")]
+    Refused {
+        name: &'static str,
+        value: String,
+        detail: String,
+    },
     #[error("{name}: the value is not valid UTF-8")]
     NotUnicode { name: String },
     #[error("{name}: {detail}")]
@@ -514,6 +521,9 @@ pub enum Raw {
 #[derive(Debug, Clone, Default)]
 pub struct Layers {
     values: BTreeMap<&'static str, (Raw, Source)>,
+    /// `INITD_*` variables that are not settings but Kubernetes service
+    /// variables (a Service named `initd`), ignored.
+    pub ignored: Vec<String>,
 }
 
 impl Layers {
@@ -622,14 +632,28 @@ pub fn env_layer(
     secret_names: &[String],
 ) -> Result<Layers, ConfigError> {
     let mut known = Vec::new();
+    let mut layers = Layers::default();
     for (key, value) in vars {
         let Some(key) = key.to_str() else { continue };
         let is_setting = SETTINGS.iter().any(|s| s.name == key);
         if !is_setting {
+            if key.starts_with(PREFIX) && kubernetes_service_variable(key, &value) {
+                // A Service named `initd` (or `initd-...`) in the pod's
+                // namespace: Kubernetes injects these into every pod, so
+                // refusing them would stop every pod from starting.
+                layers.ignored.push(key.to_string());
+                continue;
+            }
             if key.starts_with(PREFIX) {
+                // `INITD_PORT` for `PORT`: the settings without the prefix.
+                let unprefixed = SETTINGS
+                    .iter()
+                    .find(|s| !s.name.starts_with(PREFIX) && key[PREFIX.len()..] == *s.name)
+                    .map(|s| s.name.to_string());
                 return Err(ConfigError::Unknown {
                     name: key.to_string(),
-                    suggestion: closest(key, SETTINGS.iter().map(|s| s.name.to_string())),
+                    suggestion: unprefixed
+                        .or_else(|| closest(key, SETTINGS.iter().map(|s| s.name.to_string()))),
                 });
             }
             continue;
@@ -641,7 +665,6 @@ pub fn env_layer(
     }
     // Every field is an optional string, so envy cannot fail on this input.
     let values: EnvValues = envy::from_iter(known).unwrap_or_default();
-    let mut layers = Layers::default();
     for (name, value) in values.into_pairs() {
         let source = if secret_names.iter().any(|s| s == name) {
             Source::Secret
@@ -651,6 +674,68 @@ pub fn env_layer(
         layers.values.insert(name, (Raw::Text(value), source));
     }
     Ok(layers)
+}
+
+/// Whether `name=value` is one of the variables Kubernetes injects for a
+/// Service (docs: "Environment variables" under Services): for a Service
+/// `initd` with a port 80/TCP named `http`,
+///
+/// ```text
+/// INITD_SERVICE_HOST=10.0.0.11        INITD_PORT=tcp://10.0.0.11:80
+/// INITD_SERVICE_PORT=80               INITD_PORT_80_TCP=tcp://10.0.0.11:80
+/// INITD_SERVICE_PORT_HTTP=80          INITD_PORT_80_TCP_PROTO=tcp
+///                                     INITD_PORT_80_TCP_PORT=80
+///                                     INITD_PORT_80_TCP_ADDR=10.0.0.11
+/// ```
+///
+/// (and the same with `INITD_OTHER_` for a Service `initd-other`). The value
+/// must have the shape Kubernetes gives it too, so `INITD_PORT=8080` (meant
+/// as `PORT`) is still refused as an unknown setting.
+pub fn kubernetes_service_variable(name: &str, value: &std::ffi::OsStr) -> bool {
+    let Some(value) = value.to_str() else {
+        return false;
+    };
+    let is_port = |v: &str| v.parse::<u16>().is_ok_and(|p| p > 0);
+    let is_ip = |v: &str| v.parse::<std::net::IpAddr>().is_ok();
+    let is_proto = |v: &str| matches!(v, "TCP" | "UDP" | "SCTP");
+    // proto://ip:port, the IPv6 address in brackets.
+    let is_url = |v: &str| {
+        let Some((proto, rest)) = v.split_once("://") else {
+            return false;
+        };
+        let Some((ip, port)) = rest.rsplit_once(':') else {
+            return false;
+        };
+        let ip = ip.strip_prefix('[').and_then(|i| i.strip_suffix(']')).unwrap_or(ip);
+        is_proto(&proto.to_ascii_uppercase()) && proto == proto.to_ascii_lowercase() && is_ip(ip) && is_port(port)
+    };
+    let words: Vec<&str> = name.split('_').collect();
+    // The Service's part is at least `INITD` and comes first.
+    for cut in 1..words.len() {
+        if words[..cut].iter().any(|w| w.is_empty()) {
+            break;
+        }
+        let shape = &words[cut..];
+        let matched = match shape {
+            ["SERVICE", "HOST"] => is_ip(value),
+            ["SERVICE", "PORT"] => is_port(value),
+            ["SERVICE", "PORT", port_name @ ..] if !port_name.is_empty() => {
+                port_name.iter().all(|w| !w.is_empty()) && is_port(value)
+            }
+            ["PORT"] => is_url(value),
+            ["PORT", n, proto] if is_port(n) && is_proto(proto) => is_url(value),
+            ["PORT", n, proto, "PROTO"] if is_port(n) && is_proto(proto) => {
+                value == proto.to_ascii_lowercase()
+            }
+            ["PORT", n, proto, "PORT"] if is_port(n) && is_proto(proto) => value == *n,
+            ["PORT", n, proto, "ADDR"] if is_port(n) && is_proto(proto) => is_ip(value),
+            _ => false,
+        };
+        if matched {
+            return true;
+        }
+    }
+    false
 }
 
 /// Reads the TOML file layer from its text.
@@ -732,6 +817,7 @@ impl Layers {
     /// `self` with `over`'s values winning.
     pub fn overlaid(mut self, over: Layers) -> Layers {
         self.values.extend(over.values);
+        self.ignored.extend(over.ignored);
         self
     }
 }
@@ -831,12 +917,11 @@ impl Reader<'_> {
 
 pub fn parse(layers: &Layers) -> Result<Settings, ConfigError> {
     let r = Reader { layers };
-    let signal_map_error = |text: &str| text.parse::<SignalMap>().err().map(|e| e.to_string());
     let signal_map = match layers.text("INITD_SIGNAL_MAP") {
         None => SignalMap::default(),
-        Some(text) => text.parse().map_err(|_| ConfigError::Invalid {
-            name: "INITD_SIGNAL_MAP".into(),
-            expected: signal_map_error(&text).unwrap_or_default(),
+        Some(text) => text.parse().map_err(|e: crate::signals::SignalMapError| ConfigError::Refused {
+            name: "INITD_SIGNAL_MAP",
+            detail: e.to_string(),
             value: text,
         })?,
     };
@@ -853,7 +938,7 @@ pub fn parse(layers: &Layers) -> Result<Settings, ConfigError> {
             .unwrap_or(Duration::from_secs(8)),
         keep_signal_status: r
             .choice("INITD_STOP_EXIT", &[("zero", false), ("keep", true)])?
-            .unwrap_or(false),
+            .unwrap_or(true),
         log_level: r
             .choice(
                 "INITD_LOG",
@@ -1206,7 +1291,7 @@ mod tests {
         assert_eq!(s.stop_timeout, Duration::from_secs(8));
         assert_eq!(s.signal_target, Target::Child);
         assert!(s.signal_map.is_empty());
-        assert!(!s.keep_signal_status);
+        assert!(s.keep_signal_status);
         assert_eq!(s.log_level, LogLevel::Info);
         assert_eq!(s.log_format, LogFormat::Text);
     }
@@ -1217,7 +1302,7 @@ mod tests {
             ("INITD_SIGNAL_TARGET", "group"),
             ("INITD_SIGNAL_MAP", "TERM:QUIT"),
             ("INITD_STOP_TIMEOUT", "500ms"),
-            ("INITD_STOP_EXIT", "keep"),
+            ("INITD_STOP_EXIT", "zero"),
             ("INITD_LOG", "debug"),
             ("INITD_LOG_FORMAT", "json"),
         ]))
@@ -1228,7 +1313,7 @@ mod tests {
             crate::signals::Mapped::To(Signal::SIGQUIT)
         );
         assert_eq!(s.stop_timeout, Duration::from_millis(500));
-        assert!(s.keep_signal_status);
+        assert!(!s.keep_signal_status);
         assert_eq!(s.log_level, LogLevel::Debug);
         assert_eq!(s.log_format, LogFormat::Json);
     }
@@ -1264,6 +1349,50 @@ mod tests {
     }
 
     #[test]
+    fn kubernetes_service_variables_are_ignored() {
+        // What Kubernetes injects for Services `initd` and `initd-metrics`.
+        let k8s = [
+            ("INITD_SERVICE_HOST", "10.96.0.11"),
+            ("INITD_SERVICE_PORT", "80"),
+            ("INITD_SERVICE_PORT_HTTP", "80"),
+            ("INITD_SERVICE_PORT_HTTP_ALT", "8080"),
+            ("INITD_PORT", "tcp://10.96.0.11:80"),
+            ("INITD_PORT_80_TCP", "tcp://10.96.0.11:80"),
+            ("INITD_PORT_80_TCP_PROTO", "tcp"),
+            ("INITD_PORT_80_TCP_PORT", "80"),
+            ("INITD_PORT_80_TCP_ADDR", "10.96.0.11"),
+            ("INITD_PORT_53_UDP", "udp://[fd00::11]:53"),
+            ("INITD_PORT_53_UDP_ADDR", "fd00::11"),
+            ("INITD_METRICS_SERVICE_HOST", "10.96.0.12"),
+            ("INITD_METRICS_PORT_9090_TCP_PROTO", "tcp"),
+        ];
+        let layers = env_layer(env(&k8s), &[]).unwrap();
+        assert_eq!(layers.ignored.len(), k8s.len());
+        assert!(parse(&layers).is_ok());
+        // Typos of real settings, and these names with values Kubernetes
+        // would never give them, are still refused.
+        for (name, value, suggestion) in [
+            ("INITD_STOP_TIMEUOT", "3s", Some("INITD_STOP_TIMEOUT")),
+            ("INITD_PORT", "8080", Some("PORT")),
+            ("INITD_SERVICE_HOST", "db.example.com", None),
+            ("INITD_SERVICE_HSOT", "10.96.0.11", None),
+            ("INITD_PORT_80_TCP_PROTO", "udp", None),
+            ("INITD_PORT_80_TCP_PORT", "81", None),
+            ("INITD_PORT_80_HTTP", "tcp://10.96.0.11:80", None),
+            ("INITD__SERVICE_HOST", "10.96.0.11", None),
+            ("INITD_SOCKT", "/tmp/x", Some("INITD_SOCKET")),
+        ] {
+            match env_layer(env(&[(name, value)]), &[]) {
+                Err(ConfigError::Unknown { name: n, suggestion: s }) => {
+                    assert_eq!(n, name);
+                    assert_eq!(s.as_deref(), suggestion, "{name}");
+                }
+                other => panic!("{name}={value}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn malformed_values_name_variable_value_and_form() {
         let err = from_env(env(&[("INITD_STOP_TIMEOUT", "8x")])).unwrap_err();
         assert_eq!(
@@ -1271,10 +1400,14 @@ mod tests {
             "INITD_STOP_TIMEOUT=\"8x\": expected a duration such as 500ms, 8s or 1m"
         );
         let err = from_env(env(&[("INITD_SIGNAL_MAP", "TERM:QUITE")])).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("INITD_SIGNAL_MAP=\"TERM:QUITE\": expected "),
-            "{err}"
+        assert_eq!(
+            err.to_string(),
+            "INITD_SIGNAL_MAP=\"TERM:QUITE\": \"QUITE\" is not a signal name or number (e.g. TERM, SIGUSR1, 10)"
+        );
+        let err = from_env(env(&[("INITD_SIGNAL_MAP", "WINCH:none,CHLD:TERM")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "INITD_SIGNAL_MAP=\"WINCH:none,CHLD:TERM\": entry \"CHLD:TERM\": initd reaps children on CHLD; it is never forwarded"
         );
         let err = from_env(env(&[("INITD_SIGNAL_TARGET", "all")])).unwrap_err();
         assert_eq!(
@@ -1652,6 +1785,7 @@ mod props {
         #[test]
         fn unknown_variables_are_named_with_a_known_suggestion(name in "INITD_[A-Z_]{0,40}") {
             prop_assume!(!SETTINGS.iter().any(|s| s.name == name));
+            prop_assume!(!kubernetes_service_variable(&name, "1".as_ref()));
             let env = vec![(OsString::from(&name), OsString::from("1"))];
             match from_env(env) {
                 Err(ConfigError::Unknown { name: n, suggestion }) => {

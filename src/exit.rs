@@ -23,9 +23,10 @@ pub const NOT_FOUND: i32 = 127;
 pub const TABLE: &str = "\
 EXIT STATUS
     N        the main child's exit status
-    128+N    the main child was killed by signal N (e.g. 137 after SIGKILL)
-    0        the child died of the stop signal initd forwarded (docker stop);
-             INITD_STOP_EXIT=keep reports 128+N instead
+    128+N    the main child was killed by signal N: 143 after docker stop
+             (SIGTERM), as tini, dumb-init and shells report it;
+             INITD_STOP_EXIT=zero reports 0 when it died of the stop signal
+             initd forwarded
     137      the child ignored the stop signal and was killed after the grace
              period
     2        bad command line
@@ -58,10 +59,12 @@ pub struct StopOutcome {
 
 /// Maps the main child's fate to initd's exit status.
 ///
-/// A child that dies of the very stop signal initd forwarded did what it was
-/// asked, so that is a clean exit (0) unless `keep_signal_status` is set: a
-/// `docker stop` that ends in 143 makes people look for a crash that never
-/// happened.
+/// A child that dies of a signal gives 128+N, even the stop signal initd
+/// forwarded (`keep_signal_status`, the default): that is what tini,
+/// dumb-init and every shell report, and a Kubernetes Job whose pod is
+/// evicted mid-run must not look `Completed`. With `INITD_STOP_EXIT=zero`
+/// (`keep_signal_status` false) a child that died of the very stop signal
+/// initd forwarded did what it was asked, and that is reported as 0.
 pub fn code(fate: Fate, stop: Option<StopOutcome>, keep_signal_status: bool) -> i32 {
     match fate {
         Fate::Exited(code) => code,

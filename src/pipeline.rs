@@ -141,7 +141,7 @@ pub fn plan(prepared: &Prepared, main: &Main) -> Result<Plan, (String, i32)> {
     let settings = &prepared.loaded.settings;
     let p = &settings.pipeline;
     let user = plan_user(settings).map_err(|e| (e.to_string(), exit::NOPERM))?;
-    let mut warnings = Vec::new();
+    let mut warnings = settings.signal_map.warnings();
     let mut steps = Vec::new();
     let mut dev = None;
     let (main_argv, main_what) = match main {
@@ -367,6 +367,9 @@ pub fn run(main: Main) -> i32 {
         settings.log_format,
         Some(prepared.redactor.clone()),
     );
+    for name in &prepared.loaded.layers.ignored {
+        debug!("{name}: a Kubernetes service variable (a Service named initd), not a setting; ignored");
+    }
     let plan = match plan(&prepared, &main) {
         Ok(plan) => plan,
         Err((message, code)) => {

@@ -95,6 +95,8 @@ pub enum SignalMapError {
     UnknownSignal { name: String },
     #[error("{sig} cannot be caught, so it cannot be rewritten")]
     Uncatchable { sig: &'static str },
+    #[error("entry {entry:?}: {}", why_not_forwarded(*.sig))]
+    NotForwarded { entry: String, sig: Signal },
     #[error("{sig} is mapped twice")]
     Duplicate { sig: &'static str },
 }
@@ -118,6 +120,19 @@ impl SignalMap {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+
+    /// Entries that are allowed but change what `docker stop` does.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.map(Signal::SIGTERM) == Mapped::Drop {
+            out.push(
+                "INITD_SIGNAL_MAP drops TERM (TERM:none): `docker stop` and Kubernetes no longer \
+                 stop the app gracefully, they SIGKILL it after their grace period"
+                    .to_string(),
+            );
+        }
+        out
+    }
 }
 
 impl FromStr for SignalMap {
@@ -129,7 +144,16 @@ impl FromStr for SignalMap {
             let (from, to) = entry.split_once(':').ok_or_else(|| SignalMapError::Shape {
                 entry: entry.to_string(),
             })?;
-            let from = catchable(from)?;
+            let from_sig = parse_signal(from).ok_or_else(|| SignalMapError::UnknownSignal {
+                name: from.trim().to_string(),
+            })?;
+            if NOT_FORWARDED.contains(&from_sig) {
+                return Err(SignalMapError::NotForwarded {
+                    entry: entry.to_string(),
+                    sig: from_sig,
+                });
+            }
+            let from = from_sig;
             let to = if to.trim().eq_ignore_ascii_case("none") {
                 Mapped::Drop
             } else {
@@ -143,6 +167,45 @@ impl FromStr for SignalMap {
             entries.push((from, to));
         }
         Ok(SignalMap { entries })
+    }
+}
+
+/// Signals initd never forwards, so a map entry FROM one of them could never
+/// apply: refused at start rather than silently doing nothing.
+pub const NOT_FORWARDED: [Signal; 13] = [
+    Signal::SIGCHLD,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+    Signal::SIGPIPE,
+    Signal::SIGKILL,
+    Signal::SIGSTOP,
+    Signal::SIGILL,
+    Signal::SIGTRAP,
+    Signal::SIGABRT,
+    Signal::SIGBUS,
+    Signal::SIGFPE,
+    Signal::SIGSEGV,
+    Signal::SIGSYS,
+];
+
+/// Why `sig` is never forwarded (docs/pid1.md says the same).
+pub fn why_not_forwarded(sig: Signal) -> String {
+    let name = short_name(sig);
+    match sig {
+        Signal::SIGKILL | Signal::SIGSTOP => {
+            format!("{name} cannot be caught, so initd never receives it to forward")
+        }
+        Signal::SIGCHLD => format!("initd reaps children on {name}; it is never forwarded"),
+        Signal::SIGTTIN | Signal::SIGTTOU => format!(
+            "the terminal sends {name} about initd's own access to it; it is never forwarded"
+        ),
+        Signal::SIGPIPE => format!(
+            "initd ignores {name} (its own write to a closed pipe raises it); it is never forwarded"
+        ),
+        _ => format!(
+            "{name} is a fault signal: it keeps its default action so a fault in initd is not \
+             hidden, and it is never forwarded"
+        ),
     }
 }
 
@@ -246,13 +309,52 @@ mod tests {
             Err(SignalMapError::UnknownSignal { name: "QUITE".into() })
         );
         assert_eq!(
-            "KILL:TERM".parse::<SignalMap>(),
+            "TERM:KILL".parse::<SignalMap>(),
             Err(SignalMapError::Uncatchable { sig: "KILL" })
         );
         assert_eq!(
             "TERM:QUIT,TERM:INT".parse::<SignalMap>(),
             Err(SignalMapError::Duplicate { sig: "TERM" })
         );
+    }
+
+    #[test]
+    fn signals_initd_never_forwards_are_refused_as_from() {
+        for sig in NOT_FORWARDED {
+            for entry in [
+                format!("{}:TERM", short_name(sig)),
+                format!("SIG{}:none", short_name(sig)),
+                format!("{}:USR1", sig as i32),
+            ] {
+                let text = format!("HUP:USR1, {entry}");
+                match text.parse::<SignalMap>() {
+                    Err(SignalMapError::NotForwarded { entry: e, sig: s }) => {
+                        assert_eq!((e.as_str(), s), (entry.as_str(), sig));
+                    }
+                    other => panic!("{text}: {other:?}"),
+                }
+            }
+        }
+        let err = "CHLD:TERM".parse::<SignalMap>().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "entry \"CHLD:TERM\": initd reaps children on CHLD; it is never forwarded"
+        );
+        let err = "SEGV:TERM".parse::<SignalMap>().unwrap_err().to_string();
+        assert!(err.contains("SEGV is a fault signal"), "{err}");
+        // The others are all still allowed as FROM.
+        for sig in Signal::iterator().filter(|s| !NOT_FORWARDED.contains(s)) {
+            let text = format!("{}:none", short_name(sig));
+            assert!(text.parse::<SignalMap>().is_ok(), "{text}");
+        }
+    }
+
+    #[test]
+    fn dropping_term_is_allowed_with_a_warning() {
+        let map: SignalMap = "TERM:none".parse().unwrap();
+        assert_eq!(map.warnings().len(), 1);
+        assert!(map.warnings()[0].contains("SIGKILL"));
+        assert!("TERM:QUIT,WINCH:none".parse::<SignalMap>().unwrap().warnings().is_empty());
     }
 
     #[test]
@@ -288,6 +390,14 @@ mod props {
         proptest::sample::select(
             Signal::iterator()
                 .filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    fn forwardable() -> impl Strategy<Value = Signal> {
+        proptest::sample::select(
+            Signal::iterator()
+                .filter(|s| !NOT_FORWARDED.contains(s))
                 .collect::<Vec<_>>(),
         )
     }
@@ -329,7 +439,7 @@ mod props {
 
         #[test]
         fn distinct_entries_round_trip(
-            entries in proptest::collection::vec((catchable(), proptest::option::of(catchable())), 0..8),
+            entries in proptest::collection::vec((forwardable(), proptest::option::of(catchable())), 0..8),
         ) {
             let mut distinct: Vec<(Signal, Mapped)> = Vec::new();
             for (from, to) in entries {
