@@ -200,13 +200,46 @@ pub fn describe(path: &Path, timeout: Duration, err: &AskError) -> String {
     }
 }
 
-/// `initd check [--json]`.
-pub fn run(json: bool) -> i32 {
+/// Liveness (`initd check --live`): whether restarting the container could
+/// help. Live while the supervisor answers and the main child is alive,
+/// whatever the probe says (a database that is down must not restart every
+/// pod) and while draining or stopping (the pod is on its way out anyway).
+/// Before the main child exists (secrets, wait-for, migrations) the answer
+/// itself is enough: a long migration must not be killed half-way, and
+/// start-up is bounded by INITD_WAIT_TIMEOUT and the startupProbe.
+pub fn liveness(report: &Report) -> (bool, String) {
+    match (report.state.as_str(), report.main_pid) {
+        ("starting", _) => (true, format!("starting: {}", report.reason)),
+        ("idle", _) => (true, format!("idle: {}", report.reason)),
+        (state, Some(pid)) => (
+            true,
+            format!("{state}: the main child (pid {pid}) is alive; {}", report.reason),
+        ),
+        (state, None) => (
+            false,
+            format!("{state}: the main child is not running; {}", report.reason),
+        ),
+    }
+}
+
+/// `initd check [--live] [--json]`.
+pub fn run(json: bool, live: bool) -> i32 {
     let outcome = settings(|name| std::env::var(name).ok()).and_then(|s| match s.socket {
         None => Err("INITD_SOCKET=off: the supervisor serves no checks".to_string()),
         Some(path) => ask(&path, s.timeout).map_err(|e| describe(&path, s.timeout, &e)),
     });
     let (code, line) = match &outcome {
+        Ok(report) if live => {
+            let (ok, why) = liveness(report);
+            let line = if json {
+                live_json(report, ok, &why)
+            } else if ok {
+                format!("live: {why}\n")
+            } else {
+                format!("not live: {why}\n")
+            };
+            (if ok { HEALTHY } else { UNHEALTHY }, line)
+        }
         Ok(report) => (
             if report.healthy { HEALTHY } else { UNHEALTHY },
             if json {
@@ -215,7 +248,8 @@ pub fn run(json: bool) -> i32 {
                 format!("{}: {}\n", report.state, report.reason)
             },
         ),
-        Err(reason) if json => (UNHEALTHY, unreachable_json(reason)),
+        Err(reason) if json => (UNHEALTHY, unreachable_json(reason, live)),
+        Err(reason) if live => (UNHEALTHY, format!("not live: {reason}\n")),
         Err(reason) => (UNHEALTHY, format!("unhealthy: {reason}\n")),
     };
     // Docker keeps the output of each check; one write, so a reader never
@@ -224,12 +258,25 @@ pub fn run(json: bool) -> i32 {
     code
 }
 
-fn unreachable_json(reason: &str) -> String {
-    let value = serde_json::json!({
+fn unreachable_json(reason: &str, live: bool) -> String {
+    let mut value = serde_json::json!({
         "protocol": protocol::VERSION,
         "healthy": false,
         "error": reason,
     });
+    if live {
+        value["live"] = false.into();
+    }
+    format!("{value}\n")
+}
+
+/// The supervisor's full report with the liveness verdict added: `live`
+/// (what the exit status says) and `live_reason`; `healthy` stays the
+/// readiness answer.
+fn live_json(report: &Report, live: bool, why: &str) -> String {
+    let mut value = serde_json::to_value(report).expect("a report always serialises");
+    value["live"] = live.into();
+    value["live_reason"] = why.into();
     format!("{value}\n")
 }
 
@@ -418,7 +465,7 @@ mod tests {
             "{line}"
         );
         let line = describe(path, Duration::from_millis(1500), &AskError::Timeout);
-        assert!(line.ends_with("within 1500ms (INITD_CHECK_TIMEOUT)"), "{line}");
+        assert!(line.ends_with("within 1.5s (INITD_CHECK_TIMEOUT)"), "{line}");
     }
 
     #[test]
@@ -471,6 +518,48 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    fn report(state: &str, main_pid: Option<u32>, healthy: bool) -> Report {
+        Report {
+            protocol: 1,
+            healthy,
+            state: state.into(),
+            reason: "why".into(),
+            uptime_ms: 1,
+            main_pid,
+            main_restarts: 0,
+            probe: None,
+            processes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn liveness_follows_the_main_child_not_the_probe() {
+        for (state, pid, healthy, live) in [
+            ("running", Some(7), true, true),
+            // The probe fails (a dependency is down): ready no, live yes.
+            ("unhealthy", Some(7), false, true),
+            ("draining", Some(7), false, true),
+            ("stopping", Some(7), false, true),
+            ("starting", None, false, true),
+            ("idle", None, true, true),
+            // Dev mode's server crashed and waits for a change.
+            ("unhealthy", None, false, false),
+            ("running", None, false, false),
+        ] {
+            let (ok, why) = liveness(&report(state, pid, healthy));
+            assert_eq!(ok, live, "{state} {pid:?}: {why}");
+            assert!(why.starts_with(state), "{why}");
+        }
+        let text = live_json(&report("draining", Some(7), false), true, "draining: x");
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["live"], true);
+        assert_eq!(value["healthy"], false);
+        assert_eq!(value["main_pid"], 7);
+        assert_eq!(value["state"], "draining");
+        let value: serde_json::Value = serde_json::from_str(&unreachable_json("gone", true)).unwrap();
+        assert_eq!((value["live"].as_bool(), value["healthy"].as_bool()), (Some(false), Some(false)));
     }
 
     #[test]

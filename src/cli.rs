@@ -21,9 +21,11 @@ pub enum Command {
     Run,
     Dev,
     Config,
-    /// `initd check [--json]`.
+    /// `initd check [--live] [--json]`.
     Check {
         json: bool,
+        /// Liveness rather than readiness.
+        live: bool,
     },
     Status,
 }
@@ -48,8 +50,13 @@ pub enum UsageError {
     UnknownOption(String),
     #[error("{0} takes no arguments (see initd --help)")]
     Unexpected(&'static str),
-    #[error("initd check takes only --json (see initd check --help)")]
+    #[error("initd check takes only --live and --json (see initd check --help)")]
     CheckArgs,
+    /// A flag of tini or dumb-init: what to do instead.
+    #[error("{0}")]
+    Migrating(String),
+    #[error("no help on {0:?}; the subcommands are {list}", list = SUBCOMMANDS.join(", "))]
+    HelpTopic(String),
 }
 
 impl UsageError {
@@ -75,7 +82,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
     let rest: Vec<OsString> = args.collect();
     match first.to_str() {
         Some("-h" | "--help") => Ok(Command::Help(Topic::Main)),
-        Some("help") => Ok(Command::Help(help_topic(rest.first()))),
+        Some("help") => help_topic(&rest).map(Command::Help),
         Some("-V" | "--version") => Ok(Command::Version),
         Some("version") => no_args(&rest, Command::Version, Topic::Version, "initd version"),
         Some("run") => no_args(&rest, Command::Run, Topic::Run, "initd run"),
@@ -85,9 +92,79 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
         Some("check") => parse_check(&rest),
         Some("exec") => parse_exec(rest),
         Some("--") => exec(rest),
-        Some(opt) if opt.starts_with('-') => Err(UsageError::UnknownOption(opt.to_string())),
+        Some(opt) if opt.starts_with('-') => Err(unknown_option(opt)),
         _ => exec(std::iter::once(first).chain(rest).collect()),
     }
+}
+
+fn unknown_option(opt: &str) -> UsageError {
+    match migrating(opt) {
+        Some(line) => UsageError::Migrating(line),
+        None => UsageError::UnknownOption(opt.to_string()),
+    }
+}
+
+/// What a tini or dumb-init flag is in initd, for people who swap their
+/// `ENTRYPOINT ["tini", "-g", "--"]` for initd: one line naming initd's
+/// setting, or saying why there is none. Short flags may be bundled
+/// (`-sg`) and take their value attached (`-e143`, `-r15:3`), as getopt
+/// allows.
+pub fn migrating(opt: &str) -> Option<String> {
+    const DEBUG: &str = "set INITD_LOG=debug (trace for more)";
+    let long = |name: &str| -> Option<&'static str> {
+        Some(match name {
+            "--single-child" => "c",
+            "--rewrite" => "r",
+            "--verbose" => "v",
+            _ => return None,
+        })
+    };
+    let letters: Vec<char> = match opt.strip_prefix("--") {
+        Some(_) => {
+            let name = opt.split_once('=').map_or(opt, |(n, _)| n);
+            long(name)?.chars().collect()
+        }
+        None => {
+            let bundle = opt.strip_prefix('-')?;
+            let mut letters = Vec::new();
+            for c in bundle.chars() {
+                if !"sgpvwelcr".contains(c) {
+                    return None;
+                }
+                letters.push(c);
+                // The rest of the word is this flag's value.
+                if "per".contains(c) {
+                    break;
+                }
+            }
+            letters
+        }
+    };
+    if letters.is_empty() {
+        return None;
+    }
+    let mut answers: Vec<String> = Vec::new();
+    for c in letters {
+        let answer = match c {
+            's' => "tini's -s (become a subreaper): initd does that by itself whenever it is not PID 1".to_string(),
+            'g' => "tini's -g (signal the child's process group): set INITD_SIGNAL_TARGET=group".to_string(),
+            'p' => "tini's -p SIGNAL (a signal when tini's parent dies): initd has no equivalent; as PID 1 it has no parent, and elsewhere whoever started it stops it with a signal, which initd forwards".to_string(),
+            'v' => format!("tini's and dumb-init's -v/--verbose: {DEBUG}"),
+            'w' => format!("tini's -w (warn when zombies are reaped): {DEBUG}, which logs the orphans initd reaps"),
+            'e' => "tini's -e CODE (report exit status CODE as 0): initd has no per-code remap; INITD_STOP_EXIT=zero reports 0 when the child dies of the stop signal initd forwarded (what -e 143 is used for)".to_string(),
+            'l' => "tini's -l (print the license): initd prints none; its license is in its source, and `initd version` shows the version and build".to_string(),
+            'c' => "dumb-init's -c/--single-child (signal only the child): that is initd's default (INITD_SIGNAL_TARGET=child)".to_string(),
+            'r' => "dumb-init's -r/--rewrite FROM:TO: set INITD_SIGNAL_MAP=FROM:TO (names or numbers: TERM:QUIT, 15:3; FROM:none drops FROM)".to_string(),
+            _ => unreachable!("only the letters above are collected"),
+        };
+        if !answers.contains(&answer) {
+            answers.push(answer);
+        }
+    }
+    Some(format!(
+        "{opt}: {}; initd takes its settings from the environment, so drop the flag and run `initd CMD [ARGS...]`",
+        answers.join("; ")
+    ))
 }
 
 /// Subcommands configured only through the environment take no arguments
@@ -105,34 +182,49 @@ fn no_args(
     }
 }
 
-fn help_topic(arg: Option<&OsString>) -> Topic {
-    match arg.and_then(|a| a.to_str()) {
-        Some("exec") => Topic::Exec,
-        Some("run") => Topic::Run,
-        Some("dev") => Topic::Dev,
-        Some("config") => Topic::Config,
-        Some("check") => Topic::Check,
-        Some("status") => Topic::Status,
-        Some("version") => Topic::Version,
-        _ => Topic::Main,
-    }
+/// `initd help [SUBCOMMAND]`: anything else is a usage error, so a typo
+/// (`initd help chek`) is not answered with the general help as if it
+/// were understood.
+fn help_topic(rest: &[OsString]) -> Result<Topic, UsageError> {
+    let topic = match rest {
+        [] => return Ok(Topic::Main),
+        [one] => one.to_string_lossy(),
+        [_, extra, ..] => return Err(UsageError::HelpTopic(extra.to_string_lossy().into_owned())),
+    };
+    Ok(match topic.as_ref() {
+        "exec" => Topic::Exec,
+        "run" => Topic::Run,
+        "dev" => Topic::Dev,
+        "config" => Topic::Config,
+        "check" => Topic::Check,
+        "status" => Topic::Status,
+        "version" => Topic::Version,
+        "help" => Topic::Main,
+        other => return Err(UsageError::HelpTopic(other.to_string())),
+    })
 }
 
 fn parse_check(rest: &[OsString]) -> Result<Command, UsageError> {
-    let args: Vec<Option<&str>> = rest.iter().map(|a| a.to_str()).collect();
-    match args.as_slice() {
-        [] => Ok(Command::Check { json: false }),
-        [Some("--json")] => Ok(Command::Check { json: true }),
-        [Some("-h" | "--help"), ..] => Ok(Command::Help(Topic::Check)),
-        _ => Err(UsageError::CheckArgs),
+    let (mut json, mut live) = (false, false);
+    for arg in rest {
+        let flag = match arg.to_str() {
+            Some("-h" | "--help") => return Ok(Command::Help(Topic::Check)),
+            Some("--json") => &mut json,
+            Some("--live") => &mut live,
+            _ => return Err(UsageError::CheckArgs),
+        };
+        if std::mem::replace(flag, true) {
+            return Err(UsageError::CheckArgs);
+        }
     }
+    Ok(Command::Check { json, live })
 }
 
 fn parse_exec(rest: Vec<OsString>) -> Result<Command, UsageError> {
     match rest.first().and_then(|a| a.to_str()) {
         Some("--") => exec(rest.into_iter().skip(1).collect()),
         Some("-h" | "--help") => Ok(Command::Help(Topic::Exec)),
-        Some(opt) if opt.starts_with('-') => Err(UsageError::UnknownOption(opt.to_string())),
+        Some(opt) if opt.starts_with('-') => Err(unknown_option(opt)),
         _ => exec(rest),
     }
 }
@@ -240,10 +332,16 @@ const CHECK_HELP: &str = "\
 initd check: ask the running initd whether the app is healthy
 
 USAGE
-    initd check            one line, `STATE: REASON`; exit 0 healthy, 1 not
-    initd check --json     the full status as one JSON object
+    initd check            readiness: one line, `STATE: REASON`; exit 0
+                           healthy, 1 not
+    initd check --live     liveness: exit 0 while the supervisor answers and
+                           the main child is alive, even while INITD_HEALTH
+                           fails or initd drains; 1 otherwise
+    initd check --json     the full status as one JSON object (with --live:
+                           plus `live` and `live_reason`)
 
-For Docker's HEALTHCHECK and Kubernetes exec probes:
+For Docker's HEALTHCHECK and Kubernetes exec probes (startupProbe and
+readinessProbe: `initd check`; livenessProbe: `initd check --live`):
     HEALTHCHECK CMD [\"initd\", \"check\"]
 
 It asks the supervisor (initd as PID 1) over its control socket,
@@ -285,26 +383,31 @@ fn main_help() -> String {
 initd: PID 1 for containers of Python web apps
 
 USAGE
-    initd [exec --] CMD [ARGS...]   run CMD under initd (reap, forward, stop)
-    initd run                       secrets, app user, wait, migrate, then the server
-    initd dev                       dev setup, asset watchers, a reloading dev server
-    initd config                    print the effective configuration and plan
-    initd check [--json]            ask the running initd: healthy (exit 0) or not (1)
-    initd status                    show the running initd's state and processes
-    initd version                   print version and build information
-    initd help [SUBCOMMAND]         print this help, or a subcommand's
+    initd [exec --] CMD [ARGS...]  run CMD under initd (reap, forward, stop)
+    initd run                      secrets, app user, wait, migrate, server
+    initd dev                      dev setup, asset watchers, reloading server
+    initd config                   print the effective configuration and plan
+    initd check [--live] [--json]  ask the running initd: ready (exit 0) or
+                                   not (1); --live: alive or not
+    initd status                   show the running initd's state, processes
+    initd version                  print version and build information
+    initd help [SUBCOMMAND]        print this help, or a subcommand's
 
     Every subcommand takes --help. Use `initd exec -- NAME` to run a program
-    whose name is also a subcommand.
+    whose name is also a subcommand. Settings come from the environment (or
+    /etc/initd.toml); tini's and dumb-init's flags are answered with the
+    setting to use instead.
 
 ENVIRONMENT
 ",
     );
-    // One column for the names, as wide as the longest plus two spaces.
-    let width = SETTINGS.iter().map(|s| s.name.len()).max().unwrap_or(0) + 2;
+    // Each name on a line of its own, its description below it, wrapped:
+    // the names are too long for a column beside 80-column text.
     for s in SETTINGS {
-        let default = if s.default.is_empty() { "unset" } else { s.default };
-        let _ = writeln!(out, "    {:<width$}{} (default: {default})", s.name, s.help);
+        let _ = writeln!(out, "    {}", s.name);
+        for line in wrap(&setting_help(s), HELP_WIDTH - 8) {
+            let _ = writeln!(out, "        {line}");
+        }
     }
     out.push('\n');
     out.push_str(exit::TABLE);
@@ -312,9 +415,44 @@ ENVIRONMENT
     out
 }
 
+/// Help text lines are at most this wide.
+pub const HELP_WIDTH: usize = 80;
+
+/// A setting's description with its default, said once: the help texts
+/// that explain what happens when a setting is unset already say it.
+pub fn setting_help(s: &crate::config::Setting) -> String {
+    let help = s.help.trim_end_matches('.');
+    if s.default.is_empty() {
+        help.to_string()
+    } else {
+        format!("{help} (default: {})", s.default)
+    }
+}
+
+/// Greedy word wrap to `width` columns; a word longer than that stands on
+/// a line of its own.
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// `initd 0.3.0 (1a2b3c4)` first, as `--version` of most tools starts.
 pub fn version() -> String {
     format!(
-        "initd {}\ncommit: {}\nbuilt: {}, {}-{}, rustc {}\n",
+        "initd {} ({})\nbuilt: {}, {}-{}, rustc {}\n",
         env!("CARGO_PKG_VERSION"),
         env!("INITD_BUILD_COMMIT"),
         if cfg!(target_feature = "crt-static") {
@@ -400,9 +538,9 @@ mod tests {
     fn help_lists_every_setting_and_exit_code() {
         let text = help(Topic::Main);
         for s in SETTINGS {
-            // Each name stands apart from its description.
+            // Each name on a line of its own.
             assert!(
-                text.contains(&format!("    {}  ", s.name)),
+                text.contains(&format!("\n    {}\n", s.name)),
                 "{} missing from --help",
                 s.name
             );
@@ -412,12 +550,103 @@ mod tests {
     }
 
     #[test]
-    fn check_and_status() {
-        assert_eq!(parse_strs(&["check"]), Ok(Command::Check { json: false }));
+    fn every_help_text_fits_80_columns_and_says_each_default_once() {
+        for topic in [
+            Topic::Main,
+            Topic::Exec,
+            Topic::Run,
+            Topic::Dev,
+            Topic::Config,
+            Topic::Check,
+            Topic::Status,
+            Topic::Version,
+        ] {
+            for line in help(topic).lines() {
+                assert!(line.chars().count() <= HELP_WIDTH, "{topic:?}: {line:?}");
+            }
+        }
+        for s in SETTINGS {
+            let text = setting_help(s);
+            let mentions = text.matches("default").count();
+            assert!(mentions <= 1, "{}: {text}", s.name);
+            assert!(!text.contains("(default: unset)"), "{}: {text}", s.name);
+        }
+        assert_eq!(wrap("a bb ccc", 4), ["a bb", "ccc"]);
+        assert_eq!(wrap("abcdefgh x", 4), ["abcdefgh", "x"]);
+    }
+
+    #[test]
+    fn help_on_an_unknown_subcommand_is_a_usage_error() {
+        let err = parse_strs(&["help", "chek"]).unwrap_err();
+        assert_eq!(err, UsageError::HelpTopic("chek".into()));
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().starts_with("no help on \"chek\"; the subcommands are exec, run"));
+        assert!(parse_strs(&["help", "run", "x"]).is_err());
+        assert_eq!(parse_strs(&["help", "help"]), Ok(Command::Help(Topic::Main)));
+    }
+
+    #[test]
+    fn version_first_line_names_version_and_commit() {
+        let text = version();
+        let first = text.lines().next().unwrap();
         assert_eq!(
-            parse_strs(&["check", "--json"]),
-            Ok(Command::Check { json: true })
+            first,
+            format!("initd {} ({})", env!("CARGO_PKG_VERSION"), env!("INITD_BUILD_COMMIT"))
         );
+    }
+
+    #[test]
+    fn tini_and_dumb_init_flags_name_the_setting_to_use() {
+        for (flag, needle) in [
+            ("-s", "initd does that by itself whenever it is not PID 1"),
+            ("-g", "INITD_SIGNAL_TARGET=group"),
+            ("-p", "initd has no equivalent"),
+            ("-pSIGTERM", "initd has no equivalent"),
+            ("-v", "INITD_LOG=debug"),
+            ("-vvv", "INITD_LOG=debug"),
+            ("--verbose", "INITD_LOG=debug"),
+            ("-w", "logs the orphans initd reaps"),
+            ("-e", "INITD_STOP_EXIT=zero"),
+            ("-e143", "INITD_STOP_EXIT=zero"),
+            ("-l", "its license is in its source"),
+            ("-c", "that is initd's default (INITD_SIGNAL_TARGET=child)"),
+            ("--single-child", "INITD_SIGNAL_TARGET=child"),
+            ("-r", "INITD_SIGNAL_MAP=FROM:TO"),
+            ("-r15:3", "INITD_SIGNAL_MAP=FROM:TO"),
+            ("--rewrite", "INITD_SIGNAL_MAP=FROM:TO"),
+            ("--rewrite=15:3", "INITD_SIGNAL_MAP=FROM:TO"),
+        ] {
+            for args in [vec![flag, "--", "app"], vec!["exec", flag, "app"]] {
+                let err = parse_strs(&args).unwrap_err();
+                assert_eq!(err.exit_code(), 2, "{flag}");
+                let line = err.to_string();
+                assert!(line.starts_with(&format!("{flag}: ")), "{line}");
+                assert!(line.contains(needle), "{flag}: {line}");
+                assert!(line.ends_with("run `initd CMD [ARGS...]`"), "{line}");
+                assert!(!line.contains('\n'), "{line}");
+            }
+        }
+        let line = parse_strs(&["-sg", "app"]).unwrap_err().to_string();
+        assert!(line.contains("-s (become") && line.contains("-g (signal"), "{line}");
+        // Not theirs: still an unknown option.
+        assert!(matches!(parse_strs(&["-x"]), Err(UsageError::UnknownOption(_))));
+        assert!(matches!(parse_strs(&["-sx"]), Err(UsageError::UnknownOption(_))));
+        assert!(matches!(parse_strs(&["--signal"]), Err(UsageError::UnknownOption(_))));
+        // Their --version and -h are initd's own.
+        assert_eq!(parse_strs(&["--version"]), Ok(Command::Version));
+        assert_eq!(parse_strs(&["-V"]), Ok(Command::Version));
+    }
+
+    #[test]
+    fn check_and_status() {
+        let check = |json, live| Ok(Command::Check { json, live });
+        assert_eq!(parse_strs(&["check"]), check(false, false));
+        assert_eq!(parse_strs(&["check", "--json"]), check(true, false));
+        assert_eq!(parse_strs(&["check", "--live"]), check(false, true));
+        assert_eq!(parse_strs(&["check", "--live", "--json"]), check(true, true));
+        assert_eq!(parse_strs(&["check", "--json", "--live"]), check(true, true));
+        assert_eq!(parse_strs(&["check", "--live", "--live"]), Err(UsageError::CheckArgs));
+        assert_eq!(parse_strs(&["check", "live"]), Err(UsageError::CheckArgs));
         assert_eq!(parse_strs(&["check", "--help"]), Ok(Command::Help(Topic::Check)));
         assert_eq!(parse_strs(&["help", "status"]), Ok(Command::Help(Topic::Status)));
         assert_eq!(parse_strs(&["status"]), Ok(Command::Status));

@@ -1199,14 +1199,30 @@ const DURATION_FORM: &str = "a duration such as 500ms, 8s or 1m";
 
 const POSITIVE_DURATION_FORM: &str = "a duration above zero such as 500ms, 2s or 1m";
 
-/// A duration as initd writes it in messages: whole seconds as `8s`,
-/// anything finer in milliseconds (`1500ms`), both forms
-/// [`parse_duration`] reads back.
+/// A duration as people write it, in a form [`parse_duration`] reads back:
+/// `250ms`, `8s`, `1.5s`, `7.999s`, `2m`, `1h` (never `7999ms` or
+/// `1.5000s`).
 pub fn human_duration(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
+    let trimmed = |n: f64, decimals: usize| {
+        let text = format!("{n:.decimals$}");
+        let text = if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.')
+        } else {
+            &text
+        };
+        text.to_string()
+    };
+    let nanos = d.as_nanos();
+    if nanos == 0 {
+        "0s".to_string()
+    } else if d < Duration::from_secs(1) {
+        format!("{}ms", trimmed(nanos as f64 / 1e6, 3))
+    } else if nanos % 3_600_000_000_000 == 0 {
+        format!("{}h", d.as_secs() / 3600)
+    } else if nanos % 60_000_000_000 == 0 {
+        format!("{}m", d.as_secs() / 60)
     } else {
-        format!("{}ms", d.as_millis())
+        format!("{}s", trimmed(d.as_secs_f64(), 3))
     }
 }
 
@@ -1704,6 +1720,26 @@ mod tests {
         assert_eq!(parse_duration("s"), None);
         assert_eq!(parse_duration("1d"), None);
         assert_eq!(parse_duration("1e99"), None);
+    }
+
+    #[test]
+    fn durations_are_printed_as_people_write_them() {
+        for (d, text) in [
+            (Duration::ZERO, "0s"),
+            (Duration::from_millis(250), "250ms"),
+            (Duration::from_micros(500), "0.5ms"),
+            (Duration::from_secs(8), "8s"),
+            (Duration::from_millis(1500), "1.5s"),
+            (Duration::from_millis(7999), "7.999s"),
+            (Duration::from_millis(8000), "8s"),
+            (Duration::from_secs(90), "90s"),
+            (Duration::from_secs(120), "2m"),
+            (Duration::from_secs(3600), "1h"),
+            (Duration::from_secs(5400), "90m"),
+        ] {
+            assert_eq!(human_duration(d), text, "{d:?}");
+            assert_eq!(parse_duration(text), Some(d), "{text}");
+        }
     }
 
     #[test]

@@ -341,7 +341,7 @@ impl Dev<'_> {
                     self.start_server(now);
                 }
             }
-            _ => debug!(pid = %pid, "reaped"),
+            _ => debug!(pid = pid.as_raw(), "reaped"),
         }
     }
 
@@ -392,7 +392,7 @@ impl Dev<'_> {
                 w.pid = Some(pid);
                 w.started = Some(now);
                 w.note = "running".into();
-                debug!(pid = %pid, "{what} started: {}", cmdline::join(&w.argv));
+                debug!(pid = pid.as_raw(), "{what} started: {}", cmdline::join(&w.argv));
             }
             None => {
                 // Not startable (not found, not executable): try again later

@@ -30,7 +30,7 @@ EXIT STATUS
     137      the child ignored the stop signal and was killed after the grace
              period
     2        bad command line
-    69       a service in INITD_WAIT_FOR did not come up within INITD_WAIT_TIMEOUT
+    69       a service in INITD_WAIT_FOR did not come up in INITD_WAIT_TIMEOUT
     70       internal error in initd (a system call it needs failed)
     77       the app user cannot be used (missing, root without
              INITD_ALLOW_ROOT, or initd cannot switch to it)

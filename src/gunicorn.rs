@@ -201,9 +201,9 @@ pub fn plan(inputs: &ServerInputs) -> Result<ServerPlan, ServerError> {
     {
         warnings.push(format!(
             "{source} sets the graceful timeout to {theirs}s, but initd sends SIGKILL \
-             INITD_STOP_TIMEOUT={:?} after the stop signal; lower it to {graceful} or raise \
+             INITD_STOP_TIMEOUT={} after the stop signal; lower it to {graceful} or raise \
              INITD_STOP_TIMEOUT above {theirs}s (and the runtime's stop timeout above that)",
-            inputs.stop_timeout
+            crate::config::human_duration(inputs.stop_timeout)
         ));
     }
 

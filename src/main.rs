@@ -31,7 +31,7 @@ fn real_main() -> i32 {
         Command::Config => config(),
         // Not through the pipeline: a health check must be cheap and must
         // not fail for reasons of its own.
-        Command::Check { json } => check::run(json),
+        Command::Check { json, live } => check::run(json, live),
         Command::Status => check::status(),
     }
 }

@@ -430,9 +430,10 @@ fn open_control_socket(
     };
     if health.probe != Probe::Alive && health.probe_timeout >= health.check_timeout {
         warn!(
-            "INITD_HEALTH_TIMEOUT ({:?}) is not below INITD_CHECK_TIMEOUT ({:?}): a slow probe makes \
+            "INITD_HEALTH_TIMEOUT ({}) is not below INITD_CHECK_TIMEOUT ({}): a slow probe makes \
              `initd check` give up before the probe does",
-            health.probe_timeout, health.check_timeout
+            config::human_duration(health.probe_timeout),
+            config::human_duration(health.check_timeout)
         );
     }
     let path = listener.path().to_path_buf();

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use crate::cmdline;
-use crate::config::{Health, Kind, Layers, Raw, SETTINGS, Source, text_of};
+use crate::config::{Health, Kind, Layers, Raw, SETTINGS, Source, human_duration, text_of};
 use crate::health::Probe;
 use crate::pipeline::Plan;
 use crate::secrets::LeftAlone;
@@ -169,7 +169,7 @@ fn health(h: &Health) -> String {
     };
     let probe = match &h.probe {
         Probe::Alive => "the main child being alive".to_string(),
-        probe => format!("{probe} (within {:?})", h.probe_timeout),
+        probe => format!("{probe} (within {})", human_duration(h.probe_timeout)),
     };
     let _ = writeln!(
         out,
@@ -179,8 +179,8 @@ fn health(h: &Health) -> String {
     if !h.drain.is_zero() {
         let _ = writeln!(
             out,
-            "# on a stop: checks fail for {:?} (INITD_DRAIN) before the server gets the stop signal",
-            h.drain
+            "# on a stop: checks fail for {} (INITD_DRAIN) before the server gets the stop signal",
+            human_duration(h.drain)
         );
     }
     out

@@ -80,7 +80,7 @@ impl Launcher {
     pub fn start(&self, what: &str, argv: &[String]) -> Result<nix::unistd::Pid, Halt> {
         let cmd = self.command(what, argv, true)?;
         let pid = child::spawn(cmd).map_err(|e| spawn_failed(what, &argv[0], &e))?;
-        debug!(pid = %pid, "{what} started: {}", cmdline::join(argv));
+        debug!(pid = pid.as_raw(), "{what} started: {}", cmdline::join(argv));
         Ok(pid)
     }
 

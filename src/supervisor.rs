@@ -628,6 +628,6 @@ mod tests {
     #[test]
     fn human_durations() {
         assert_eq!(human(Duration::from_secs(8)), "8s");
-        assert_eq!(human(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(human(Duration::from_millis(1500)), "1.5s");
     }
 }
