@@ -285,12 +285,12 @@ pub fn status() -> i32 {
     let s = match settings(|name| std::env::var(name).ok()) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("initd: {e}");
+            crate::logging::early_error(&e);
             return UNHEALTHY;
         }
     };
     let Some(path) = s.socket else {
-        eprintln!("initd: INITD_SOCKET=off: the supervisor serves no status");
+        crate::logging::early_error("INITD_SOCKET=off: the supervisor serves no status");
         return UNHEALTHY;
     };
     match ask(&path, s.timeout) {
@@ -299,7 +299,7 @@ pub fn status() -> i32 {
             HEALTHY
         }
         Err(e) => {
-            eprintln!("initd: {}", describe(&path, s.timeout, &e));
+            crate::logging::early_error(&describe(&path, s.timeout, &e));
             UNHEALTHY
         }
     }
@@ -559,7 +559,10 @@ mod tests {
         assert_eq!(value["main_pid"], 7);
         assert_eq!(value["state"], "draining");
         let value: serde_json::Value = serde_json::from_str(&unreachable_json("gone", true)).unwrap();
-        assert_eq!((value["live"].as_bool(), value["healthy"].as_bool()), (Some(false), Some(false)));
+        assert_eq!(
+            (value["live"].as_bool(), value["healthy"].as_bool()),
+            (Some(false), Some(false))
+        );
     }
 
     #[test]

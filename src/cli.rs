@@ -580,7 +580,10 @@ mod tests {
         let err = parse_strs(&["help", "chek"]).unwrap_err();
         assert_eq!(err, UsageError::HelpTopic("chek".into()));
         assert_eq!(err.exit_code(), 2);
-        assert!(err.to_string().starts_with("no help on \"chek\"; the subcommands are exec, run"));
+        assert!(
+            err.to_string()
+                .starts_with("no help on \"chek\"; the subcommands are exec, run")
+        );
         assert!(parse_strs(&["help", "run", "x"]).is_err());
         assert_eq!(parse_strs(&["help", "help"]), Ok(Command::Help(Topic::Main)));
     }
@@ -591,7 +594,11 @@ mod tests {
         let first = text.lines().next().unwrap();
         assert_eq!(
             first,
-            format!("initd {} ({})", env!("CARGO_PKG_VERSION"), env!("INITD_BUILD_COMMIT"))
+            format!(
+                "initd {} ({})",
+                env!("CARGO_PKG_VERSION"),
+                env!("INITD_BUILD_COMMIT")
+            )
         );
     }
 
@@ -627,11 +634,17 @@ mod tests {
             }
         }
         let line = parse_strs(&["-sg", "app"]).unwrap_err().to_string();
-        assert!(line.contains("-s (become") && line.contains("-g (signal"), "{line}");
+        assert!(
+            line.contains("-s (become") && line.contains("-g (signal"),
+            "{line}"
+        );
         // Not theirs: still an unknown option.
         assert!(matches!(parse_strs(&["-x"]), Err(UsageError::UnknownOption(_))));
         assert!(matches!(parse_strs(&["-sx"]), Err(UsageError::UnknownOption(_))));
-        assert!(matches!(parse_strs(&["--signal"]), Err(UsageError::UnknownOption(_))));
+        assert!(matches!(
+            parse_strs(&["--signal"]),
+            Err(UsageError::UnknownOption(_))
+        ));
         // Their --version and -h are initd's own.
         assert_eq!(parse_strs(&["--version"]), Ok(Command::Version));
         assert_eq!(parse_strs(&["-V"]), Ok(Command::Version));
@@ -645,7 +658,10 @@ mod tests {
         assert_eq!(parse_strs(&["check", "--live"]), check(false, true));
         assert_eq!(parse_strs(&["check", "--live", "--json"]), check(true, true));
         assert_eq!(parse_strs(&["check", "--json", "--live"]), check(true, true));
-        assert_eq!(parse_strs(&["check", "--live", "--live"]), Err(UsageError::CheckArgs));
+        assert_eq!(
+            parse_strs(&["check", "--live", "--live"]),
+            Err(UsageError::CheckArgs)
+        );
         assert_eq!(parse_strs(&["check", "live"]), Err(UsageError::CheckArgs));
         assert_eq!(parse_strs(&["check", "--help"]), Ok(Command::Help(Topic::Check)));
         assert_eq!(parse_strs(&["help", "status"]), Ok(Command::Help(Topic::Status)));

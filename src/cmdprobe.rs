@@ -169,7 +169,11 @@ impl Runner {
         };
         match start(spec) {
             Ok((pid, output)) => {
-                debug!(pid = pid.as_raw(), "health probe started: {}", cmdline::join(&spec.argv));
+                debug!(
+                    pid = pid.as_raw(),
+                    "health probe started: {}",
+                    cmdline::join(&spec.argv)
+                );
                 self.running = Some(Run {
                     pid,
                     started: now,

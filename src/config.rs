@@ -706,8 +706,14 @@ pub fn kubernetes_service_variable(name: &str, value: &std::ffi::OsStr) -> bool 
         let Some((ip, port)) = rest.rsplit_once(':') else {
             return false;
         };
-        let ip = ip.strip_prefix('[').and_then(|i| i.strip_suffix(']')).unwrap_or(ip);
-        is_proto(&proto.to_ascii_uppercase()) && proto == proto.to_ascii_lowercase() && is_ip(ip) && is_port(port)
+        let ip = ip
+            .strip_prefix('[')
+            .and_then(|i| i.strip_suffix(']'))
+            .unwrap_or(ip);
+        is_proto(&proto.to_ascii_uppercase())
+            && proto == proto.to_ascii_lowercase()
+            && is_ip(ip)
+            && is_port(port)
     };
     let words: Vec<&str> = name.split('_').collect();
     // The Service's part is at least `INITD` and comes first.
@@ -749,7 +755,10 @@ pub fn file_layer(path: &Path, text: &str) -> Result<Layers, ConfigError> {
     })?;
     let mut layers = Layers::default();
     for (key, value) in table {
-        if let Some(name) = ENV_ONLY.iter().find(|n| n[PREFIX.len()..].eq_ignore_ascii_case(&key)) {
+        if let Some(name) = ENV_ONLY
+            .iter()
+            .find(|n| n[PREFIX.len()..].eq_ignore_ascii_case(&key))
+        {
             return Err(file_error(format!(
                 "`{key}` can only be set in the environment ({name}): it is read before this file"
             )));
@@ -919,11 +928,13 @@ pub fn parse(layers: &Layers) -> Result<Settings, ConfigError> {
     let r = Reader { layers };
     let signal_map = match layers.text("INITD_SIGNAL_MAP") {
         None => SignalMap::default(),
-        Some(text) => text.parse().map_err(|e: crate::signals::SignalMapError| ConfigError::Refused {
-            name: "INITD_SIGNAL_MAP",
-            detail: e.to_string(),
-            value: text,
-        })?,
+        Some(text) => text
+            .parse()
+            .map_err(|e: crate::signals::SignalMapError| ConfigError::Refused {
+                name: "INITD_SIGNAL_MAP",
+                detail: e.to_string(),
+                value: text,
+            })?,
     };
     Ok(Settings {
         signal_target: r
@@ -1399,7 +1410,10 @@ mod tests {
             ("INITD_SOCKT", "/tmp/x", Some("INITD_SOCKET")),
         ] {
             match env_layer(env(&[(name, value)]), &[]) {
-                Err(ConfigError::Unknown { name: n, suggestion: s }) => {
+                Err(ConfigError::Unknown {
+                    name: n,
+                    suggestion: s,
+                }) => {
                     assert_eq!(n, name);
                     assert_eq!(s.as_deref(), suggestion, "{name}");
                 }

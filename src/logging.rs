@@ -50,6 +50,30 @@ pub fn init(level: LogLevel, format: LogFormat, redactor: Option<Arc<Redactor>>)
     };
 }
 
+/// One of initd's own error lines from before [`init`] ran (a usage error, a
+/// bad setting or secret), in the very prefix, level and format of every
+/// later line: `initd: error: ...`, or a JSON object when INITD_LOG_FORMAT
+/// says `json`. The caller redacts `message`.
+pub fn early_error(message: &str) {
+    let json = std::env::var("INITD_LOG_FORMAT").is_ok_and(|v| v.trim().eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(RedactingStderr { redactor: None })
+        .with_max_level(LevelFilter::ERROR)
+        .with_ansi(false);
+    let dispatch = if json {
+        tracing::Dispatch::new(
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .finish(),
+        )
+    } else {
+        tracing::Dispatch::new(builder.event_format(Prefixed).finish())
+    };
+    tracing::dispatcher::with_default(&dispatch, || tracing::error!("{message}"));
+}
+
 /// Hands tracing one buffer per event and writes it, redacted, to stderr in
 /// one write when the event is done.
 #[derive(Clone)]

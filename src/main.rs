@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use initd::cli::{self, Command};
 use initd::pipeline::{self, Main};
-use initd::{check, show};
+use initd::{check, logging, show};
 
 fn main() -> ExitCode {
     ExitCode::from(real_main().clamp(0, 255) as u8)
@@ -12,7 +12,7 @@ fn real_main() -> i32 {
     let command = match cli::parse(std::env::args_os().skip(1).collect()) {
         Ok(command) => command,
         Err(err) => {
-            eprintln!("initd: {err}");
+            logging::early_error(&err.to_string());
             return err.exit_code();
         }
     };
@@ -54,7 +54,7 @@ fn config() -> i32 {
                 "\n# the plan cannot be made: {}",
                 prepared.redactor.redact(&message)
             );
-            eprintln!("initd: {}", prepared.redactor.redact(&message));
+            logging::early_error(&prepared.redactor.redact(&message));
             code
         }
     }

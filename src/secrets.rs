@@ -216,7 +216,11 @@ impl fmt::Display for LeftAlone {
         let opt_in = format!("if it is a Docker secret, add {target} to INITD_SECRETS");
         match &self.why {
             Why::NotAbsolute => write!(f, "{}={value:?}: not an absolute path; {opt_in}", self.var),
-            Why::DotDot => write!(f, "{}={value:?}: the path has a `..` component; {opt_in}", self.var),
+            Why::DotDot => write!(
+                f,
+                "{}={value:?}: the path has a `..` component; {opt_in}",
+                self.var
+            ),
             Why::Outside(dirs) => write!(
                 f,
                 "{}={value}: outside the secrets directories ({dirs}, INITD_SECRETS_DIRS); {opt_in}",
@@ -381,9 +385,9 @@ impl Problem {
                 "cannot read {path} ({}); mount the secret there or unset {var}",
                 describe_io(e)
             ),
-            Problem::NotRegular(kind) => format!(
-                "{path} is {kind}, not a regular file; point {var} at the secret file itself"
-            ),
+            Problem::NotRegular(kind) => {
+                format!("{path} is {kind}, not a regular file; point {var} at the secret file itself")
+            }
             Problem::Escapes { target, dir } => format!(
                 "{path} is a symbolic link to {}, outside {}; initd follows links only within \
                  the secret's directory (as Kubernetes makes them); mount the secret file itself \
@@ -570,11 +574,7 @@ enum Role<'a> {
     Left(Why),
 }
 
-fn role<'a>(
-    var: &'a OsStr,
-    value: &OsStr,
-    selection: &Selection,
-) -> Result<Role<'a>, SecretError> {
+fn role<'a>(var: &'a OsStr, value: &OsStr, selection: &Selection) -> Result<Role<'a>, SecretError> {
     let Some(var) = var.to_str() else {
         return Ok(Role::Plain);
     };
@@ -1000,7 +1000,10 @@ mod tests {
                 ("NESTED_FILE", "/run/secrets/app/key"),
                 ("DOTTED_FILE", "/run/secrets/./x//y/"),
                 ("TF_CLI_CONFIG_FILE", "/home/u/.terraformrc"),
-                ("CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE", "/etc/ssl/certs/ca-certificates.crt"),
+                (
+                    "CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE",
+                    "/etc/ssl/certs/ca-certificates.crt",
+                ),
                 ("EVIL_FILE", "/run/secrets-evil/x"),
                 ("DOTDOT_FILE", "/run/secrets/../etc/shadow"),
                 ("DIR_FILE", "/run/secrets"),
@@ -1079,7 +1082,10 @@ mod tests {
             [PathBuf::from("/etc/app-secrets"), PathBuf::from("/run/secrets")]
         );
         let r = resolve_with(
-            env(&[("A_FILE", "/etc/app-secrets/a"), ("B_FILE", "/etc/app-secrets-old/b")]),
+            env(&[
+                ("A_FILE", "/etc/app-secrets/a"),
+                ("B_FILE", "/etc/app-secrets-old/b"),
+            ]),
             &selection,
             &Fake::new(&[("/etc/app-secrets/a", "aaaa")]),
         )
@@ -1094,7 +1100,9 @@ mod tests {
                 "{err}"
             );
         }
-        let err = Selection::parse(None, Some("DB,INITD_LOG")).unwrap_err().to_string();
+        let err = Selection::parse(None, Some("DB,INITD_LOG"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("\"INITD_LOG\" is not one"), "{err}");
     }
 
@@ -1119,9 +1127,16 @@ mod tests {
             &Fake::new(&[]),
         )
         .unwrap_err();
-        assert!(err.to_string().contains("cannot read /etc/secret-volume/db"), "{err}");
-        let err = resolve_with(env(&[("DB_PASSWORD_FILE", "db.txt")]), &selection, &Fake::new(&[]))
-            .unwrap_err();
+        assert!(
+            err.to_string().contains("cannot read /etc/secret-volume/db"),
+            "{err}"
+        );
+        let err = resolve_with(
+            env(&[("DB_PASSWORD_FILE", "db.txt")]),
+            &selection,
+            &Fake::new(&[]),
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "secret DB_PASSWORD: DB_PASSWORD_FILE=\"db.txt\" is not an absolute path; secrets are \
@@ -1163,7 +1178,10 @@ mod tests {
         // Both TF_CLI_CONFIG and TF_CLI_CONFIG_FILE set is no conflict when
         // the latter is not a secret.
         let r = run_default(
-            &[("TF_CLI_CONFIG", "x"), ("TF_CLI_CONFIG_FILE", "/home/u/.terraformrc")],
+            &[
+                ("TF_CLI_CONFIG", "x"),
+                ("TF_CLI_CONFIG_FILE", "/home/u/.terraformrc"),
+            ],
             &[],
         )
         .unwrap();

@@ -196,12 +196,12 @@ pub fn why_not_forwarded(sig: Signal) -> String {
             format!("{name} cannot be caught, so initd never receives it to forward")
         }
         Signal::SIGCHLD => format!("initd reaps children on {name}; it is never forwarded"),
-        Signal::SIGTTIN | Signal::SIGTTOU => format!(
-            "the terminal sends {name} about initd's own access to it; it is never forwarded"
-        ),
-        Signal::SIGPIPE => format!(
-            "initd ignores {name} (its own write to a closed pipe raises it); it is never forwarded"
-        ),
+        Signal::SIGTTIN | Signal::SIGTTOU => {
+            format!("the terminal sends {name} about initd's own access to it; it is never forwarded")
+        }
+        Signal::SIGPIPE => {
+            format!("initd ignores {name} (its own write to a closed pipe raises it); it is never forwarded")
+        }
         _ => format!(
             "{name} is a fault signal: it keeps its default action so a fault in initd is not \
              hidden, and it is never forwarded"
@@ -354,7 +354,13 @@ mod tests {
         let map: SignalMap = "TERM:none".parse().unwrap();
         assert_eq!(map.warnings().len(), 1);
         assert!(map.warnings()[0].contains("SIGKILL"));
-        assert!("TERM:QUIT,WINCH:none".parse::<SignalMap>().unwrap().warnings().is_empty());
+        assert!(
+            "TERM:QUIT,WINCH:none"
+                .parse::<SignalMap>()
+                .unwrap()
+                .warnings()
+                .is_empty()
+        );
     }
 
     #[test]

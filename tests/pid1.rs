@@ -140,7 +140,12 @@ fn docker_stop_that_the_child_honours_exits_143_or_0_with_zero() {
         let start = Instant::now();
         signal(pid, Signal::SIGTERM);
         let out = finish(child, LIMIT);
-        assert_eq!(out.code(), expected, "INITD_STOP_EXIT={setting:?}: {}", out.stderr);
+        assert_eq!(
+            out.code(),
+            expected,
+            "INITD_STOP_EXIT={setting:?}: {}",
+            out.stderr
+        );
         assert!(
             start.elapsed() < Duration::from_secs(5),
             "stop took the whole grace period"

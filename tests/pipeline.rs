@@ -447,33 +447,99 @@ fn docker_secrets_become_variables() {
     fs::create_dir_all(dir.path("x")).unwrap();
     fs::write(dir.path("x/pw"), format!("{PLANT}\n")).unwrap();
     fs::write(dir.path("x/key"), "key-from-file\r\n").unwrap();
-    let mut cmd = initd_pid1(print_vars(&[
+    fs::create_dir_all(dir.path("elsewhere")).unwrap();
+    fs::write(dir.path("elsewhere/token"), "not-a-secret\n").unwrap();
+    let mut names = vec![
         "DB_PASSWORD",
         "DB_PASSWORD_FILE",
         "API_KEY",
         "FILE__API_KEY",
         "X",
         "X_FILE",
-        "ENV_FILE",
-    ]));
-    cmd.env("DB_PASSWORD_FILE", dir.path("x/pw"))
+        "TOKEN",
+        "TOKEN_FILE",
+        "EVIL",
+        "EVIL_FILE",
+        "DOTDOT",
+        "DOTDOT_FILE",
+    ];
+    // The unrelated variables of a real environment reach the app as they were.
+    names.extend(REALISTIC_ENV.iter().map(|(k, _)| *k));
+    let mut cmd = initd_pid1(print_vars(&names));
+    let evil = format!("{}-evil/pw", dir.path("x").display());
+    let dotdot = format!("{}/../elsewhere/token", dir.path("x").display());
+    cmd.env("INITD_SECRETS_DIRS", dir.path("x"))
+        .env("DB_PASSWORD_FILE", dir.path("x/pw"))
+        // The prefix spelling is a secret wherever it points.
         .env("FILE__API_KEY", dir.path("x/key"))
         // Declared but empty: the secret fills it.
         .env("API_KEY", "")
-        .env("INITD_NOT_SECRETS", "X_FILE")
+        // Outside the secrets directory: an app setting, left alone.
         .env("X_FILE", "/nonexistent/x")
-        // A well-known setting that names a file, not a secret.
-        .env("ENV_FILE", "/nonexistent/.env");
+        .env("TOKEN_FILE", dir.path("elsewhere/token"))
+        // Only looks inside.
+        .env("EVIL_FILE", &evil)
+        .env("DOTDOT_FILE", &dotdot);
     let out = run(cmd, LIMIT);
     assert_eq!(out.code(), 0, "{}", out.stderr);
-    assert_eq!(
-        out.stdout,
-        format!(
-            "DB_PASSWORD={PLANT}\nDB_PASSWORD_FILE=<unset>\nAPI_KEY=key-from-file\n\
-             FILE__API_KEY=<unset>\nX=<unset>\nX_FILE=/nonexistent/x\nENV_FILE=/nonexistent/.env\n"
-        )
+    let mut expected = format!(
+        "DB_PASSWORD={PLANT}\nDB_PASSWORD_FILE=<unset>\nAPI_KEY=key-from-file\n\
+         FILE__API_KEY=<unset>\nX=<unset>\nX_FILE=/nonexistent/x\nTOKEN=<unset>\nTOKEN_FILE={}\n\
+         EVIL=<unset>\nEVIL_FILE={evil}\nDOTDOT=<unset>\nDOTDOT_FILE={dotdot}\n",
+        dir.path("elsewhere/token").display()
     );
+    for (k, v) in REALISTIC_ENV {
+        expected.push_str(&format!("{k}={v}\n"));
+    }
+    assert_eq!(out.stdout, expected);
     assert_eq!(out.stderr, "");
+
+    // INITD_SECRETS opts a NAME in wherever its file is.
+    let mut cmd = initd_pid1(print_vars(&["TOKEN", "TOKEN_FILE"]));
+    cmd.env("INITD_SECRETS", "TOKEN")
+        .env("TOKEN_FILE", dir.path("elsewhere/token"));
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "TOKEN=not-a-secret\nTOKEN_FILE=<unset>\n");
+}
+
+#[test]
+fn initd_config_lists_the_file_variables_left_alone() {
+    let dir = Scratch::new("leftalone");
+    let mut cmd = initd_plain(["config"]);
+    cmd.current_dir(&dir.0)
+        .env("INITD_MIGRATE", "off")
+        .env("INITD_SERVER", "sleep 1");
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let section = out
+        .stdout
+        .split("# *_FILE variables left as they are (not Docker secrets)\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no list of variables left alone:\n{}", out.stdout));
+    let lines: Vec<&str> = section
+        .lines()
+        .take_while(|l| l.starts_with("# ") && l.contains("_FILE"))
+        .collect();
+    let outside = "outside the secrets directories (/run/secrets, INITD_SECRETS_DIRS)";
+    for line in [
+        format!(
+            "# TF_CLI_CONFIG_FILE=/nonexistent/home/.terraformrc: {outside}; if it is a Docker secret, add TF_CLI_CONFIG to INITD_SECRETS"
+        ),
+        format!(
+            "# CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE=/etc/ssl/certs/ca-certificates.crt: {outside}; if it is a Docker secret, add CLOUDSDK_CORE_CUSTOM_CA_CERTS to INITD_SECRETS"
+        ),
+        "# ENV_FILE=\".env\": not an absolute path; if it is a Docker secret, add ENV to INITD_SECRETS"
+            .to_string(),
+    ] {
+        assert!(
+            lines.contains(&line.as_str()),
+            "{line}\nnot in:\n{}",
+            lines.join("\n")
+        );
+    }
+    // Names and paths only: nothing read from those files.
+    assert!(!out.stdout.contains("BEGIN CERTIFICATE"));
 }
 
 #[test]
@@ -483,7 +549,6 @@ fn unusable_secrets_stop_initd_before_anything_starts() {
     let touch = format!("touch {}", marker.display());
     let pw = dir.path("pw");
     fs::write(&pw, "x\n").unwrap();
-    let hint = "add DB_PASSWORD_FILE to INITD_NOT_SECRETS";
     // The same for `initd exec` and `initd run`; the message is returned.
     let attempt = |vars: &[(&str, &Path)], extra: &[(&str, &str)]| {
         let messages: Vec<String> = ["exec", "run"]
@@ -493,7 +558,9 @@ fn unusable_secrets_stop_initd_before_anything_starts() {
                     "exec" => initd_pid1(["exec", "sh", "-c", &touch]),
                     _ => initd_pid1(["run"]),
                 };
-                cmd.env("INITD_SERVER", sh(&touch)).env("INITD_MIGRATE", "off");
+                cmd.env("INITD_SERVER", sh(&touch))
+                    .env("INITD_MIGRATE", "off")
+                    .env("INITD_SECRETS_DIRS", &dir.0);
                 cmd.envs(vars.iter().map(|(k, v)| (k, v)))
                     .envs(extra.iter().copied());
                 let out = run(cmd, Duration::from_secs(10));
@@ -509,22 +576,21 @@ fn unusable_secrets_stop_initd_before_anything_starts() {
 
     assert_eq!(
         attempt(&[("DB_PASSWORD_FILE", &pw)], &[("DB_PASSWORD", "inline")]),
-        "initd: secret DB_PASSWORD: both DB_PASSWORD and DB_PASSWORD_FILE are set; unset one of them"
+        "initd: error: secret DB_PASSWORD: both DB_PASSWORD and DB_PASSWORD_FILE are set; unset one of them"
     );
     let missing = dir.path("no-such-secret");
     assert_eq!(
         attempt(&[("DB_PASSWORD_FILE", &missing)], &[]),
         format!(
-            "initd: secret DB_PASSWORD: cannot read {} (No such file or directory); mount the secret, \
-             unset DB_PASSWORD_FILE, or if it is not a Docker secret {hint}",
+            "initd: error: secret DB_PASSWORD: cannot read {} (No such file or directory); mount the \
+             secret there or unset DB_PASSWORD_FILE",
             missing.display()
         )
     );
     let not_regular = |path: &Path, kind: &str| {
         format!(
-            "initd: secret DB_PASSWORD: {} is {kind}, not a regular file; point DB_PASSWORD_FILE at \
-             the secret file itself, or if DB_PASSWORD_FILE is an app setting rather than a Docker \
-             secret, {hint}",
+            "initd: error: secret DB_PASSWORD: {} is {kind}, not a regular file; point \
+             DB_PASSWORD_FILE at the secret file itself",
             path.display()
         )
     };
@@ -547,8 +613,9 @@ fn unusable_secrets_stop_initd_before_anything_starts() {
     assert_eq!(
         attempt(&[("FILE__DB_PASSWORD", &big)], &[]),
         format!(
-            "initd: secret DB_PASSWORD: {} is larger than 1 MiB, too big for an environment variable; \
-             let the app read the file itself and add FILE__DB_PASSWORD to INITD_NOT_SECRETS",
+            "initd: error: secret DB_PASSWORD: {} is larger than 1 MiB, too big for an environment \
+             variable; let the app read the file itself (from outside the secrets directories, with \
+             FILE__DB_PASSWORD not in INITD_SECRETS)",
             big.display()
         )
     );
@@ -579,6 +646,7 @@ fn a_secret_never_shows_in_initds_output_or_command_line() {
                 .env("PATH", &path)
                 .env("INITD_LOG", "trace")
                 .env("INITD_LOG_FORMAT", format)
+                .env("INITD_SECRETS_DIRS", &dir.0)
                 .envs(vars.iter().map(|(k, v)| (k, v)));
             let out = run(cmd, LIMIT);
             assert_eq!(out.code(), expected, "case {n} ({format}): {}", out.stderr);
@@ -649,7 +717,7 @@ fn a_secret_never_shows_in_initds_output_or_command_line() {
     // Nor is it in initd's own command line or environment, for anyone in
     // the container to read.
     let mut cmd = initd_pid1(["sleep", "30"]);
-    cmd.env("DB_PASSWORD_FILE", &pw);
+    cmd.env("DB_PASSWORD_FILE", &pw).env("INITD_SECRETS_DIRS", &dir.0);
     let running = spawn_logged(&mut cmd, &dir, "initd");
     let pid = running.pid();
     wait_for(LIMIT, || {

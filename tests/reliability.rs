@@ -469,6 +469,7 @@ fn stop_in(phase: Phase, pid1: bool) -> (i32, String, String) {
         .env("INITD_ALLOW_ROOT", "true")
         .env("RELIAB_MARK", &mark)
         .env("DB_PASSWORD_FILE", &secret)
+        .env("INITD_SECRETS", "DB_PASSWORD")
         .env("INITD_STOP_TIMEOUT", "5s")
         .env("INITD_MIGRATE", &migration)
         .env("INITD_SERVER", &server)

@@ -299,7 +299,8 @@ fn secret_files_that_lead_out_block_or_overflow_are_refused_cleanly() {
             "-c",
             &format!("{}\nopen({:?}, 'w').close()", print_vars(&["DB"]), marker),
         ]);
-        cmd.env("DB_FILE", path);
+        // The volume is where this test mounts its secrets.
+        cmd.env("DB_FILE", path).env("INITD_SECRETS_DIRS", &vol);
         let start = Instant::now();
         let out = run(cmd, Duration::from_secs(10));
         (out, marker.exists(), start.elapsed())
@@ -341,7 +342,7 @@ fn secret_files_that_lead_out_block_or_overflow_are_refused_cleanly() {
         assert!(!ran, "{}: the command ran", path.display());
         let line = out.stderr.trim();
         assert!(
-            line.starts_with(&format!("initd: secret DB: {} {reason}", path.display())),
+            line.starts_with(&format!("initd: error: secret DB: {} {reason}", path.display())),
             "{line}"
         );
         assert!(!line.contains(PLANT) && out.stdout.is_empty(), "{line}");
@@ -386,8 +387,8 @@ fn a_secret_stays_out_of_dev_mode_logs_and_other_processes() {
             .env("AUTO_START_SERVER", "true")
             .env("INITD_RELOAD_PATHS", "src")
             .env("DB_PASSWORD_FILE", &pw)
-            // Not a Docker secret: passed on as the path it is.
-            .env("INITD_NOT_SECRETS", "CERT_FILE")
+            .env("INITD_SECRETS", "DB_PASSWORD,GUNICORN_ARGUMENTS")
+            // Not listed, outside /run/secrets: passed on as the path it is.
             .env("CERT_FILE", &pw)
             // A migration step: its command line is logged too.
             .env("INITD_MIGRATE", "sh -c 'exit 0'")
@@ -444,6 +445,7 @@ fn a_secret_stays_out_of_dev_mode_logs_and_other_processes() {
     cmd.current_dir(&dir.0)
         .env("INITD_LOG", "trace")
         .env("INITD_SERVER", "sleep 1")
+        .env("INITD_SECRETS", "DB_PASSWORD,GUNICORN_ARGUMENTS")
         .env("DB_PASSWORD_FILE", &pw)
         .env("GUNICORN_ARGUMENTS_FILE", &args);
     let out = run(cmd, LIMIT);
@@ -466,7 +468,7 @@ fn a_secret_stays_out_of_dev_mode_logs_and_other_processes() {
     eprintln!(
         "security: dev mode: a planted secret appears in no log line (trace level, text and json, \
          through a restart and a stop), not in `initd config`, not in initd's environment or command \
-         line; the watcher has it, not its *_FILE; INITD_NOT_SECRETS leaves the path alone"
+         line; the watcher has it, not its *_FILE; a *_FILE outside the secrets keeps its path"
     );
 }
 
@@ -495,6 +497,7 @@ for f in ('/proc/1/mem', '/proc/1/environ', '/proc/self/environ'):
         .args([INITD, "exec", "python3", "-c", probe])
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("INITD_SECRETS", "DB_PASSWORD")
         .env("DB_PASSWORD_FILE", &pw);
     let out = run(cmd, LIMIT);
     assert_eq!(out.code(), 0, "{}", out.stderr);
@@ -540,6 +543,7 @@ for f in ('/proc/1/mem', '/proc/1/environ', '/proc/self/environ'):
     }
     let mut cmd = initd_plain(["sleep", "30"]);
     cmd.env("DB_PASSWORD_FILE", &pw)
+        .env("INITD_SECRETS", "DB_PASSWORD")
         .env("RELIAB_SLEEPER", dir.0.as_os_str());
     with_cores(&mut cmd);
     let mut initd = cmd.spawn().unwrap();
@@ -611,6 +615,7 @@ fn a_secret_stays_out_of_health_checks_and_status() {
             .env("INITD_SOCKET", &socket)
             .env("INITD_MIGRATE", "off")
             .env("INITD_LOG", "trace")
+            .env("INITD_SECRETS", "DB_PASSWORD")
             .env("DB_PASSWORD_FILE", &pw)
             .env("INITD_SERVER", server)
             .env("INITD_HEALTH", probe);

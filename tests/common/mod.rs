@@ -32,8 +32,50 @@ pub fn pid1_prefix() -> Vec<&'static str> {
     args
 }
 
+/// What a real shell, CI runner or Kubernetes pod passes along besides the
+/// test's own settings: unrelated variables, `*_FILE` settings of other
+/// tools naming a missing file or a big one (the CA bundle is over 128 KiB),
+/// and the variables Kubernetes injects for a Service named `initd` in the
+/// namespace. initd must start with all of them present and hand every one
+/// to the app unchanged. Every helper that starts initd passes them.
+pub const REALISTIC_ENV: &[(&str, &str)] = &[
+    ("LANG", "C.UTF-8"),
+    ("TZ", "UTC"),
+    ("HOSTNAME", "ci-runner-7"),
+    ("CI", "true"),
+    ("TF_CLI_CONFIG_FILE", "/nonexistent/home/.terraformrc"),
+    (
+        "CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE",
+        "/etc/ssl/certs/ca-certificates.crt",
+    ),
+    ("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt"),
+    ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/.aws/credentials"),
+    ("KUBECONFIG_FILE", "/nonexistent/.kube/config"),
+    ("ENV_FILE", ".env"),
+    ("HISTFILE", "/nonexistent/.bash_history"),
+    ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
+    ("KUBERNETES_SERVICE_PORT", "443"),
+    ("KUBERNETES_PORT", "tcp://10.96.0.1:443"),
+    ("INITD_SERVICE_HOST", "10.96.0.11"),
+    ("INITD_SERVICE_PORT", "80"),
+    ("INITD_SERVICE_PORT_HTTP", "80"),
+    ("INITD_PORT", "tcp://10.96.0.11:80"),
+    ("INITD_PORT_80_TCP", "tcp://10.96.0.11:80"),
+    ("INITD_PORT_80_TCP_PROTO", "tcp"),
+    ("INITD_PORT_80_TCP_PORT", "80"),
+    ("INITD_PORT_80_TCP_ADDR", "10.96.0.11"),
+];
+
+/// Clears the environment but for PATH and [`REALISTIC_ENV`], so the host's
+/// own settings cannot leak in.
+pub fn realistic_env(cmd: &mut Command) -> &mut Command {
+    cmd.env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .envs(REALISTIC_ENV.iter().copied())
+}
+
 /// A command that runs initd (with `args`) as PID 1. The environment is
-/// cleared but for PATH so the host's settings cannot leak in; the tests
+/// [`realistic_env`], so the host's settings cannot leak in; the tests
 /// run as root on a host without an `app` user, so root is allowed (the
 /// user tests take it away again). No control socket: see [`NO_SOCKET`].
 pub fn initd_pid1<I, S>(args: I) -> Command
@@ -44,8 +86,7 @@ where
     let prefix = pid1_prefix();
     let mut cmd = Command::new(prefix[0]);
     cmd.args(&prefix[1..]).arg(INITD).args(args);
-    cmd.env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+    realistic_env(&mut cmd)
         .env("INITD_ALLOW_ROOT", "true")
         .env("INITD_SOCKET", NO_SOCKET);
     cmd
@@ -59,8 +100,7 @@ where
 {
     let mut cmd = Command::new(INITD);
     cmd.args(args);
-    cmd.env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+    realistic_env(&mut cmd)
         .env("INITD_ALLOW_ROOT", "true")
         .env("INITD_SOCKET", NO_SOCKET);
     cmd
@@ -400,8 +440,7 @@ exec "$@"
         .args(["sh", "-c", script, "sh"])
         .arg(&scratch.0)
         .args(argv);
-    cmd.env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+    realistic_env(&mut cmd)
         .env("INITD_ALLOW_ROOT", "true")
         .env("INITD_SOCKET", NO_SOCKET);
     cmd
@@ -497,9 +536,8 @@ pub fn check_cmd(socket: &Path, args: &[&str], env: &[(&str, &str)]) -> Command 
     } else {
         std::iter::once("check").chain(args.iter().copied()).collect()
     };
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+    cmd.args(args);
+    realistic_env(&mut cmd)
         .env("INITD_SOCKET", socket)
         .env("INITD_CHECK_TIMEOUT", "20s");
     for (k, v) in env {
