@@ -1609,18 +1609,6 @@ mod tests {
     }
 
     #[test]
-    fn the_settings_page_documents_every_setting() {
-        let readme = include_str!("../docs/settings.md");
-        for s in SETTINGS {
-            assert!(
-                readme.contains(&format!("| `{}` |", s.name)),
-                "{} is missing from docs/settings.md",
-                s.name
-            );
-        }
-    }
-
-    #[test]
     fn dev_settings() {
         let d = from_env(env(&[
             ("AUTO_START_SERVER", "yes"),
@@ -1772,6 +1760,80 @@ mod tests {
         assert_eq!(edit_distance("WROKERS", "WORKERS"), 1);
         assert_eq!(edit_distance("abc", "abc"), 0);
         assert_eq!(edit_distance("", "abc"), 3);
+    }
+}
+
+/// docs/settings.md's table is generated from [`SETTINGS`]: this test fails
+/// when the two drift apart, and `INITD_BLESS=1 cargo test --lib
+/// settings_page` writes the table anew (run it after adding or changing a
+/// setting, and after merging branches that did).
+#[cfg(test)]
+mod settings_page {
+    use super::*;
+
+    const PAGE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/settings.md");
+    const BEGIN: &str = "<!-- BEGIN settings table: generated from SETTINGS in src/config.rs by `INITD_BLESS=1 cargo test --lib settings_page`; do not edit -->\n";
+    const END: &str = "<!-- END settings table -->\n";
+
+    /// Markdown table cells cannot hold a `|` or a line break.
+    fn cell(text: &str) -> String {
+        text.replace('|', "\\|").replace('\n', " ")
+    }
+
+    pub fn table() -> String {
+        let mut out = String::from("| Variable | Default | Meaning | Example |\n|---|---|---|---|\n");
+        for s in SETTINGS {
+            let default = if s.default.is_empty() {
+                "unset".to_string()
+            } else {
+                format!("`{}`", s.default)
+            };
+            out.push_str(&format!(
+                "| `{}` | {} | {} | `{}` |\n",
+                s.name,
+                cell(&default),
+                cell(s.help),
+                cell(s.example)
+            ));
+        }
+        out
+    }
+
+    /// The page with its table replaced by a fresh one.
+    fn regenerated(page: &str) -> Option<String> {
+        let start = page.find(BEGIN)? + BEGIN.len();
+        let end = start + page[start..].find(END)?;
+        Some(format!("{}{}{}", &page[..start], table(), &page[end..]))
+    }
+
+    #[test]
+    fn the_settings_page_matches_the_settings_table() {
+        let page = std::fs::read_to_string(PAGE).unwrap();
+        let fresh = regenerated(&page).expect("docs/settings.md has lost its BEGIN/END markers");
+        if std::env::var_os("INITD_BLESS").is_some() {
+            if fresh != page {
+                std::fs::write(PAGE, &fresh).unwrap();
+            }
+            return;
+        }
+        assert!(
+            fresh == page,
+            "docs/settings.md's table differs from SETTINGS in src/config.rs; \
+             regenerate it with: INITD_BLESS=1 cargo test --lib settings_page"
+        );
+        for s in SETTINGS {
+            assert!(page.contains(&format!("| `{}` |", s.name)), "{}", s.name);
+        }
+    }
+
+    #[test]
+    fn the_table_has_one_row_per_setting_and_escapes_pipes() {
+        let table = table();
+        assert_eq!(table.lines().count(), SETTINGS.len() + 2);
+        assert_eq!(cell("a|b\nc"), "a\\|b c");
+        let page = format!("intro\n{BEGIN}| old |\n{END}after\n");
+        assert_eq!(regenerated(&page).unwrap(), format!("intro\n{BEGIN}{table}{END}after\n"));
+        assert_eq!(regenerated("no markers"), None);
     }
 }
 
