@@ -1832,7 +1832,10 @@ mod settings_page {
         assert_eq!(table.lines().count(), SETTINGS.len() + 2);
         assert_eq!(cell("a|b\nc"), "a\\|b c");
         let page = format!("intro\n{BEGIN}| old |\n{END}after\n");
-        assert_eq!(regenerated(&page).unwrap(), format!("intro\n{BEGIN}{table}{END}after\n"));
+        assert_eq!(
+            regenerated(&page).unwrap(),
+            format!("intro\n{BEGIN}{table}{END}after\n")
+        );
         assert_eq!(regenerated("no markers"), None);
     }
 }

@@ -216,7 +216,7 @@ fn start_up_is_unhealthy_until_the_server_runs() {
         out.stdout
     );
     let (code, stderr) = initd.stop();
-    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(code, 143, "{stderr}"); // the server died of the TERM
 }
 
 #[test]
@@ -297,7 +297,7 @@ fn an_http_probe_follows_the_server() {
     fs::remove_file(dir.path("fail")).unwrap();
     assert_eq!(initd.check(&[]).code(), 0);
     let (code, stderr) = initd.stop();
-    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(code, 143, "{stderr}"); // the server died of the TERM
 }
 
 #[test]
@@ -403,7 +403,7 @@ fn a_cmd_probe_is_judged_by_its_exit_status() {
     assert!(out.stdout.ends_with(": exited with status 0\n"), "{}", out.stdout);
     assert!(lines(&dir, "runs") >= 2);
     let (code, stderr) = initd.stop();
-    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(code, 143, "{stderr}"); // the server died of the TERM
     // The probe's output is for the check, not the container's log; and
     // every probe child was reaped (none left to stop).
     assert!(!stderr.contains("database not ready"), "{stderr}");
@@ -429,7 +429,7 @@ fn a_cmd_probe_that_hangs_is_killed_and_fails() {
         "unhealthy: cmd:sleep 1000: no answer within 300ms (INITD_HEALTH_TIMEOUT)\n"
     );
     let (code, stderr) = initd.stop();
-    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(code, 143, "{stderr}"); // the server died of the TERM
     assert!(
         !stderr.contains("leftover"),
         "the hung probe was not killed:\n{stderr}"
@@ -473,7 +473,7 @@ fn a_cmd_probe_runs_as_the_app_user() {
         );
     }
     let (code, stderr) = initd.stop();
-    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(code, 143, "{stderr}"); // the server died of the TERM
 }
 
 #[test]
@@ -521,7 +521,7 @@ fn a_non_root_initd_serves_where_it_may_write() {
         out.stdout
     );
     let (code, stderr) = initd.stop();
-    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(code, 143, "{stderr}"); // the server died of the TERM
 
     // A directory it may write: it makes its own, private one there.
     let dir = Scratch::new("health-nonroot-rw");
@@ -730,7 +730,7 @@ fn bad_requests_are_refused_and_the_supervisor_still_answers() {
     }
     assert_eq!(initd.check(&[]).code(), 0);
     let (code, stderr) = initd.stop();
-    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(code, 143, "{stderr}"); // the server died of the TERM
 }
 
 #[test]
@@ -777,7 +777,7 @@ fn a_thousand_clients_at_once_are_all_answered() {
     let hits = lines(&dir, "hits");
     assert!(hits < 500, "{hits} probe runs for 1000 checks");
     let (code, stderr) = initd.stop();
-    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(code, 143, "{stderr}"); // the server died of the TERM
 }
 
 #[test]
@@ -940,7 +940,7 @@ fn the_socket_goes_away_with_initd() {
     initd.wait_check("running: ");
     let socket = initd.socket.clone();
     let (code, _) = initd.stop();
-    assert_eq!(code, 0);
+    assert_eq!(code, 143); // the server died of the TERM
     let out = check_at(&socket, &[], &[]);
     assert_eq!(out.code(), 1);
     assert!(
@@ -972,7 +972,7 @@ fn the_socket_thread_starts_with_the_first_check() {
     assert_eq!(out.code(), 0, "{}", out.stdout);
     assert!(threads(pid) > 1, "checks answered without the socket's thread?");
     let (code, stderr) = initd.stop();
-    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(code, 143, "{stderr}"); // the server died of the TERM
 }
 
 /// Without INITD_SOCKET, PID 1 serves /run/initd/initd.sock (in a private

@@ -104,7 +104,7 @@ fn bad_usage_and_bad_settings_fail_before_anything_starts() {
     assert_eq!(out.code(), 78);
     assert_eq!(
         out.stderr.trim(),
-        "initd: INITD_STOP_TIMEUOT: unknown setting; did you mean INITD_STOP_TIMEOUT?"
+        "initd: error: INITD_STOP_TIMEUOT: unknown setting; did you mean INITD_STOP_TIMEOUT?"
     );
     let out = run(
         initd_plain(["sh", "-c", &touch]).env("INITD_SIGNAL_MAP", "TERM:QUITE"),
