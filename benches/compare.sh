@@ -645,7 +645,7 @@ row("SIGTERM paired ratio initd / X", ["1", f(paired("term_us", "initd", "tini")
                                        f(paired("term_us", "initd", "dumb-init"), "{:.3f}")],
     "median of per-round ratios")
 row("exit status after SIGTERM", [mode("term_rc", n) for n in INITS],
-    "initd reports a forwarded stop signal as 0 (`INITD_STOP_EXIT=keep`: 143)")
+    "128+N for a child killed by the stop signal, as tini and dumb-init (`INITD_STOP_EXIT=zero`: 0)")
 
 row(f"zombies 1 s after {n_orph} orphans died (max of rounds)",
     [f(maxv("zombies", n), "{:.0f}") for n in INITS],

@@ -593,3 +593,59 @@ fn durations_are_printed_as_people_write_them() {
     );
     assert!(!out.stdout.contains("1500ms") || out.stdout.contains("\"1500ms\""));
 }
+
+// ---------------------------------------------------------------------------
+// Fault signals from outside (docs/pid1.md)
+
+#[test]
+fn a_fault_signal_from_outside_is_discarded_by_pid1_but_ends_a_plain_initd() {
+    // As PID 1 (no handler): the kernel drops it; the app runs on.
+    let dir = Scratch::new("conv-fault");
+    let mut cmd = initd_pid1(["sleep", "600"]);
+    let running = spawn_logged(&mut cmd, &dir, "pid1");
+    let pid = running.pid();
+    wait_for(LIMIT, || {
+        initd::procfs::snapshot()
+            .iter()
+            .any(|s| s.ppid == pid)
+            .then_some(())
+    });
+    signal(pid, Signal::SIGSEGV);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        initd::procfs::snapshot().iter().any(|s| s.ppid == pid),
+        "PID 1 or its child ended on a SEGV from outside:\n{}",
+        running.stderr()
+    );
+    signal(pid, Signal::SIGTERM);
+    let out = running.finish(LIMIT);
+    assert_eq!(out.code(), 143, "{}", out.stderr);
+
+    // Not PID 1: initd ends of the signal itself; its child is left running.
+    // SEGV and BUS pass the Rust runtime's stack-overflow guard first, which
+    // lets the first one sent from outside through and restores the
+    // default action: the second one ends initd.
+    use std::os::unix::process::ExitStatusExt;
+    for (sig, times) in [(Signal::SIGABRT, 1), (Signal::SIGFPE, 1), (Signal::SIGSEGV, 2)] {
+        let mut cmd = initd_plain(["sleep", "600"]);
+        let running = spawn_logged(&mut cmd, &dir, "plain");
+        let pid = running.pid();
+        let child = wait_for(LIMIT, || {
+            initd::procfs::snapshot()
+                .iter()
+                .find(|s| s.ppid == pid)
+                .map(|s| s.pid)
+        });
+        let orphan = PidFd::open(child).expect("the child runs");
+        for _ in 0..times {
+            signal(pid, sig);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let out = running.finish(LIMIT);
+        assert_eq!(out.status.signal(), Some(sig as i32), "{sig}: {:?}", out.status);
+        assert!(
+            orphan.signal(Signal::SIGKILL).is_ok(),
+            "{sig}: the child went with initd"
+        );
+    }
+}

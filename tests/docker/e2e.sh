@@ -441,6 +441,7 @@ inflight=$!
 sleep 1
 timed_stop "$NGINX"
 wait "$inflight" || true
+# nginx exits 0 after the QUIT (its graceful stop) initd maps TERM to.
 grep -q 'done after 3s' "$WORK/inflight.out" || { cat "$WORK/inflight.out" >&2; fail "ci: the request in flight was cut by nginx's stop"; }
 [ "$STOP_CODE" = 0 ] || fail "ci: nginx exited $STOP_CODE on docker stop"
 awk -v s="$STOP_SECS" 'BEGIN { exit !(s < 10) }' || fail "ci: docker stop of nginx took ${STOP_SECS}s"
@@ -448,10 +449,27 @@ pass "ci: docker stop nginx: ${STOP_SECS}s, exit 0, the request in flight comple
 NGINX_STOP=$STOP_SECS
 
 timed_stop "$APP"
+# gunicorn exits 0 after its graceful stop, so initd does too; a server that
+# dies of the TERM would give 143 (INITD_STOP_EXIT=keep, the default).
 [ "$STOP_CODE" = 0 ] || fail "ci: the app exited $STOP_CODE on docker stop"
 awk -v s="$STOP_SECS" 'BEGIN { exit !(s < 10) }' || fail "ci: docker stop of the app took ${STOP_SECS}s"
 pass "ci: docker stop app: ${STOP_SECS}s, exit 0"
 APP_STOP=$STOP_SECS
+
+# A command that dies of the TERM: 143 after docker stop, as under tini or
+# a shell (so an evicted Job is not "Completed"); 0 with INITD_STOP_EXIT=zero.
+for mode in keep zero; do
+    name=$PROJECT-stop-$mode
+    docker run -d --name "$name" --label "com.docker.compose.project=$PROJECT" -e INITD_STOP_EXIT=$mode \
+        "$IMG/app:ci" exec python -c 'import time; time.sleep(600)' >/dev/null
+    eventually 30 sh -c "docker exec '$name' sh -c 'cat /proc/[0-9]*/cmdline' 2>/dev/null | tr '\\0' ' ' | grep -q 'time.sleep'" ||
+        { docker logs "$name" >&2; fail "ci: exec python did not start (INITD_STOP_EXIT=$mode)"; }
+    timed_stop "$name"
+    want=143; [ "$mode" = zero ] && want=0
+    [ "$STOP_CODE" = "$want" ] || fail "ci: INITD_STOP_EXIT=$mode: exit $STOP_CODE after docker stop, expected $want"
+    docker rm "$name" >/dev/null
+done
+pass "ci: a command killed by docker stop exits 143 (INITD_STOP_EXIT=zero: 0)"
 
 # With the app gone, nginx answers with its own error page.
 docker start "$NGINX" >/dev/null
@@ -551,6 +569,7 @@ no_secret_in "docker compose logs (dev)" "$(compose logs --no-color 2>&1)"
 no_secret_in "docker inspect (dev app)" "$(docker inspect "$APP")"
 
 timed_stop "$APP"
+# initd dev stops its set of processes on purpose and exits 0.
 [ "$STOP_CODE" = 0 ] || fail "dev: initd dev exited $STOP_CODE on docker stop"
 awk -v s="$STOP_SECS" 'BEGIN { exit !(s < 10) }' || fail "dev: docker stop took ${STOP_SECS}s"
 pass "dev: docker stop app: ${STOP_SECS}s, exit 0"
