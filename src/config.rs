@@ -1228,9 +1228,9 @@ pub fn human_duration(d: Duration) -> String {
         "0s".to_string()
     } else if d < Duration::from_secs(1) {
         format!("{}ms", trimmed(nanos as f64 / 1e6, 3))
-    } else if nanos % 3_600_000_000_000 == 0 {
+    } else if nanos.is_multiple_of(3_600_000_000_000) {
         format!("{}h", d.as_secs() / 3600)
-    } else if nanos % 60_000_000_000 == 0 {
+    } else if nanos.is_multiple_of(60_000_000_000) {
         format!("{}m", d.as_secs() / 60)
     } else {
         format!("{}s", trimmed(d.as_secs_f64(), 3))
