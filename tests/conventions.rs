@@ -302,7 +302,8 @@ fn live_while_the_probe_fails_and_while_draining() {
             ("INITD_DRAIN", "600s"),
         ],
     );
-    let ready = initd.wait_ready_line("unhealthy: ");
+    // (Before the socket is there a check says "unhealthy: no supervisor".)
+    let ready = initd.wait_ready_line(&format!("unhealthy: {probe}: "));
     assert_eq!(ready.code(), 1, "{}", ready.stdout);
     let live = initd.check(&["--live"]);
     assert_eq!(live.code(), 0, "{}", live.stdout);
