@@ -264,13 +264,14 @@ USAGE
     initd exec [--] CMD [ARGS...]
     initd CMD [ARGS...]            (the same, when CMD is not a subcommand)
 
-Docker secrets (NAME_FILE=/path) are read into NAME first, and initd drops
-from root to the app user (INITD_USER). CMD is looked up in PATH before
-anything starts. It runs in its own process group (the terminal's foreground
-group when stdin is a terminal). initd forwards the signals it receives to
-it, reaps every orphan, and when CMD ends stops whatever it left behind: the
-stop signal first, SIGKILL after INITD_STOP_TIMEOUT. initd exits with CMD's
-status (see initd --help).
+Docker secrets (NAME_FILE=/run/secrets/x, see INITD_SECRETS_DIRS) are read
+into NAME first, and initd drops from root to the app user (INITD_USER). CMD
+is looked up in PATH before anything starts. It runs in its own process
+group (the terminal's foreground group when stdin is a terminal). initd
+forwards the signals it receives to it, reaps every orphan, and when CMD
+ends stops whatever it left behind: the stop signal first, SIGKILL after
+INITD_STOP_TIMEOUT. initd exits with CMD's status: 128+N when a signal N
+killed it, 143 after docker stop (see initd --help).
 ";
 
 const RUN_HELP: &str = "\
@@ -280,7 +281,7 @@ USAGE
     initd run
 
 In order, each only after the previous one succeeded:
-    1. read Docker secrets (NAME_FILE=/path -> NAME)
+    1. read Docker secrets (NAME_FILE=/run/secrets/x -> NAME)
     2. as root: renumber the app user to HOST_UID/HOST_GID, chown INITD_CHOWN,
        then drop to the app user (INITD_USER, default app)
     3. wait for INITD_WAIT_FOR (tcp://host:port, http://host/path), at most
