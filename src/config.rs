@@ -1211,29 +1211,30 @@ const DURATION_FORM: &str = "a duration such as 500ms, 8s or 1m";
 const POSITIVE_DURATION_FORM: &str = "a duration above zero such as 500ms, 2s or 1m";
 
 /// A duration as people write it, in a form [`parse_duration`] reads back:
-/// `250ms`, `8s`, `1.5s`, `7.999s`, `2m`, `1h` (never `7999ms` or
-/// `1.5000s`).
+/// `250ms`, `8s`, `1.5s`, `2m`, `1h`, to three significant digits (a
+/// deadline 7.9996s away is `8s`, never `7999ms` or `7.999s`).
 pub fn human_duration(d: Duration) -> String {
-    let trimmed = |n: f64, decimals: usize| {
-        let text = format!("{n:.decimals$}");
-        let text = if text.contains('.') {
-            text.trim_end_matches('0').trim_end_matches('.')
-        } else {
-            &text
-        };
-        text.to_string()
+    let trimmed = |n: f64| {
+        let text = format!("{n:.3}");
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
     };
-    let nanos = d.as_nanos();
-    if nanos == 0 {
-        "0s".to_string()
-    } else if d < Duration::from_secs(1) {
-        format!("{}ms", trimmed(nanos as f64 / 1e6, 3))
-    } else if nanos.is_multiple_of(3_600_000_000_000) {
-        format!("{}h", d.as_secs() / 3600)
-    } else if nanos.is_multiple_of(60_000_000_000) {
-        format!("{}m", d.as_secs() / 60)
+    let ms = d.as_nanos() as f64 / 1e6;
+    if ms == 0.0 {
+        return "0s".to_string();
+    }
+    // Three significant digits.
+    let scale = 10f64.powi(3 - ms.log10().ceil() as i32);
+    let ms = (ms * scale).round() / scale;
+    if ms < 1000.0 {
+        return format!("{}ms", trimmed(ms));
+    }
+    let secs = ms / 1000.0;
+    if secs % 3600.0 == 0.0 {
+        format!("{}h", secs / 3600.0)
+    } else if secs % 60.0 == 0.0 {
+        format!("{}m", secs / 60.0)
     } else {
-        format!("{}s", trimmed(d.as_secs_f64(), 3))
+        format!("{}s", trimmed(secs))
     }
 }
 
@@ -1485,6 +1486,25 @@ mod tests {
     }
 
     #[test]
+    fn settings_read_before_the_file_are_refused_in_it() {
+        let path = Path::new("/etc/initd.toml");
+        for (key, name) in [
+            ("secrets_dirs", "INITD_SECRETS_DIRS"),
+            ("secrets", "INITD_SECRETS"),
+            ("config", "INITD_CONFIG"),
+        ] {
+            let err = file_layer(path, &format!("{key} = \"/x\"\n")).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "config file /etc/initd.toml: `{key}` can only be set in the environment \
+                     ({name}): it is read before this file"
+                )
+            );
+        }
+    }
+
+    #[test]
     fn secrets_are_marked_as_such() {
         let layers = env_layer(env(&[("INITD_LOG", "warn")]), &["INITD_LOG".to_string()]).unwrap();
         assert_eq!(layers.source("INITD_LOG"), Source::Secret);
@@ -1732,15 +1752,25 @@ mod tests {
             (Duration::from_micros(500), "0.5ms"),
             (Duration::from_secs(8), "8s"),
             (Duration::from_millis(1500), "1.5s"),
-            (Duration::from_millis(7999), "7.999s"),
             (Duration::from_millis(8000), "8s"),
             (Duration::from_secs(90), "90s"),
+            (Duration::from_millis(61_500), "61.5s"),
             (Duration::from_secs(120), "2m"),
             (Duration::from_secs(3600), "1h"),
             (Duration::from_secs(5400), "90m"),
         ] {
             assert_eq!(human_duration(d), text, "{d:?}");
             assert_eq!(parse_duration(text), Some(d), "{text}");
+        }
+        // What is left of a deadline: rounded as people would say it.
+        for (d, text) in [
+            (Duration::from_millis(7999), "8s"),
+            (Duration::from_micros(7_999_600), "8s"),
+            (Duration::from_micros(999_700), "1s"),
+            (Duration::from_millis(1234), "1.23s"),
+            (Duration::from_micros(1_234), "1.23ms"),
+        ] {
+            assert_eq!(human_duration(d), text, "{d:?}");
         }
     }
 
