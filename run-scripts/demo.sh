@@ -108,8 +108,8 @@ demo:   Ctrl-C stops everything gracefully
 demo: with Docker, the same app behind nginx with PostgreSQL: docker compose up --build (docs/docker.md)
 EOF
 
-# A clean environment, as a container has: a workstation's *_FILE variables
-# would otherwise be read as Docker secrets, and its INITD_* settings apply.
+# A clean environment, as a container has: a workstation's own INITD_*
+# settings would otherwise apply.
 cd "$app"
 exec "${as_pid1[@]}" env -i \
     PATH="$venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
