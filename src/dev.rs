@@ -326,7 +326,9 @@ impl Dev<'_> {
                     // It may have imported a file that was still being
                     // written (an editor truncates, then writes): the rest
                     // of the save is pending and starts it again.
-                    info!("the server {how}; files changed meanwhile, so it starts again once they are quiet");
+                    info!(
+                        "the server {how}; files changed meanwhile, so it starts again once they are quiet"
+                    );
                     self.publish_server(None, format!("{how}; starting again after the change"));
                     return;
                 }

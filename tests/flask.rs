@@ -267,7 +267,10 @@ fn wsgi_py_importing_app_py_is_the_entry_point() {
 fn flask_app_names_a_module() {
     served_by_initd_run(
         "flask-app-module",
-        &[("hello.py", &flask_app("hello")), ("app.py", "raise SystemExit('not me')\n")],
+        &[
+            ("hello.py", &flask_app("hello")),
+            ("app.py", "raise SystemExit('not me')\n"),
+        ],
         &[("FLASK_APP", "hello")],
         "hello:app",
         "hello",
@@ -316,7 +319,11 @@ fn two_apps_are_an_error_that_says_how_to_choose() {
          app:app in app.py); set INITD_APP to the one to run, e.g. INITD_APP=wsgi:application",
         p.dir().display()
     );
-    assert!(out.stderr.lines().any(|l| l.ends_with(&expected[7..])), "{}", out.stderr);
+    assert!(
+        out.stderr.lines().any(|l| l.ends_with(&expected[7..])),
+        "{}",
+        out.stderr
+    );
     assert!(!out.stderr.contains("starting server"), "{}", out.stderr);
     assert!(get(p.port).is_none());
 
@@ -386,7 +393,9 @@ fn pythonunbuffered_reaches_the_app_and_its_output_is_not_held_back() {
     // Printed while gunicorn still runs, not when it exits.
     let stdout = p.scratch.path("run.stdout");
     initd.wait_until("printing `imported app.py`", LIMIT, |_| {
-        fs::read_to_string(&stdout).unwrap_or_default().contains("imported app.py")
+        fs::read_to_string(&stdout)
+            .unwrap_or_default()
+            .contains("imported app.py")
     });
     stop(initd);
 
@@ -505,7 +514,8 @@ fn a_truncate_then_write_save_is_served() {
         count(l, STARTED) > restarts
     });
     std::thread::sleep(Duration::from_millis(300));
-    out.write_all(flask_app("v2 after truncation").as_bytes()).unwrap();
+    out.write_all(flask_app("v2 after truncation").as_bytes())
+        .unwrap();
     drop(out);
     p.wait_body(&mut initd, "v2 after truncation");
 
