@@ -296,9 +296,24 @@ pub fn discover(flask_app: Option<&str>, cwd: &Path) -> Result<Found, WsgiError>
     match packages.as_slice() {
         [one] => {
             let dir = one.trim_end_matches(".wsgi");
+            let file = format!("{dir}/wsgi.py");
+            // Django's is `application`, which gunicorn also looks for by
+            // default; a Flask package's wsgi.py may hold `app` instead.
+            // What the scan cannot see stays `application`.
+            let name = read_source(&cwd.join(&file))
+                .map(|text| scan(&text))
+                .ok()
+                .filter(|top| !top.names.iter().any(|n| n == "application"))
+                .and_then(|top| callable(&top).ok())
+                .unwrap_or_else(|| "application".to_string());
+            let rule = if name == "application" {
+                format!("the one */wsgi.py, {file} (Django's layout)")
+            } else {
+                format!("the one */wsgi.py, {file}, its {}", describe(&name))
+            };
             return Ok(Found {
-                target: format!("{one}:application"),
-                rule: format!("the one */wsgi.py, {dir}/wsgi.py (Django's layout)"),
+                target: format!("{one}:{name}"),
+                rule,
             });
         }
         [] => {}
@@ -680,6 +695,19 @@ mod tests {
         let found = p.discover(None).unwrap();
         assert_eq!(found.target, "mysite.wsgi:application");
         assert_eq!(found.rule, "the one */wsgi.py, mysite/wsgi.py (Django's layout)");
+        // A Flask package's wsgi.py names its app otherwise.
+        p.file(
+            "mysite/wsgi.py",
+            "from mysite import create_app\n\napp = create_app()\n",
+        );
+        let found = p.discover(None).unwrap();
+        assert_eq!(found.target, "mysite.wsgi:app");
+        assert_eq!(found.rule, "the one */wsgi.py, mysite/wsgi.py, its `app`");
+        p.file(
+            "mysite/wsgi.py",
+            "try:\n    application = make()\nexcept ImportError:\n    raise\n",
+        );
+        assert_eq!(p.target(None), "mysite.wsgi:application");
         fs::remove_dir_all(p.0.join("mysite")).unwrap();
         let found = p.discover(None).unwrap();
         assert_eq!(found.target, "app:app");
