@@ -118,7 +118,8 @@ impl ServerInputs {
             .map(|path| cwd.join(path))
             .and_then(|path| {
                 // Read as root, before the drop: no FIFO, no link followed.
-                wsgi::read_source(&path)
+                let name = Path::new(path.file_name()?);
+                wsgi::read_source(path.parent()?, name)
                     .ok()
                     .map(|text| ConfigFile { path, text })
             });

@@ -15,9 +15,8 @@
 //! never by importing it: initd is root at this point, and importing runs
 //! the app's code. Two candidates under one rule are an error naming both.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -254,24 +253,44 @@ pub fn callable(top: &TopLevel) -> Result<String, String> {
     }
 }
 
-/// Reads a Python source file to scan it. As root the last component is
-/// not followed (a link the app user planted could point anywhere), and
-/// nothing but a regular file of at most 1 MiB is read: a FIFO named
-/// app.py must not stall PID 1.
-pub fn read_source(path: &Path) -> Result<String, String> {
+/// Reads `relative` below `base` (the working directory, trusted) to scan
+/// it. As root no symbolic link is followed on the way (the app user owns
+/// the project and could point a link anywhere): each component is opened
+/// from its parent's descriptor with O_NOFOLLOW. Nothing but a regular
+/// file of at most 1 MiB is read: a FIFO named app.py must not stall PID 1.
+pub fn read_source(base: &Path, relative: &Path) -> Result<String, String> {
+    use nix::fcntl::{OFlag, openat};
+    use nix::sys::stat::Mode;
     const MAX: u64 = 1 << 20;
-    let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC;
-    if nix::unistd::geteuid().is_root() {
-        flags |= libc::O_NOFOLLOW;
+    let root = nix::unistd::geteuid().is_root();
+    let unreadable = |e: nix::Error| match e {
+        nix::Error::ELOOP | nix::Error::ENOTDIR if root => {
+            "is or goes through a symbolic link, which initd does not follow as root".to_string()
+        }
+        e => format!("cannot be read ({e})"),
+    };
+    let mut dir = File::open(base)
+        .map_err(|e| format!("cannot be read ({e})"))?
+        .into();
+    let parts: Vec<_> = relative.components().collect();
+    let mut file: Option<File> = None;
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        let mut flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+        if root {
+            flags |= OFlag::O_NOFOLLOW;
+        }
+        if !last {
+            flags |= OFlag::O_DIRECTORY;
+        }
+        let fd = openat(&dir, part.as_os_str(), flags, Mode::empty()).map_err(unreadable)?;
+        if last {
+            file = Some(File::from(fd));
+        } else {
+            dir = fd;
+        }
     }
-    let file: File = OpenOptions::new()
-        .read(true)
-        .custom_flags(flags)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => "is a symbolic link, which initd does not follow as root".to_string(),
-            _ => format!("cannot be read ({e})"),
-        })?;
+    let file = file.ok_or_else(|| "is not a file".to_string())?;
     let meta = file.metadata().map_err(|e| format!("cannot be read ({e})"))?;
     if !meta.is_file() {
         return Err("is not a regular file".to_string());
@@ -300,7 +319,7 @@ pub fn discover(flask_app: Option<&str>, cwd: &Path) -> Result<Found, WsgiError>
             // Django's is `application`, which gunicorn also looks for by
             // default; a Flask package's wsgi.py may hold `app` instead.
             // What the scan cannot see stays `application`.
-            let name = read_source(&cwd.join(&file))
+            let name = read_source(cwd, Path::new(&file))
                 .map(|text| scan(&text))
                 .ok()
                 .filter(|top| !top.names.iter().any(|n| n == "application"))
@@ -345,7 +364,7 @@ fn root_module(cwd: &Path) -> Result<Found, WsgiError> {
         if std::fs::symlink_metadata(&path).is_err() {
             continue;
         }
-        let top = match read_source(&path) {
+        let top = match read_source(cwd, Path::new(&file)) {
             Ok(text) => scan(&text),
             Err(why) => {
                 notes.push(format!("{file} {why}"));
@@ -422,7 +441,7 @@ fn from_flask_app(value: &str, cwd: &Path) -> Result<Found, WsgiError> {
         // itself, so the call is spelt out.
         if call.is_empty()
             && let Some(file) = module_file(&module, cwd)
-            && let Ok(text) = read_source(&cwd.join(&file))
+            && let Ok(text) = read_source(cwd, &file)
             && scan(&text).factories.iter().any(|f| f == name)
         {
             return Ok(Found {
@@ -444,7 +463,7 @@ fn from_flask_app(value: &str, cwd: &Path) -> Result<Found, WsgiError> {
         });
     };
     let shown = file.display().to_string();
-    let text = read_source(&cwd.join(&file)).map_err(|why| fail(format!("{shown} {why}")))?;
+    let text = read_source(cwd, &file).map_err(|why| fail(format!("{shown} {why}")))?;
     let name = callable(&scan(&text)).map_err(|why| fail(format!("{shown} has {why}")))?;
     Ok(Found {
         target: format!("{module}:{name}"),
@@ -814,11 +833,27 @@ mod tests {
         if nix::unistd::geteuid().is_root() {
             let err = result.unwrap_err();
             assert!(
-                err.contains("(app.py is a symbolic link, which initd does not follow as root)"),
+                err.contains(
+                    "(app.py is or goes through a symbolic link, which initd does not follow as root)"
+                ),
                 "{err}"
             );
         } else {
             assert_eq!(result.unwrap().target, "app:app");
+        }
+        // A linked directory on the way counts too.
+        fs::remove_file(p.0.join("app.py")).unwrap();
+        p.file("real/__init__.py", "").file("real/web.py", FLASK);
+        std::os::unix::fs::symlink(p.0.join("real"), p.0.join("pkg")).unwrap();
+        let result = p.discover(Some("pkg.web"));
+        if nix::unistd::geteuid().is_root() {
+            let err = result.unwrap_err();
+            assert!(
+                err.contains("pkg/web.py is or goes through a symbolic link"),
+                "{err}"
+            );
+        } else {
+            assert_eq!(result.unwrap().target, "pkg.web:app");
         }
     }
 }
