@@ -167,11 +167,13 @@ impl Dev<'_> {
                 self.on_signal(sig, now);
             }
             self.sup.service_probes(now);
+            // Changes first: whether a server that just ended starts again
+            // at once depends on whether files are still changing.
+            self.take_changes(now);
             let (ended, children_left) = reaper::reap_any();
             for (pid, fate) in ended {
                 self.on_exit(pid, fate, Instant::now());
             }
-            self.take_changes(now);
             if let Some(deadline) = self.stop_deadline {
                 if !children_left {
                     // Every watcher is gone, so their pipes are closed:
