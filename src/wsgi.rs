@@ -356,14 +356,15 @@ pub fn discover(flask_app: Option<&str>, cwd: &Path) -> Result<Found, WsgiError>
 
 /// Rule 3: `wsgi.py` and `app.py` at the root.
 fn root_module(cwd: &Path) -> Result<Found, WsgiError> {
-    let mut candidates: Vec<(&str, String, TopLevel)> = Vec::new();
+    let mut candidates: Vec<(&str, String, TopLevel, String)> = Vec::new();
     let mut notes = Vec::new();
     for module in ["wsgi", "app"] {
-        let file = format!("{module}.py");
-        let path = cwd.join(&file);
-        if std::fs::symlink_metadata(&path).is_err() {
-            continue;
-        }
+        // Flask imports the module by name, so an `app/` package counts
+        // where there is no app.py.
+        let file = [format!("{module}.py"), format!("{module}/__init__.py")]
+            .into_iter()
+            .find(|file| std::fs::symlink_metadata(cwd.join(file)).is_ok());
+        let Some(file) = file else { continue };
         let top = match read_source(cwd, Path::new(&file)) {
             Ok(text) => scan(&text),
             Err(why) => {
@@ -372,14 +373,14 @@ fn root_module(cwd: &Path) -> Result<Found, WsgiError> {
             }
         };
         match callable(&top) {
-            Ok(name) => candidates.push((module, name, top)),
+            Ok(name) => candidates.push((module, name, top, file)),
             Err(why) => notes.push(format!("{file} has {why}")),
         }
     }
     // The usual Flask pair: app.py makes the app and wsgi.py imports it to
     // serve it. That is one app, and wsgi.py is its entry point (Flask
     // tries wsgi.py first too).
-    if let [(_, _, wsgi), (app, _, _)] = candidates.as_slice()
+    if let [(_, _, wsgi, _), (app, _, _, _)] = candidates.as_slice()
         && wsgi.imports.iter().any(|m| m == app || m.starts_with("app."))
     {
         candidates.truncate(1);
@@ -393,15 +394,15 @@ fn root_module(cwd: &Path) -> Result<Found, WsgiError> {
                 format!(" with an app ({})", notes.join("; "))
             },
         }),
-        [(module, name, _)] => Ok(Found {
+        [(module, name, _, file)] => Ok(Found {
             target: format!("{module}:{name}"),
-            rule: format!("{module}.py at the root, its {}", describe(name)),
+            rule: format!("{file} at the root, its {}", describe(name)),
         }),
         several => Err(WsgiError::Several {
             cwd: cwd.to_path_buf(),
             found: several
                 .iter()
-                .map(|(module, name, _)| (format!("{module}:{name}"), format!("{module}.py")))
+                .map(|(module, name, _, file)| (format!("{module}:{name}"), file.clone()))
                 .collect(),
         }),
     }
@@ -744,6 +745,15 @@ mod tests {
         let found = p.discover(None).unwrap();
         assert_eq!(found.target, "app:create_app()");
         assert_eq!(found.rule, "app.py at the root, its factory create_app()");
+        // A package named app, as Flask's import of `app` finds it.
+        fs::remove_file(p.0.join("app.py")).unwrap();
+        p.file("app/__init__.py", FACTORY);
+        let found = p.discover(None).unwrap();
+        assert_eq!(found.target, "app:create_app()");
+        assert_eq!(
+            found.rule,
+            "app/__init__.py at the root, its factory create_app()"
+        );
     }
 
     #[test]
