@@ -32,10 +32,7 @@ pub struct Found {
 
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum WsgiError {
-    #[error(
-        "FLASK_APP={value:?}: {reason}; set it as `flask run` takes it (module, module:name or \
-         module:create_app()), or set INITD_APP=module:callable for gunicorn"
-    )]
+    #[error("FLASK_APP={value:?}: {reason}")]
     FlaskApp { value: String, reason: String },
     #[error(
         "no WSGI app to run: INITD_APP and FLASK_APP are unset and {} has no */wsgi.py, wsgi.py or \
@@ -416,6 +413,10 @@ fn describe(name: &str) -> String {
     }
 }
 
+/// The fix for a FLASK_APP that cannot be translated.
+const FLASK_APP_FORMS: &str = "set it as `flask run` takes it (module, module:name or \
+                               module:create_app()), or set INITD_APP=module:callable";
+
 /// Rule 1: FLASK_APP, translated.
 fn from_flask_app(value: &str, cwd: &Path) -> Result<Found, WsgiError> {
     let fail = |reason: String| WsgiError::FlaskApp {
@@ -434,7 +435,7 @@ fn from_flask_app(value: &str, cwd: &Path) -> Result<Found, WsgiError> {
         let call = &attr[name.len()..].trim_start();
         if !is_identifier(name) || !(call.is_empty() || (call.starts_with('(') && call.ends_with(')'))) {
             return Err(fail(format!(
-                "{attr:?} is neither a name nor a call such as create_app()"
+                "{attr:?} is neither a name nor a call such as create_app(); {FLASK_APP_FORMS}"
             )));
         }
         // Flask calls a function named without parentheses to get the app
@@ -464,8 +465,9 @@ fn from_flask_app(value: &str, cwd: &Path) -> Result<Found, WsgiError> {
         });
     };
     let shown = file.display().to_string();
-    let text = read_source(cwd, &file).map_err(|why| fail(format!("{shown} {why}")))?;
-    let name = callable(&scan(&text)).map_err(|why| fail(format!("{shown} has {why}")))?;
+    let fix = format!("set FLASK_APP={module}:NAME, naming the app or its factory");
+    let text = read_source(cwd, &file).map_err(|why| fail(format!("{shown} {why}; {fix}")))?;
+    let name = callable(&scan(&text)).map_err(|why| fail(format!("{shown} has {why}; {fix}")))?;
     Ok(Found {
         target: format!("{module}:{name}"),
         rule: format!("{rule}, its {}", describe(&name)),
@@ -485,14 +487,14 @@ fn module_file(module: &str, cwd: &Path) -> Option<PathBuf> {
 /// packages only, since gunicorn imports from the working directory.
 fn module_name(path: &str, cwd: &Path) -> Result<String, String> {
     if path.is_empty() {
-        return Err("no module is named".to_string());
+        return Err(format!("no module is named; {FLASK_APP_FORMS}"));
     }
     let is_path = path.contains('/') || path.ends_with(".py");
     if !is_path {
         return if path.split('.').all(is_identifier) {
             Ok(path.to_string())
         } else {
-            Err(format!("{path:?} is not a Python module name"))
+            Err(format!("{path:?} is not a Python module name; {FLASK_APP_FORMS}"))
         };
     }
     if path.starts_with('/') {
@@ -510,18 +512,19 @@ fn module_name(path: &str, cwd: &Path) -> Result<String, String> {
         parts.pop();
     }
     if parts.is_empty() || !parts.iter().all(|p| is_identifier(p)) {
-        return Err(format!("{path} does not name a Python module"));
+        return Err(format!("{path} does not name a Python module; {FLASK_APP_FORMS}"));
     }
     let mut dir = cwd.to_path_buf();
     for package in &parts[..parts.len() - 1] {
         dir.push(package);
         if !dir.join("__init__.py").is_file() {
+            let shown = dir.strip_prefix(cwd).unwrap_or(&dir).display().to_string();
             return Err(format!(
-                "{} is not a package (no __init__.py), so gunicorn cannot import {path} from {}; \
-                 add an __init__.py or set INITD_APP and GUNICORN_ARGUMENTS=--pythonpath {}",
-                dir.strip_prefix(cwd).unwrap_or(&dir).display(),
+                "{shown} is not a package (no __init__.py), so gunicorn cannot import {path} from \
+                 {}; add {shown}/__init__.py, or set INITD_APP={}:app (naming its app) and \
+                 GUNICORN_ARGUMENTS=--pythonpath {shown}",
                 cwd.display(),
-                dir.strip_prefix(cwd).unwrap_or(&dir).display(),
+                parts[parts.len() - 1],
             ));
         }
     }
@@ -686,15 +689,23 @@ mod tests {
         let err = |v: &str| p.discover(Some(v)).unwrap_err();
         assert_eq!(
             err("src/loose.py"),
-            "FLASK_APP=\"src/loose.py\": src is not a package (no __init__.py), so gunicorn cannot \
-             import src/loose.py from "
-                .to_string()
-                + &p.0.display().to_string()
-                + "; add an __init__.py or set INITD_APP and GUNICORN_ARGUMENTS=--pythonpath src; \
-                   set it as `flask run` takes it (module, module:name or module:create_app()), or \
-                   set INITD_APP=module:callable for gunicorn"
+            format!(
+                "FLASK_APP=\"src/loose.py\": src is not a package (no __init__.py), so gunicorn \
+                 cannot import src/loose.py from {}; add src/__init__.py, or set INITD_APP=loose:app \
+                 (naming its app) and GUNICORN_ARGUMENTS=--pythonpath src",
+                p.0.display()
+            )
         );
-        assert!(err("my-app").starts_with("FLASK_APP=\"my-app\": \"my-app\" is not a Python module name; "));
+        assert_eq!(
+            err("empty"),
+            "FLASK_APP=\"empty\": empty.py has no top-level app, application, create_app() or \
+             make_app(); set FLASK_APP=empty:NAME, naming the app or its factory"
+        );
+        assert_eq!(
+            err("my-app"),
+            "FLASK_APP=\"my-app\": \"my-app\" is not a Python module name; set it as `flask run` \
+             takes it (module, module:name or module:create_app()), or set INITD_APP=module:callable"
+        );
         assert!(err("hello:1app").contains("\"1app\" is neither a name nor a call"));
         assert!(err("hello:create_app(").contains("is neither a name nor a call"));
         assert!(err("/abs/app.py").contains("/abs/app.py is an absolute path"));
