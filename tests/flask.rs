@@ -5,8 +5,9 @@
 //! `flask run` from FLASK_APP and serves each edit, however the editor
 //! saves it.
 //!
-//! Flask and gunicorn are installed once into a virtualenv under cargo's
-//! target directory (`target/tmp/flask-venv`), reused by later runs. Where
+//! Flask and gunicorn are installed once into a virtualenv in cargo's
+//! scratch directory for tests (`target/<triple>/tmp/flask-venv`), reused
+//! by later runs. Where
 //! that cannot be made (no `python3 -m venv`, no network to PyPI) every
 //! test prints a note and passes without checking anything.
 
@@ -81,7 +82,10 @@ fn make_venv() -> Result<PathBuf, String> {
             ))
         }
     };
-    note("tests/flask.rs: installing Flask and gunicorn from PyPI into target/tmp/flask-venv");
+    note(&format!(
+        "tests/flask.rs: installing {wanted} from PyPI into {}",
+        dir.display()
+    ));
     step(Path::new("python3"), &["-m", "venv", dir.to_str().unwrap()])?;
     let mut install = vec!["install", "--quiet"];
     install.extend(PACKAGES);
@@ -355,8 +359,31 @@ fn initd_config_shows_which_rule_found_the_app() {
         "{}",
         out.stdout
     );
+    let setting = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("pythonunbuffered = "))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
     assert!(
-        out.stdout.contains("pythonunbuffered = \"1\"") && out.stdout.contains("# default"),
+        setting.starts_with("pythonunbuffered = \"1\" ") && setting.ends_with("# default"),
+        "{setting}"
+    );
+    assert!(
+        out.stdout.contains(
+            "# environment: PYTHONUNBUFFERED=1 (initd's default; set PYTHONUNBUFFERED to change it, \
+             empty to turn it off)\n"
+        ),
+        "{}",
+        out.stdout
+    );
+    // Set, the environment's value shows with its source.
+    let mut cmd = p.initd(&["config"]);
+    cmd.env("PYTHONUNBUFFERED", "");
+    let out = run(cmd, LIMIT);
+    assert!(out.stdout.contains("pythonunbuffered = \"\""), "{}", out.stdout);
+    assert!(out.stdout.contains("# env PYTHONUNBUFFERED"), "{}", out.stdout);
+    assert!(
+        !out.stdout.contains("# environment: PYTHONUNBUFFERED"),
         "{}",
         out.stdout
     );

@@ -3,7 +3,7 @@
 # tests need when it is missing (as root, from Debian's packages), starts a
 # throwaway PostgreSQL for the migration-lock tests, and runs `cargo test`.
 # tests/flask.rs installs Flask and gunicorn from PyPI into a virtualenv
-# under target/tmp once, and reuses it.
+# in cargo's test scratch directory under target/ once, and reuses it.
 #
 #   bash tests/run.sh [CARGO TEST ARGS...]
 #
