@@ -324,12 +324,17 @@ impl Dev<'_> {
                 // went to it alone: take the terminal back, and the next
                 // Ctrl-C stops everything.
                 let terminal = self.launcher.foreground && child::reclaim_terminal().is_ok();
-                if self.debounce.due().is_some() {
+                let ctrl_c = terminal && fate == Fate::Signaled(Signal::SIGINT);
+                if self.debounce.due().is_some() && !ctrl_c {
                     // It may have imported a file that was still being
                     // written (an editor truncates, then writes): the rest
                     // of the save is pending and starts it again.
                     info!(
                         "the server {how}; files changed meanwhile, so it starts again once they are quiet"
+                    );
+                    self.sup.status().set_phase(
+                        Phase::Running,
+                        format!("server {how}, starting again after a change"),
                     );
                     self.publish_server(None, format!("{how}; starting again after the change"));
                     return;
