@@ -224,7 +224,7 @@ pub const SETTINGS: &[Setting] = &[
         "INITD_APP",
         Kind::Text,
         "",
-        "the WSGI app for gunicorn; unset: the one `*/wsgi.py` in the working directory",
+        "the WSGI app for gunicorn; unset: from FLASK_APP, the one `*/wsgi.py`, or `wsgi.py`/`app.py` in the working directory",
         "mysite.wsgi:application",
     ),
     setting(
@@ -345,6 +345,20 @@ pub const SETTINGS: &[Setting] = &[
         "",
         "extra gunicorn arguments, appended last (so they win)",
         "--timeout 60 --max-requests 1000",
+    ),
+    setting(
+        "PYTHONUNBUFFERED",
+        Kind::Text,
+        "1",
+        "passed to every command unless set: Python's output reaches the logs as it is written; set it empty to turn it off",
+        "",
+    ),
+    setting(
+        "PYTHONDONTWRITEBYTECODE",
+        Kind::Text,
+        "1",
+        "`initd dev`: passed to its commands unless set, so no stale `__pycache__` is served after a quick edit; set it empty to turn it off",
+        "",
     ),
 ];
 
@@ -603,6 +617,8 @@ env_fields! {
     reload_ignore => "initd_reload_ignore",
     reload_poll => "initd_reload_poll",
     gunicorn_arguments => "gunicorn_arguments",
+    python_unbuffered => "pythonunbuffered",
+    python_dont_write_bytecode => "pythondontwritebytecode",
     signal_target => "initd_signal_target",
     signal_map => "initd_signal_map",
     stop_timeout => "initd_stop_timeout",

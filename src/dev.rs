@@ -167,11 +167,13 @@ impl Dev<'_> {
                 self.on_signal(sig, now);
             }
             self.sup.service_probes(now);
+            // Changes first: whether a server that just ended starts again
+            // at once depends on whether files are still changing.
+            self.take_changes(now);
             let (ended, children_left) = reaper::reap_any();
             for (pid, fate) in ended {
                 self.on_exit(pid, fate, Instant::now());
             }
-            self.take_changes(now);
             if let Some(deadline) = self.stop_deadline {
                 if !children_left {
                     // Every watcher is gone, so their pipes are closed:
@@ -189,7 +191,10 @@ impl Dev<'_> {
                 }
                 continue;
             }
-            if let Some((path, files)) = self.debounce.take_if_due(now) {
+            // While the old server is still stopping the change stays
+            // pending: the new one starts once the files are quiet.
+            let stopping_old = matches!(self.server, Server::Restarting { .. });
+            if !stopping_old && let Some((path, files)) = self.debounce.take_if_due(now) {
                 let more = match files {
                     0 | 1 => String::new(),
                     2 => " (and 1 more file)".to_string(),
@@ -218,14 +223,16 @@ impl Dev<'_> {
 
     /// The earliest moment something is due, if anything is.
     fn next_due(&self) -> Option<Instant> {
-        let server = match self.server {
-            Server::Restarting { kill_at, .. } => Some(kill_at),
-            _ => None,
+        let (server, debounce) = match self.server {
+            // A pending change waits for the old server to be gone, which
+            // the signalfd (SIGCHLD) reports: no timeout for it meanwhile.
+            Server::Restarting { kill_at, .. } => (Some(kill_at), None),
+            _ => (None, self.debounce.due()),
         };
         self.watchers
             .iter()
             .filter_map(|w| w.restart_at)
-            .chain(self.debounce.due())
+            .chain(debounce)
             .chain(server)
             .chain(self.stop_deadline)
             .chain(self.sup.probe_deadline())
@@ -317,6 +324,21 @@ impl Dev<'_> {
                 // went to it alone: take the terminal back, and the next
                 // Ctrl-C stops everything.
                 let terminal = self.launcher.foreground && child::reclaim_terminal().is_ok();
+                let ctrl_c = terminal && fate == Fate::Signaled(Signal::SIGINT);
+                if self.debounce.due().is_some() && !ctrl_c {
+                    // It may have imported a file that was still being
+                    // written (an editor truncates, then writes): the rest
+                    // of the save is pending and starts it again.
+                    info!(
+                        "the server {how}; files changed meanwhile, so it starts again once they are quiet"
+                    );
+                    self.sup.status().set_phase(
+                        Phase::Running,
+                        format!("server {how}, starting again after a change"),
+                    );
+                    self.publish_server(None, format!("{how}; starting again after the change"));
+                    return;
+                }
                 match fate {
                     Fate::Signaled(Signal::SIGINT) if terminal => info!(
                         "the server stopped on Ctrl-C; it starts again on the next change, \
@@ -338,7 +360,14 @@ impl Dev<'_> {
                 if self.stop_deadline.is_none() {
                     self.restarts += 1;
                     self.sup.status().count_main_restart();
-                    self.start_server(now);
+                    if self.debounce.due().is_some() {
+                        // Files changed again while the old server stopped:
+                        // starting now could import one half-written.
+                        debug!("more changes pending; the server starts once the files are quiet");
+                        self.publish_server(None, "restarting once the files are quiet".into());
+                    } else {
+                        self.start_server(now);
+                    }
                 }
             }
             _ => debug!(pid = pid.as_raw(), "reaped"),

@@ -20,13 +20,13 @@
 //!
 //! [`plan`] is pure; [`ServerInputs::gather`] reads what it needs.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use thiserror::Error;
 
 use crate::cpus;
+use crate::wsgi::{self, WsgiError};
 
 /// Everything that decides the server command, as read from the
 /// environment, the working directory and the cgroup.
@@ -57,8 +57,9 @@ pub struct ServerInputs {
     pub cpus: f64,
     /// The working directory, for messages.
     pub cwd: PathBuf,
-    /// From [`find_wsgi_modules`].
-    pub cwd_wsgi_modules: Vec<String>,
+    /// The app found in `cwd` when INITD_APP does not name one, from
+    /// [`wsgi::discover`]; None: not looked for yet.
+    pub found_app: Option<Result<wsgi::Found, WsgiError>>,
     /// Whether /dev/shm exists.
     pub dev_shm: bool,
 }
@@ -73,6 +74,9 @@ pub struct ConfigFile {
 pub struct ServerPlan {
     /// The command, `argv[0]` still to be looked up in PATH.
     pub argv: Vec<String>,
+    /// Which rule chose the WSGI app, for `initd config`; None when
+    /// INITD_SERVER runs.
+    pub app_rule: Option<String>,
     /// For the caller to log; none of them stops the start.
     pub warnings: Vec<String>,
     /// The `--workers` initd passes; None when INITD_SERVER runs or the
@@ -99,18 +103,8 @@ pub enum ServerError {
          or unset it to run gunicorn"
     )]
     EmptyServer { value: String },
-    #[error(
-        "no WSGI app to run: INITD_APP is unset and there is no */wsgi.py in {}; \
-         set INITD_APP to the app's module, e.g. INITD_APP=mysite.wsgi:application",
-        .cwd.display()
-    )]
-    NoApp { cwd: PathBuf },
-    #[error(
-        "INITD_APP is unset and {} has several WSGI modules ({}); set INITD_APP to the one to run, \
-         e.g. INITD_APP={}:application",
-        .cwd.display(), .found.join(", "), .found[0]
-    )]
-    SeveralApps { cwd: PathBuf, found: Vec<String> },
+    #[error(transparent)]
+    App(#[from] WsgiError),
 }
 
 impl ServerInputs {
@@ -123,7 +117,9 @@ impl ServerInputs {
         let config_file = config_path(gunicorn_arguments.as_deref(), gunicorn_cmd_args.as_deref())
             .map(|path| cwd.join(path))
             .and_then(|path| {
-                fs::read_to_string(&path)
+                // Read as root, before the drop: no FIFO, no link followed.
+                let name = Path::new(path.file_name()?);
+                wsgi::read_source(path.parent()?, name)
                     .ok()
                     .map(|text| ConfigFile { path, text })
             });
@@ -140,7 +136,7 @@ impl ServerInputs {
             config_file,
             cpus: cpus::container_cpus(),
             cwd: cwd.to_path_buf(),
-            cwd_wsgi_modules: find_wsgi_modules(cwd),
+            found_app: Some(wsgi::discover(env("FLASK_APP").as_deref(), cwd)),
             dev_shm: Path::new("/dev/shm").is_dir(),
         }
     }
@@ -227,14 +223,25 @@ pub fn plan(inputs: &ServerInputs) -> Result<ServerPlan, ServerError> {
     // The app goes before the user's arguments: gunicorn takes the first
     // positional, and an option with an optional value at the end of
     // GUNICORN_ARGUMENTS (--proxy-protocol) would swallow it.
-    match given(&inputs.app) {
-        Some(app) => argv.push(app.to_string()),
-        None if user.sets("wsgi_app").is_some() || user.sets("paste").is_some() => {}
-        None => argv.push(detected_app(inputs)?),
-    }
+    let app_rule = match (given(&inputs.app), user.sets("wsgi_app").or(user.sets("paste"))) {
+        (Some(app), _) => {
+            argv.push(app.to_string());
+            "INITD_APP".to_string()
+        }
+        (None, Some((source, _))) => format!("the app named in {source}"),
+        (None, None) => {
+            let found = match &inputs.found_app {
+                Some(found) => found.clone()?,
+                None => wsgi::discover(None, &inputs.cwd)?,
+            };
+            argv.push(found.target);
+            found.rule
+        }
+    };
     argv.extend(arguments);
     Ok(ServerPlan {
         argv,
+        app_rule: Some(app_rule),
         warnings,
         workers: count,
     })
@@ -270,6 +277,7 @@ fn custom_server(server: &str, inputs: &ServerInputs) -> Result<ServerPlan, Serv
     };
     Ok(ServerPlan {
         argv,
+        app_rule: None,
         warnings,
         workers: None,
     })
@@ -292,44 +300,6 @@ pub fn graceful_timeout(stop_timeout: Duration) -> u64 {
         .saturating_sub(Duration::from_secs(1))
         .as_secs()
         .max(1)
-}
-
-/// The WSGI modules directly below `cwd`: `mysite.wsgi` for each
-/// `mysite/wsgi.py` (Django's layout), sorted. Directories that cannot be
-/// imported as a package (`my-site`, `.venv`) are skipped.
-pub fn find_wsgi_modules(cwd: &Path) -> Vec<String> {
-    let Ok(dir) = fs::read_dir(cwd) else {
-        return Vec::new();
-    };
-    let mut found: Vec<String> = dir
-        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter(|name| is_identifier(name) && cwd.join(name).join("wsgi.py").is_file())
-        .map(|name| format!("{name}.wsgi"))
-        .collect();
-    found.sort();
-    found
-}
-
-fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
-        && chars.all(|c| c.is_alphanumeric() || c == '_')
-}
-
-/// The module found in the working directory, with the callable spelt out:
-/// gunicorn would look for `application` anyway, but the logged command
-/// then says what is being loaded.
-fn detected_app(inputs: &ServerInputs) -> Result<String, ServerError> {
-    match inputs.cwd_wsgi_modules.as_slice() {
-        [one] => Ok(format!("{one}:application")),
-        [] => Err(ServerError::NoApp {
-            cwd: inputs.cwd.clone(),
-        }),
-        several => Err(ServerError::SeveralApps {
-            cwd: inputs.cwd.clone(),
-            found: several.to_vec(),
-        }),
-    }
 }
 
 /// The config file gunicorn will load, relative to the working directory:
@@ -562,15 +532,26 @@ fn positive(name: &'static str, value: &Option<String>) -> Result<Option<u32>, S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn django() -> ServerInputs {
         ServerInputs {
             stop_timeout: Duration::from_secs(8),
             cpus: 2.0,
             cwd: PathBuf::from("/app"),
-            cwd_wsgi_modules: vec!["mysite.wsgi".to_string()],
+            found_app: Some(Ok(wsgi::Found {
+                target: "mysite.wsgi:application".to_string(),
+                rule: "the one */wsgi.py, mysite/wsgi.py (Django's layout)".to_string(),
+            })),
             dev_shm: true,
             ..ServerInputs::default()
+        }
+    }
+
+    fn no_app() -> WsgiError {
+        WsgiError::NoApp {
+            cwd: PathBuf::from("/app"),
+            detail: String::new(),
         }
     }
 
@@ -605,7 +586,7 @@ mod tests {
             app: some("app:create_app()"),
             forwarded_allow_ips: some("10.0.0.0/8"),
             dev_shm: false,
-            cwd_wsgi_modules: Vec::new(),
+            found_app: Some(Err(no_app())),
             ..django()
         };
         assert_eq!(
@@ -848,7 +829,7 @@ mod tests {
         let inputs = ServerInputs {
             gunicorn_cmd_args: some("--worker-tmp-dir /tmp"),
             config_file: Some(config),
-            cwd_wsgi_modules: Vec::new(),
+            found_app: Some(Err(no_app())),
             ..django()
         };
         let p = plan(&inputs).unwrap();
@@ -981,22 +962,30 @@ mod tests {
     #[test]
     fn app_detection_explains_what_it_found() {
         let inputs = ServerInputs {
-            cwd_wsgi_modules: Vec::new(),
+            found_app: Some(Err(no_app())),
             ..django()
         };
         assert_eq!(
             error(&inputs),
-            "no WSGI app to run: INITD_APP is unset and there is no */wsgi.py in /app; \
-             set INITD_APP to the app's module, e.g. INITD_APP=mysite.wsgi:application"
+            "no WSGI app to run: INITD_APP and FLASK_APP are unset and /app has no */wsgi.py, \
+             wsgi.py or app.py; set INITD_APP to the app, e.g. INITD_APP=mysite.wsgi:application \
+             or INITD_APP=app:app"
         );
         let inputs = ServerInputs {
-            cwd_wsgi_modules: vec!["api.wsgi".to_string(), "admin.wsgi".to_string()],
+            found_app: Some(Err(WsgiError::Several {
+                cwd: PathBuf::from("/app"),
+                found: vec![
+                    ("api.wsgi:application".into(), "api/wsgi.py".into()),
+                    ("admin.wsgi:application".into(), "admin/wsgi.py".into()),
+                ],
+            })),
             ..django()
         };
         assert_eq!(
             error(&inputs),
-            "INITD_APP is unset and /app has several WSGI modules (api.wsgi, admin.wsgi); \
-             set INITD_APP to the one to run, e.g. INITD_APP=api.wsgi:application"
+            "INITD_APP is unset and /app holds several WSGI apps (api.wsgi:application in \
+             api/wsgi.py, admin.wsgi:application in admin/wsgi.py); set INITD_APP to the one to \
+             run, e.g. INITD_APP=api.wsgi:application"
         );
         // An explicit app, or a paste config, needs no detection.
         let inputs = ServerInputs {
@@ -1020,27 +1009,6 @@ mod tests {
     }
 
     #[test]
-    fn finds_wsgi_modules_one_level_down() {
-        let dir = scratch("find");
-        for module in ["mysite", "other", "my-site", ".hidden", "_private"] {
-            fs::create_dir_all(dir.join(module)).unwrap();
-            fs::write(dir.join(module).join("wsgi.py"), "application = None\n").unwrap();
-        }
-        fs::create_dir_all(dir.join("nowsgi")).unwrap();
-        fs::write(dir.join("nowsgi").join("settings.py"), "").unwrap();
-        fs::create_dir_all(dir.join("deep").join("er")).unwrap();
-        fs::write(dir.join("deep").join("er").join("wsgi.py"), "").unwrap();
-        fs::create_dir_all(dir.join("dir").join("wsgi.py")).unwrap();
-        fs::write(dir.join("wsgi.py"), "").unwrap();
-        assert_eq!(
-            find_wsgi_modules(&dir),
-            ["_private.wsgi", "mysite.wsgi", "other.wsgi"]
-        );
-        assert!(find_wsgi_modules(&dir.join("missing")).is_empty());
-        fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
     fn gather_reads_the_environment_and_the_directory() {
         let dir = scratch("gather");
         fs::create_dir_all(dir.join("shop")).unwrap();
@@ -1053,7 +1021,10 @@ mod tests {
         };
         let inputs = ServerInputs::gather(env, Duration::from_secs(8), &dir);
         assert_eq!(inputs.port, some("5000"));
-        assert_eq!(inputs.cwd_wsgi_modules, ["shop.wsgi"]);
+        assert_eq!(
+            inputs.found_app.as_ref().unwrap().as_ref().unwrap().target,
+            "shop.wsgi:application"
+        );
         assert_eq!(
             inputs.config_file.as_ref().unwrap().path,
             dir.join("gunicorn.conf.py")

@@ -55,6 +55,11 @@ pub struct Plan {
     pub steps: Vec<Step>,
     pub main: Vec<String>,
     pub main_what: &'static str,
+    /// How gunicorn's WSGI app was chosen (INITD_APP, FLASK_APP, a file).
+    pub app_rule: Option<String>,
+    /// Variables every command gets unless the environment sets them:
+    /// (name, value).
+    pub env_defaults: Vec<(&'static str, &'static str)>,
     pub warnings: Vec<String>,
     /// Dev mode's own parts.
     pub dev: Option<DevParts>,
@@ -146,6 +151,7 @@ pub fn plan(prepared: &Prepared, main: &Main) -> Result<Plan, (String, i32)> {
     let mut warnings = settings.signal_map.warnings();
     let mut steps = Vec::new();
     let mut dev = None;
+    let mut app_rule = None;
     let (main_argv, main_what) = match main {
         Main::Command(argv) => (
             argv.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
@@ -155,6 +161,7 @@ pub fn plan(prepared: &Prepared, main: &Main) -> Result<Plan, (String, i32)> {
             steps.extend(pre_start_steps(prepared, &mut warnings)?);
             let server = server_plan(prepared).map_err(|e| (e, exit::CONFIG))?;
             warnings.extend(server.warnings);
+            app_rule = server.app_rule;
             (server.argv, "server")
         }
         Main::Dev => {
@@ -223,6 +230,8 @@ pub fn plan(prepared: &Prepared, main: &Main) -> Result<Plan, (String, i32)> {
         steps,
         main: main_argv,
         main_what,
+        app_rule,
+        env_defaults: env_defaults(&prepared.loaded.layers, main),
         warnings,
         dev,
         health: health.clone(),
@@ -313,6 +322,37 @@ fn dev_server(prepared: &Prepared) -> Result<Vec<String>, String> {
     };
     let inputs = gunicorn::ServerInputs::gather(lookup, settings.stop_timeout, &prepared.cwd);
     gunicorn::plan(&inputs).map(|p| p.argv).map_err(|e| e.to_string())
+}
+
+/// The Python variables the seeds' entrypoints set, as defaults: output
+/// reaches `docker logs` as it is written (PYTHONUNBUFFERED), and in dev
+/// mode no bytecode is cached, since Python trusts a cached module whose
+/// source kept its size and its mtime second, which a quick edit can do
+/// (PYTHONDONTWRITEBYTECODE). A value set in the environment, even empty,
+/// or in the settings file wins; an empty one turns the default off.
+fn env_defaults(layers: &config::Layers, main: &Main) -> Vec<(&'static str, &'static str)> {
+    let mut names = vec!["PYTHONUNBUFFERED"];
+    if *main == Main::Dev {
+        names.push("PYTHONDONTWRITEBYTECODE");
+    }
+    names
+        .into_iter()
+        .filter(|name| layers.get(name).is_none())
+        .filter_map(|name| {
+            let setting = config::SETTINGS.iter().find(|s| s.name == name)?;
+            Some((setting.name, setting.default))
+        })
+        .collect()
+}
+
+/// The variables from the settings file that children see as environment
+/// variables (the environment itself already reaches them).
+fn file_env(layers: &config::Layers) -> Vec<(OsString, OsString)> {
+    ["PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"]
+        .into_iter()
+        .filter(|name| matches!(layers.source(name), config::Source::File(_)))
+        .filter_map(|name| Some((OsString::from(name), OsString::from(layers.text(name)?))))
+        .collect()
 }
 
 fn plan_user(settings: &Settings) -> Result<UserPlan, user::UserError> {
@@ -468,6 +508,14 @@ fn execute(prepared: &Prepared, plan: &Plan, sup: &mut Supervisor) -> Result<i32
     }
     let user = become_app_user(&plan.user)?;
     let mut env = prepared.env.clone();
+    for (key, value) in file_env(&prepared.loaded.layers)
+        .into_iter()
+        .chain(plan.env_defaults.iter().map(|(k, v)| (k.into(), v.into())))
+    {
+        if !env.iter().any(|(k, _)| *k == key) {
+            env.push((key, value));
+        }
+    }
     if matches!(plan.user.decision, DropDecision::Drop(_)) {
         for (key, value) in user::user_env(&user) {
             env.retain(|(k, _)| k != key);
@@ -705,5 +753,60 @@ impl From<&Settings> for Policy {
             keep_signal_status: s.keep_signal_status,
             drain: s.health.drain,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layers(vars: &[(&str, &str)]) -> config::Layers {
+        config::env_layer(
+            vars.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))),
+            &[],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn python_defaults_unless_the_environment_sets_them() {
+        assert_eq!(
+            env_defaults(&layers(&[]), &Main::Server),
+            [("PYTHONUNBUFFERED", "1")]
+        );
+        assert_eq!(
+            env_defaults(&layers(&[]), &Main::Dev),
+            [("PYTHONUNBUFFERED", "1"), ("PYTHONDONTWRITEBYTECODE", "1")]
+        );
+        // Set, even empty, turns the default off.
+        assert_eq!(
+            env_defaults(&layers(&[("PYTHONUNBUFFERED", "")]), &Main::Dev),
+            [("PYTHONDONTWRITEBYTECODE", "1")]
+        );
+        assert!(
+            env_defaults(
+                &layers(&[("PYTHONUNBUFFERED", "0"), ("PYTHONDONTWRITEBYTECODE", "")]),
+                &Main::Dev
+            )
+            .is_empty()
+        );
+        assert!(file_env(&layers(&[("PYTHONUNBUFFERED", "")])).is_empty());
+    }
+
+    #[test]
+    fn the_settings_file_can_set_them_for_the_children() {
+        let file = config::file_layer(
+            Path::new("/etc/initd.toml"),
+            "pythonunbuffered = \"\"\npythondontwritebytecode = \"0\"\n",
+        )
+        .unwrap();
+        assert!(env_defaults(&file, &Main::Dev).is_empty());
+        assert_eq!(
+            file_env(&file),
+            [
+                (OsString::from("PYTHONUNBUFFERED"), OsString::from("")),
+                (OsString::from("PYTHONDONTWRITEBYTECODE"), OsString::from("0"))
+            ]
+        );
     }
 }

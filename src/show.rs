@@ -153,6 +153,15 @@ pub fn plan(plan: &Plan) -> String {
         plan.main_what,
         cmdline::join(&plan.main)
     );
+    if let Some(rule) = &plan.app_rule {
+        let _ = writeln!(out, "# the WSGI app is taken from {rule}");
+    }
+    for (name, value) in &plan.env_defaults {
+        let _ = writeln!(
+            out,
+            "# environment: {name}={value} (initd's default; set {name} to change it, empty to turn it off)"
+        );
+    }
     out.push_str(&health(&plan.health));
     for warning in &plan.warnings {
         let _ = writeln!(out, "# warning: {warning}");

@@ -2,6 +2,8 @@
 # The whole test suite in one command, on a fresh machine: installs what the
 # tests need when it is missing (as root, from Debian's packages), starts a
 # throwaway PostgreSQL for the migration-lock tests, and runs `cargo test`.
+# tests/flask.rs installs Flask and gunicorn from PyPI into a virtualenv
+# in cargo's test scratch directory under target/ once, and reuses it.
 #
 #   bash tests/run.sh [CARGO TEST ARGS...]
 #
@@ -15,6 +17,8 @@ command -v unshare >/dev/null || need+=(util-linux)
 command -v python3 >/dev/null || need+=(python3)
 command -v awk >/dev/null || need+=(gawk)
 command -v gunicorn >/dev/null || need+=(gunicorn)
+# tests/flask.rs makes a virtualenv with Flask and gunicorn from PyPI.
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if ((${#need[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
