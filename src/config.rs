@@ -794,48 +794,13 @@ pub enum FileProblem {
 /// opened non-blocking (a FIFO swapped in meanwhile must not hang start-up
 /// or `initd check`); then the descriptor is checked again.
 pub fn read_file(path: &Path) -> Result<String, FileProblem> {
-    use std::io::Read;
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-    let kind = |ft: std::fs::FileType| -> Option<&'static str> {
-        Some(if ft.is_file() {
-            return None;
-        } else if ft.is_dir() {
-            "a directory"
-        } else if ft.is_fifo() {
-            "a FIFO"
-        } else if ft.is_char_device() {
-            "a character device"
-        } else if ft.is_block_device() {
-            "a block device"
-        } else if ft.is_socket() {
-            "a socket"
-        } else {
-            "a special file"
-        })
-    };
-    let check = |meta: &std::fs::Metadata| match kind(meta.file_type()) {
-        Some(what) => Err(FileProblem::NotRegular(what)),
-        None if meta.len() > MAX_FILE_BYTES => Err(FileProblem::TooLarge),
-        None => Ok(()),
-    };
-    let io = |e: std::io::Error| match e.kind() {
-        std::io::ErrorKind::NotFound => FileProblem::Missing,
-        _ => FileProblem::Io(e),
-    };
-    check(&std::fs::metadata(path).map_err(io)?)?;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(io)?;
-    check(&file.metadata().map_err(io)?)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(FileProblem::Io)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(FileProblem::TooLarge);
-    }
+    use crate::fsafe::ReadProblem;
+    let bytes = crate::fsafe::read_regular(path, MAX_FILE_BYTES).map_err(|p| match p {
+        ReadProblem::Missing => FileProblem::Missing,
+        ReadProblem::Io(e) => FileProblem::Io(e),
+        ReadProblem::NotRegular(what) => FileProblem::NotRegular(what),
+        ReadProblem::TooLarge => FileProblem::TooLarge,
+    })?;
     String::from_utf8(bytes).map_err(|_| FileProblem::NotUtf8)
 }
 

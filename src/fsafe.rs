@@ -352,6 +352,73 @@ pub fn fstat_at(fd: impl AsFd, path: &Path) -> Result<FileStat, PathError> {
     nix::sys::stat::fstat(fd).map_err(|e| io_err(path, e))
 }
 
+/// Why [`read_regular`] read nothing.
+#[derive(Debug)]
+pub enum ReadProblem {
+    Missing,
+    Io(std::io::Error),
+    /// What it is instead: "a FIFO", "a directory"...
+    NotRegular(&'static str),
+    TooLarge,
+}
+
+/// "a FIFO", "a directory"... for a file type that is not a regular file.
+pub fn describe_kind(ft: std::fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    Some(if ft.is_file() {
+        return None;
+    } else if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_symlink() {
+        "a symbolic link"
+    } else {
+        "a special file"
+    })
+}
+
+/// Reads a small file initd needs at start-up (its settings file, the
+/// app's gunicorn.conf.py) without ever blocking on it or reading it
+/// forever: it must be a regular file (links to one are followed) of at
+/// most `max` bytes. It is looked at before it is opened (a device would
+/// see the open), opened non-blocking (a FIFO swapped in meanwhile must not
+/// hang PID 1), checked again on the descriptor, and read up to `max + 1`.
+pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, ReadProblem> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let check = |meta: &std::fs::Metadata| match describe_kind(meta.file_type()) {
+        Some(what) => Err(ReadProblem::NotRegular(what)),
+        None if meta.len() > max => Err(ReadProblem::TooLarge),
+        None => Ok(()),
+    };
+    let io = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::NotFound => ReadProblem::Missing,
+        _ => ReadProblem::Io(e),
+    };
+    check(&std::fs::metadata(path).map_err(io)?)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(io)?;
+    check(&file.metadata().map_err(io)?)?;
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadProblem::Io)?;
+    if bytes.len() as u64 > max {
+        return Err(ReadProblem::TooLarge);
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

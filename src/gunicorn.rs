@@ -123,9 +123,11 @@ impl ServerInputs {
         let config_file = config_path(gunicorn_arguments.as_deref(), gunicorn_cmd_args.as_deref())
             .map(|path| cwd.join(path))
             .and_then(|path| {
-                fs::read_to_string(&path)
-                    .ok()
-                    .map(|text| ConfigFile { path, text })
+                // The app's file, read by root: never block on it (a FIFO)
+                // nor read it forever (a link to /dev/zero).
+                let bytes = crate::fsafe::read_regular(&path, 1024 * 1024).ok()?;
+                let text = String::from_utf8(bytes).ok()?;
+                Some(ConfigFile { path, text })
             });
         ServerInputs {
             server: env("INITD_SERVER"),

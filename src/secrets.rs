@@ -232,7 +232,7 @@ pub enum Problem {
     },
     /// A directory or link on the way that someone other than root owns
     /// (or anyone may write to): it could lead anywhere.
-    Untrusted(PathError),
+    Untrusted(Box<PathError>),
     TooLarge,
     /// Fits the read cap, but `NAME=value` is longer than the kernel lets
     /// one environment string be (MAX_ARG_STRLEN): exec would fail E2BIG.
@@ -370,7 +370,7 @@ fn path_problem(e: PathError) -> Problem {
     match e {
         PathError::Io { errno, .. } => errno_problem(errno),
         PathError::NotDir { .. } => errno_problem(nix::errno::Errno::ENOTDIR),
-        other => Problem::Untrusted(other),
+        other => Problem::Untrusted(Box::new(other)),
     }
 }
 
