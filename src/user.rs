@@ -362,14 +362,23 @@ impl Db {
     }
 }
 
+/// Far above any real account file, and a bound on what PID 1 reads.
+const MAX_DB_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Reads an account file that may be missing; never blocks on a FIFO nor
+/// reads a device.
 fn read_optional(path: &Path) -> Result<Vec<u8>, UserError> {
-    match fs::read(path) {
+    use crate::fsafe::ReadProblem;
+    let read_err = |source| UserError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    match crate::fsafe::read_regular(path, MAX_DB_BYTES) {
         Ok(bytes) => Ok(bytes),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(source) => Err(UserError::Read {
-            path: path.to_owned(),
-            source,
-        }),
+        Err(ReadProblem::Missing) => Ok(Vec::new()),
+        Err(ReadProblem::Io(e)) => Err(read_err(e)),
+        Err(ReadProblem::NotRegular(what)) => Err(read_err(io::Error::other(format!("it is {what}")))),
+        Err(ReadProblem::TooLarge) => Err(read_err(io::Error::other("it is larger than 64 MiB"))),
     }
 }
 
@@ -1309,7 +1318,19 @@ ok:x:7:7::/:/bin/sh
         let dir = TempDir::new();
         fs::create_dir_all(dir.0.join("etc/passwd")).unwrap();
         let err = Db::load(&dir.0).unwrap_err();
-        assert!(err.to_string().contains("Is a directory"), "{err}");
+        assert!(
+            err.to_string().ends_with("etc/passwd: it is a directory"),
+            "{err}"
+        );
+        // A FIFO is refused at once, not waited on.
+        fs::remove_dir(dir.0.join("etc/passwd")).unwrap();
+        nix::unistd::mkfifo(
+            &dir.0.join("etc/passwd"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        let err = Db::load(&dir.0).unwrap_err();
+        assert!(err.to_string().ends_with("etc/passwd: it is a FIFO"), "{err}");
     }
 
     // --- resolve -----------------------------------------------------------
