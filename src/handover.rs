@@ -69,8 +69,22 @@ fn chown_home(home: &Path, remap: &user::Remap) -> Result<(), ChownError> {
         debug!("the app user's home is /: not chowned");
         return Ok(());
     }
+    // The home's path comes from /etc/passwd, and an image may link it
+    // (`/home/app -> /data/app`): links root owns are followed to find the
+    // directory (the app cannot plant one where root alone writes), then
+    // the walk from there follows none.
+    let real = match crate::fsafe::resolve_trusted(home, &[0]) {
+        Ok(found) => found.real,
+        Err(e) if e.is_not_found() => home.to_path_buf(),
+        Err(source) => {
+            return Err(ChownError::Resolve {
+                path: home.to_path_buf(),
+                source,
+            });
+        }
+    };
     let old = Some((remap.old_uid, remap.old_gid));
-    match chown::chown_tree(home, remap.new_uid, remap.new_gid, old) {
+    match chown::chown_tree(&real, remap.new_uid, remap.new_gid, old) {
         Ok(report) => {
             report_skips("HOST_UID/HOST_GID", home, &report);
             debug!(changed = report.changed, home = %home.display(), "chowned the home directory");

@@ -570,3 +570,64 @@ fn a_fifo_or_dev_zero_as_initd_config_is_refused_at_once() {
         slowest.as_secs_f64() * 1000.0
     );
 }
+
+#[test]
+fn a_home_the_image_links_is_followed_but_no_link_inside_it() {
+    if !is_root_or_skip("a_home_the_image_links_is_followed_but_no_link_inside_it") {
+        return;
+    }
+    let dir = Scratch::new("homelink");
+    // The image's `/home/app -> /data/app` (root's link), and in the home
+    // the app's link to another directory of files with its old uid.
+    let real = dir.path("data/app");
+    fs::create_dir_all(&real).unwrap();
+    fs::write(real.join("mine"), "x").unwrap();
+    let outside = dir.path("elsewhere");
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(outside.join("other"), "x").unwrap();
+    for path in [&real, &real.join("mine"), &outside, &outside.join("other")] {
+        lchown(path, APP, APP);
+    }
+    symlink(&outside, real.join("escape")).unwrap();
+    lchown(&real.join("escape"), APP, APP);
+    let home = dir.path("home-link");
+    symlink(&real, &home).unwrap();
+    let passwd = format!("app:x:{APP}:{APP}::{}:/bin/sh", home.display());
+    let etc = Scratch::new("homelink-etc");
+    let mut cmd = initd_pid1_with_etc(&etc, &[&passwd], APP_GROUP, ["sh", "-c", "id -u"]);
+    cmd.env_remove("INITD_ALLOW_ROOT")
+        .env("HOST_UID", "1234")
+        .env("HOST_GID", "1234");
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "1234\n");
+    assert_eq!(owner(&real), (1234, 1234));
+    assert_eq!(owner(&real.join("mine")), (1234, 1234));
+    assert_eq!(owner(&real.join("escape")), (1234, 1234));
+    assert_eq!(owner(&outside), (APP, APP));
+    assert_eq!(owner(&outside.join("other")), (APP, APP));
+    // The same link planted by the app (its owner) is not followed.
+    let dir = Scratch::new("homelink-app");
+    let real = dir.path("real");
+    fs::create_dir_all(&real).unwrap();
+    lchown(&real, APP, APP);
+    let home = dir.path("home-link");
+    symlink(&real, &home).unwrap();
+    lchown(&home, APP, APP);
+    let passwd = format!("app:x:{APP}:{APP}::{}:/bin/sh", home.display());
+    let etc = Scratch::new("homelink-app-etc");
+    let mut cmd = initd_pid1_with_etc(&etc, &[&passwd], APP_GROUP, ["sh", "-c", "id -u"]);
+    cmd.env_remove("INITD_ALLOW_ROOT").env("HOST_UID", "1234");
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.code(), 77, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "{} is a symbolic link owned by uid 1000, not by root",
+            home.display()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(owner(&real), (APP, APP));
+    assert!(etc.read("etc/passwd").contains("app:x:1000:1000:"));
+}
