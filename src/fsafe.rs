@@ -211,9 +211,35 @@ pub struct Found {
 /// Whose links and directories [`resolve_trusted`] follows: root, and the
 /// user initd runs as when that is not root (it can read its own files
 /// anyway, so its own links give it nothing new).
+///
+/// In a user namespace (rootless Podman, `unshare --user`), files whose
+/// owner is not mapped into it show as the overflow uid (65534): their
+/// owner is outside, where nobody inside can reach, so that uid is trusted
+/// too, but only while it is not mapped (else it is `nobody`, an account
+/// an app may run as).
 pub fn trusted_owners() -> Vec<u32> {
     let me = nix::unistd::geteuid().as_raw();
-    if me == 0 { vec![0] } else { vec![0, me] }
+    let mut trusted = vec![0];
+    if me != 0 {
+        trusted.push(me);
+    }
+    let read = |path| std::fs::read_to_string(path).ok();
+    let overflow = read("/proc/sys/kernel/overflowuid").and_then(|t| t.trim().parse::<u32>().ok());
+    if let (Some(overflow), Some(map)) = (overflow, read("/proc/self/uid_map")) {
+        if !is_mapped(&map, overflow) {
+            trusted.push(overflow);
+        }
+    }
+    trusted
+}
+
+/// Whether `id` is inside one of the ranges of a `/proc/PID/uid_map`
+/// (`inside outside count` per line).
+pub fn is_mapped(map: &str, id: u32) -> bool {
+    map.lines().any(|line| {
+        let fields: Vec<u64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+        matches!(fields[..], [inside, _, count] if (inside..inside.saturating_add(count)).contains(&u64::from(id)))
+    })
 }
 
 fn check_dir(st: &FileStat, component: &Path, trusted: &[u32]) -> Result<(), PathError> {
@@ -502,6 +528,18 @@ pub(crate) mod tests {
                 t.0.join("a/b/file")
             );
         });
+    }
+
+    #[test]
+    fn the_overflow_uid_counts_as_outside_only_when_unmapped() {
+        // The initial namespace maps everything.
+        assert!(is_mapped("         0          0 4294967295\n", 65534));
+        // `unshare --user --map-root-user` as uid 1000: only 0 inside.
+        assert!(!is_mapped("         0       1000          1\n", 65534));
+        // Rootless Podman: 0 and a subordinate range that covers 65534.
+        assert!(is_mapped("0 1000 1\n1 100000 65536\n", 65534));
+        assert!(!is_mapped("0 1000 1\n1 100000 1000\n", 65534));
+        assert!(!is_mapped("garbage\n", 0));
     }
 
     #[test]

@@ -73,7 +73,7 @@ fn chown_home(home: &Path, remap: &user::Remap) -> Result<(), ChownError> {
     // (`/home/app -> /data/app`): links root owns are followed to find the
     // directory (the app cannot plant one where root alone writes), then
     // the walk from there follows none.
-    let real = match crate::fsafe::resolve_trusted(home, &[0]) {
+    let real = match crate::fsafe::resolve_trusted(home, &crate::fsafe::trusted_owners()) {
         Ok(found) => found.real,
         Err(e) if e.is_not_found() => home.to_path_buf(),
         Err(source) => {

@@ -896,7 +896,7 @@ fn locate(root: &Path, file: DbFile) -> Result<DbAt, UserError> {
         DbFile::Group => "group",
     };
     // A symlinked /etc/passwd stays a symlink: what it points to is replaced.
-    let found = crate::fsafe::resolve_trusted(&root.join(file.path()), &[0, nix::unistd::geteuid().as_raw()])
+    let found = crate::fsafe::resolve_trusted(&root.join(file.path()), &crate::fsafe::trusted_owners())
         .map_err(|source| UserError::EtcPath { file: name, source })?;
     Ok(DbAt {
         file: name,
