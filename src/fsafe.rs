@@ -225,10 +225,10 @@ pub fn trusted_owners() -> Vec<u32> {
     }
     let read = |path| std::fs::read_to_string(path).ok();
     let overflow = read("/proc/sys/kernel/overflowuid").and_then(|t| t.trim().parse::<u32>().ok());
-    if let (Some(overflow), Some(map)) = (overflow, read("/proc/self/uid_map")) {
-        if !is_mapped(&map, overflow) {
-            trusted.push(overflow);
-        }
+    if let (Some(overflow), Some(map)) = (overflow, read("/proc/self/uid_map"))
+        && !is_mapped(&map, overflow)
+    {
+        trusted.push(overflow);
     }
     trusted
 }
