@@ -48,7 +48,7 @@ pub fn settings(env: impl Fn(&str) -> Option<String>) -> Result<CheckSettings, S
             Some(path) => (PathBuf::from(path), true),
             None => (PathBuf::from("/etc/initd.toml"), false),
         };
-        match std::fs::read_to_string(&path) {
+        match crate::config::read_file(&path) {
             Ok(text) => {
                 let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
                     format!("config file {}: {}", path.display(), e.message())
@@ -74,7 +74,7 @@ pub fn settings(env: impl Fn(&str) -> Option<String>) -> Result<CheckSettings, S
                     from_file.1 = "the config file's `check_timeout`";
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !required => {}
+            Err(crate::config::FileProblem::Missing) if !required => {}
             Err(e) => return Err(format!("config file {} (INITD_CONFIG): {e}", path.display())),
         }
     }

@@ -153,29 +153,43 @@ pub const SETTINGS: &[Setting] = &[
     setting(
         "INITD_NO_NEW_PRIVS",
         Kind::Bool,
-        "false",
-        "set no_new_privs on every command initd starts: setuid programs (sudo, su) can no longer raise privileges",
         "true",
+        "set no_new_privs on every command initd starts: setuid programs (sudo, su) cannot raise privileges; `false` lets them",
+        "false",
     ),
     setting(
         "HOST_UID",
         Kind::Number,
         "",
-        "give the app user this uid (rewrites /etc/passwd, chowns its home) so bind-mounted files belong to you",
+        "give the app user this uid (rewrites /etc/passwd, chowns its home) so bind-mounted files belong to you: 1 to 2147483647 (0 only with INITD_ALLOW_ROOT: then nothing changes)",
+        "501",
+    ),
+    setting(
+        "PUID",
+        Kind::Number,
+        "",
+        "another name for HOST_UID (the linuxserver.io images' name); setting both to different values is an error",
         "501",
     ),
     setting(
         "HOST_GID",
         Kind::Number,
         "",
-        "give the app user's group this gid (rewrites /etc/group)",
+        "give the app user's group this gid (rewrites /etc/group; a primary group 0 is never renumbered, the user leaves it): 1 to 2147483647 (0 only with INITD_ALLOW_ROOT)",
+        "20",
+    ),
+    setting(
+        "PGID",
+        Kind::Number,
+        "",
+        "another name for HOST_GID (the linuxserver.io images' name); setting both to different values is an error",
         "20",
     ),
     setting(
         "INITD_CHOWN",
         Kind::List,
         "",
-        "paths chowned (recursively) to the app user before the drop, comma-separated",
+        "paths chowned (recursively) to the app user before the drop, comma-separated; no symbolic link is followed, files with several hard links and other mounts are left alone",
         "/app/media,/app/var",
     ),
     setting(
@@ -596,7 +610,9 @@ env_fields! {
     allow_root => "initd_allow_root",
     no_new_privs => "initd_no_new_privs",
     host_uid => "host_uid",
+    puid => "puid",
     host_gid => "host_gid",
+    pgid => "pgid",
     chown => "initd_chown",
     wait_for => "initd_wait_for",
     wait_timeout => "initd_wait_timeout",
@@ -863,19 +879,54 @@ pub fn load(vars: Vec<(OsString, OsString)>, secret_names: &[String]) -> Result<
         Some(path) => (PathBuf::from(path), true),
         None => (PathBuf::from("/etc/initd.toml"), false),
     };
-    let file = match std::fs::read_to_string(&path) {
+    let file = match read_file(&path) {
         Ok(text) => file_layer(&path, &text)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Layers::default(),
-        Err(e) => {
+        Err(FileProblem::Missing) if !required => Layers::default(),
+        Err(problem) => {
             return Err(ConfigError::File {
                 path,
-                reason: format!("{e}; fix the path in INITD_CONFIG or unset it"),
+                reason: problem.to_string(),
             });
         }
     };
     let layers = file.overlaid(env);
     let settings = parse(&layers)?;
     Ok(Loaded { settings, layers })
+}
+
+/// The largest settings file read: a real one is a few hundred bytes, and
+/// `/dev/zero` or a multi-gigabyte log must not be read into PID 1.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Why the settings file cannot be used (the path is named by the caller).
+#[derive(Debug, Error)]
+pub enum FileProblem {
+    #[error("No such file or directory; fix the path in INITD_CONFIG or unset it")]
+    Missing,
+    #[error("{0}; fix the path in INITD_CONFIG or unset it")]
+    Io(std::io::Error),
+    #[error("is {0}, not a regular file; point INITD_CONFIG at the TOML file itself")]
+    NotRegular(&'static str),
+    #[error("is larger than 1 MiB; a settings file is a few lines of TOML")]
+    TooLarge,
+    #[error("is not UTF-8 text")]
+    NotUtf8,
+}
+
+/// Reads the settings file: a regular file (a symbolic link to one is
+/// fine: Kubernetes ConfigMaps are links) of at most [`MAX_FILE_BYTES`].
+/// It is looked at before it is opened (a device would see the open) and
+/// opened non-blocking (a FIFO swapped in meanwhile must not hang start-up
+/// or `initd check`); then the descriptor is checked again.
+pub fn read_file(path: &Path) -> Result<String, FileProblem> {
+    use crate::fsafe::ReadProblem;
+    let bytes = crate::fsafe::read_regular(path, MAX_FILE_BYTES).map_err(|p| match p {
+        ReadProblem::Missing => FileProblem::Missing,
+        ReadProblem::Io(e) => FileProblem::Io(e),
+        ReadProblem::NotRegular(what) => FileProblem::NotRegular(what),
+        ReadProblem::TooLarge => FileProblem::TooLarge,
+    })?;
+    String::from_utf8(bytes).map_err(|_| FileProblem::NotUtf8)
 }
 
 /// The settings from the environment alone (no file): for tests and tools.
@@ -1034,8 +1085,6 @@ fn parse_health(r: &Reader) -> Result<Health, ConfigError> {
 }
 
 fn parse_pipeline(r: &Reader) -> Result<Pipeline, ConfigError> {
-    let id = |v: &str| v.trim().parse::<u32>().ok();
-    const ID_FORM: &str = "a numeric id such as 1000";
     let list = |name: &'static str| -> Vec<String> {
         match r.layers.get(name) {
             None => Vec::new(),
@@ -1071,9 +1120,9 @@ fn parse_pipeline(r: &Reader) -> Result<Pipeline, ConfigError> {
             .unwrap_or(false),
         no_new_privs: r
             .value("INITD_NO_NEW_PRIVS", parse_bool, BOOL_FORM)?
-            .unwrap_or(false),
-        host_uid: r.value("HOST_UID", id, ID_FORM)?,
-        host_gid: r.value("HOST_GID", id, ID_FORM)?,
+            .unwrap_or(true),
+        host_uid: host_id(r, "HOST_UID", "PUID")?,
+        host_gid: host_id(r, "HOST_GID", "PGID")?,
         chown: list("INITD_CHOWN").into_iter().map(PathBuf::from).collect(),
         wait_for,
         wait_timeout: r
@@ -1105,6 +1154,38 @@ fn parse_pipeline(r: &Reader) -> Result<Pipeline, ConfigError> {
         gunicorn_arguments: non_empty("GUNICORN_ARGUMENTS"),
         dev: parse_dev(r)?,
     })
+}
+
+const HOST_ID_FORM: &str =
+    "a decimal id from 1 to 2147483647 such as the output of `id -u` (0 only with INITD_ALLOW_ROOT)";
+
+/// `HOST_UID` or its alias `PUID` (the same for the gids). Empty counts as
+/// unset, as Compose's `HOST_UID: ${HOST_UID:-}` gives when the host has
+/// none; anything but digits (a sign, spaces, hex) is refused here, before
+/// any file is changed.
+fn host_id(r: &Reader, name: &'static str, alias: &'static str) -> Result<Option<u32>, ConfigError> {
+    let read = |var: &'static str| -> Result<Option<u32>, ConfigError> {
+        match r.layers.text(var) {
+            None => Ok(None),
+            Some(text) if text.is_empty() => Ok(None),
+            Some(text) => crate::user::parse_host_id(&text)
+                .map(Some)
+                .map_err(|_| ConfigError::Invalid {
+                    name: var.to_string(),
+                    value: text,
+                    expected: HOST_ID_FORM.to_string(),
+                }),
+        }
+    };
+    match (read(name)?, read(alias)?) {
+        (Some(a), Some(b)) if a != b => Err(ConfigError::Entry {
+            name,
+            detail: format!(
+                "{name}={a} and {alias}={b} disagree; {alias} is another name for {name}, set one of them"
+            ),
+        }),
+        (a, b) => Ok(a.or(b)),
+    }
 }
 
 fn parse_dev(r: &Reader) -> Result<Dev, ConfigError> {
@@ -1542,7 +1623,14 @@ mod tests {
         let p = from_env(env(&[])).unwrap().pipeline;
         assert_eq!(p.user, None);
         assert!(!p.allow_root);
-        assert!(!p.no_new_privs);
+        // On unless turned off: setuid helpers cannot give the app root.
+        assert!(p.no_new_privs);
+        assert!(
+            !from_env(env(&[("INITD_NO_NEW_PRIVS", "false")]))
+                .unwrap()
+                .pipeline
+                .no_new_privs
+        );
         assert_eq!(p.wait_timeout, Duration::from_secs(60));
         assert!(p.wait_for.is_empty());
         assert_eq!(p.migrate, Migrate::Auto);
@@ -1616,6 +1704,70 @@ mod tests {
     }
 
     #[test]
+    fn host_ids_are_strict_and_puid_pgid_are_aliases() {
+        let ids =
+            |vars: &[(&str, &str)]| from_env(env(vars)).map(|s| (s.pipeline.host_uid, s.pipeline.host_gid));
+        assert_eq!(ids(&[("PUID", "501"), ("PGID", "20")]), Ok((Some(501), Some(20))));
+        assert_eq!(
+            ids(&[("HOST_UID", "501"), ("PUID", "501")]),
+            Ok((Some(501), None))
+        );
+        // Compose's `HOST_UID: ${HOST_UID:-}` on a host without it.
+        assert_eq!(ids(&[("HOST_UID", ""), ("HOST_GID", "")]), Ok((None, None)));
+        assert_eq!(
+            ids(&[("HOST_GID", "20"), ("PGID", "1000")])
+                .unwrap_err()
+                .to_string(),
+            "HOST_GID: HOST_GID=20 and PGID=1000 disagree; PGID is another name for HOST_GID, set one of them"
+        );
+        for bad in ["+5", "4294967295", "2147483648", " 5", "5 ", "0x10", "-1", "1e3"] {
+            for var in ["HOST_UID", "HOST_GID", "PUID", "PGID"] {
+                let err = ids(&[(var, bad)]).unwrap_err();
+                assert!(
+                    matches!(&err, ConfigError::Invalid { name, .. } if name == var),
+                    "{var}={bad:?}: {err}"
+                );
+            }
+        }
+        // From TOML: an integer or a string, with the same rules.
+        let file = |text: &str| file_layer(Path::new("/etc/initd.toml"), text).and_then(|l| parse(&l));
+        assert_eq!(
+            file("host_uid = 501\npgid = \"20\"\n").unwrap().pipeline.host_uid,
+            Some(501)
+        );
+        assert!(file("host_uid = 4294967295\n").is_err());
+        assert!(file("host_gid = -5\n").is_err());
+    }
+
+    #[test]
+    fn the_settings_file_must_be_a_small_regular_file() {
+        let dir = std::env::temp_dir().join(format!("initd-config-file-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let big = dir.join("big.toml");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(MAX_FILE_BYTES + 1)
+            .unwrap();
+        let real = dir.join("real.toml");
+        std::fs::write(&real, "log = \"debug\"\n").unwrap();
+        std::os::unix::fs::symlink(&real, dir.join("link.toml")).unwrap();
+        let problem = |p: &Path| read_file(p).unwrap_err().to_string();
+        assert_eq!(
+            problem(&fifo),
+            "is a FIFO, not a regular file; point INITD_CONFIG at the TOML file itself"
+        );
+        assert!(problem(Path::new("/dev/zero")).starts_with("is a character device"));
+        assert!(problem(&dir).starts_with("is a directory"));
+        assert!(problem(&big).starts_with("is larger than 1 MiB"));
+        assert!(matches!(read_file(&dir.join("none")), Err(FileProblem::Missing)));
+        assert_eq!(read_file(&dir.join("link.toml")).unwrap(), "log = \"debug\"\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn pipeline_errors_name_the_setting() {
         let err = |k: &str, v: &str| from_env(env(&[(k, v)])).unwrap_err().to_string();
         assert_eq!(
@@ -1624,7 +1776,8 @@ mod tests {
         );
         assert_eq!(
             err("HOST_UID", "me"),
-            "HOST_UID=\"me\": expected a numeric id such as 1000"
+            "HOST_UID=\"me\": expected a decimal id from 1 to 2147483647 such as the output of \
+             `id -u` (0 only with INITD_ALLOW_ROOT)"
         );
         assert_eq!(
             err("INITD_WORKERS", "0"),

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod child;
+pub mod chown;
 pub mod cli;
 pub mod cmdline;
 pub mod cmdprobe;
@@ -11,7 +12,9 @@ pub mod cpus;
 pub mod dev;
 pub mod dns;
 pub mod exit;
+pub mod fsafe;
 pub mod gunicorn;
+pub mod handover;
 pub mod health;
 pub mod logging;
 pub mod migrate_lock;

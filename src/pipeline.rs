@@ -22,6 +22,7 @@ use crate::control;
 use crate::dns;
 use crate::exit;
 use crate::gunicorn;
+use crate::handover;
 use crate::health::Probe;
 use crate::logging;
 use crate::migrate_lock;
@@ -358,18 +359,14 @@ fn file_env(layers: &config::Layers) -> Vec<(OsString, OsString)> {
 fn plan_user(settings: &Settings) -> Result<UserPlan, user::UserError> {
     let p = &settings.pipeline;
     let (uid, gid) = user::current_ids();
-    user::check_host_ids(uid, p.host_uid, p.host_gid)?;
-    for (var, id) in [("HOST_UID", p.host_uid), ("HOST_GID", p.host_gid)] {
-        if id == Some(0) {
-            return Err(user::UserError::HostIdIsRoot { var });
-        }
-    }
+    let (host_uid, host_gid) = user::host_ids(p.host_uid, p.host_gid, p.allow_root)?;
+    user::check_host_ids(uid, host_uid, host_gid)?;
     let db = user::Db::load(Path::new("/"))?;
     let decision = user::plan_drop(uid, gid, p.user.as_deref(), &db, p.allow_root)?;
     Ok(UserPlan {
         decision,
-        host_uid: p.host_uid,
-        host_gid: p.host_gid,
+        host_uid,
+        host_gid,
         chown: p.chown.clone(),
     })
 }
@@ -607,33 +604,8 @@ fn become_app_user(plan: &UserPlan) -> Result<AppUser, Halt> {
     };
     let mut user = plan.user().clone();
     if let DropDecision::Drop(_) = &plan.decision {
-        if plan.host_uid.is_some() || plan.host_gid.is_some() {
-            let remap = user::apply_remap(Path::new("/"), &user.name, plan.host_uid, plan.host_gid)
-                .map_err(|e| fail(&e))?;
-            if remap.changed() {
-                info!(
-                    "user {} is now uid {} gid {} (was {}:{}), to match HOST_UID/HOST_GID",
-                    user.name, remap.new_uid, remap.new_gid, remap.old_uid, remap.old_gid
-                );
-                let db = user::Db::load(Path::new("/")).map_err(|e| fail(&e))?;
-                user = user::resolve(&user.name, &db, false).map_err(|e| fail(&e))?;
-                let report = user::chown_tree(
-                    &user.home,
-                    remap.new_uid,
-                    remap.new_gid,
-                    Some((remap.old_uid, remap.old_gid)),
-                )
-                .map_err(|e| fail(&e))?;
-                debug!(changed = report.changed, home = %user.home.display(), "chowned the home directory");
-            }
-        }
-        for path in &plan.chown {
-            let report = user::chown_tree(path, user.uid, user.gid, None).map_err(|e| fail(&e))?;
-            if report.read_only > 0 {
-                warn!("INITD_CHOWN: skipped read-only parts of {}", path.display());
-            }
-            debug!(changed = report.changed, path = %path.display(), "chowned");
-        }
+        user = handover::prepare_files(&user, plan.host_uid, plan.host_gid, &plan.chown)
+            .map_err(|e| fail(&e))?;
         user::drop_privileges(&user).map_err(|e| fail(&e))?;
         debug!("running as {} (uid {}, gid {})", user.name, user.uid, user.gid);
     } else {

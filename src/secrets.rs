@@ -19,14 +19,18 @@
 //! a `..` component is never inside anything (`/run/secrets/../etc/x` is
 //! `/etc/x`, and through a symbolic link `..` can lead anywhere).
 //!
-//! Symbolic links are followed only within the secret's directory (the one
-//! that holds the path named): Kubernetes mounts every key as a link into the
-//! same volume (`/etc/secret/db -> ..data/db`, `..data -> ..2024_01_01/`),
-//! while Docker's `/run/secrets/x` are plain files. A link that leads out of
-//! that directory is refused: initd reads secrets as root and hands them to
-//! the unprivileged app, so a link planted in a secret volume must not turn
-//! a root-only file (`/etc/shadow`, another process's environment) into a
-//! variable the app can read. The final target must be a regular file:
+//! initd reads secrets as root and hands them to the unprivileged app, so
+//! nothing the app controls may steer where a secret path leads. A path is
+//! resolved one component at a time (see [`crate::fsafe::resolve_trusted`]):
+//! every directory on the way and every symbolic link must be owned by root
+//! (or by initd's own user, when it is not root) and no directory may be
+//! writable by everyone without the sticky bit. Docker's `/run/secrets` and
+//! Kubernetes' secret volumes (`/etc/secret/db -> ..data/db`,
+//! `..data -> ..2024_01_01/`, all root's) pass; a link or directory the app
+//! planted does not, so a root-only file (`/etc/shadow`, another process's
+//! environment) cannot become a variable the app can read. Links are
+//! followed only within the secret's directory (the one that holds the path
+//! named), as Kubernetes makes them; one that leads out is refused too. The final target must be a regular file:
 //! anything else (directory, FIFO, device, socket) is refused before it is
 //! opened (a FIFO would block, a device would see an open), and once more
 //! with `fstat` after the open; the opened file must also be the one that
@@ -36,12 +40,16 @@
 use std::borrow::Cow;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::fs::{FileType, Metadata, OpenOptions};
+use std::fs::{FileType, Metadata};
 use std::io::{self, Read};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::OFlag;
 use thiserror::Error;
+
+use crate::fsafe::PathError;
 
 /// Secrets are credentials, not payloads; a bigger file is almost certainly
 /// the wrong path, and the kernel caps one env string at 128 KiB anyway.
@@ -369,6 +377,9 @@ pub enum Problem {
         target: PathBuf,
         dir: PathBuf,
     },
+    /// A directory or link on the way that someone other than root owns
+    /// (or anyone may write to): it could lead anywhere.
+    Untrusted(Box<PathError>),
     TooLarge,
     /// Fits the read cap, but `NAME=value` is longer than the kernel lets
     /// one environment string be (MAX_ARG_STRLEN): exec would fail E2BIG.
@@ -394,6 +405,12 @@ impl Problem {
                  there",
                 target.display(),
                 dir.display()
+            ),
+            Problem::Untrusted(why) => format!(
+                "refusing {path}: {why}; initd reads secrets as root only through directories and \
+                 links that root owns (as Docker and Kubernetes mount them); mount the secret there, \
+                 or, if {var} is an app setting rather than a Docker secret, leave it out of INITD_SECRETS \
+                 and point it outside the secrets directories"
             ),
             Problem::TooLarge => format!(
                 "{path} is larger than 1 MiB, too big for an environment variable; \
@@ -469,18 +486,28 @@ const ATTEMPTS: usize = 3;
 
 impl SecretReader for FsReader {
     fn read(&self, path: &Path) -> Result<Vec<u8>, Problem> {
+        let trusted = crate::fsafe::trusted_owners();
         for _ in 0..ATTEMPTS {
-            let checked = check_target(path)?;
-            let file = OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-                .open(path)
-                .map_err(Problem::Io)?;
-            // The links may have been swapped since the check; trust only
-            // the descriptor, and only if it is the file that was checked.
+            let found = check_target(path, &trusted)?;
+            let checked = nix::sys::stat::fstatat(
+                &found.dir,
+                found.name.as_os_str(),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(errno_problem)?;
+            let fd = nix::fcntl::openat(
+                &found.dir,
+                found.name.as_os_str(),
+                OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(errno_problem)?;
+            let file = std::fs::File::from(fd);
+            // Trust only the descriptor, and only if it is the file that
+            // was checked (Kubernetes swaps `..data` when a secret changes).
             let meta = file.metadata().map_err(Problem::Io)?;
             require_regular(&meta)?;
-            if (meta.dev(), meta.ino()) == (checked.dev(), checked.ino()) {
+            if (meta.dev(), meta.ino()) == (checked.st_dev, checked.st_ino) {
                 return read_capped(file, meta.len());
             }
         }
@@ -490,20 +517,56 @@ impl SecretReader for FsReader {
     }
 }
 
-/// Resolves every link in `path`, refuses a target outside the directory
-/// holding `path` or one that is not a regular file, and returns the
-/// target's metadata. Nothing is opened: a FIFO would block and a device
-/// would see an open.
-fn check_target(path: &Path) -> Result<Metadata, Problem> {
-    let target = std::fs::canonicalize(path).map_err(Problem::Io)?;
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let dir = std::fs::canonicalize(dir).map_err(Problem::Io)?;
-    if !target.starts_with(&dir) {
-        return Err(Problem::Escapes { target, dir });
+fn errno_problem(e: nix::errno::Errno) -> Problem {
+    Problem::Io(io::Error::from_raw_os_error(e as i32))
+}
+
+fn path_problem(e: PathError) -> Problem {
+    match e {
+        PathError::Io { errno, .. } => errno_problem(errno),
+        PathError::NotDir { .. } => errno_problem(nix::errno::Errno::ENOTDIR),
+        other => Problem::Untrusted(Box::new(other)),
     }
-    let meta = std::fs::metadata(&target).map_err(Problem::Io)?;
-    require_regular(&meta)?;
-    Ok(meta)
+}
+
+/// Resolves `path` through links and directories only root (or initd's own
+/// user) owns, refuses a target outside the directory holding `path` or one
+/// that is not a regular file, and returns where the target is. Nothing is
+/// opened: a FIFO would block and a device would see an open.
+fn check_target(path: &Path, trusted: &[u32]) -> Result<crate::fsafe::Found, Problem> {
+    let found = crate::fsafe::resolve_trusted(path, trusted).map_err(path_problem)?;
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let dir = if dir == Path::new("/") || dir.as_os_str().is_empty() {
+        PathBuf::from("/")
+    } else {
+        crate::fsafe::resolve_trusted(dir, trusted)
+            .map_err(path_problem)?
+            .real
+    };
+    if !found.real.starts_with(&dir) {
+        return Err(Problem::Escapes {
+            target: found.real,
+            dir,
+        });
+    }
+    let st = nix::sys::stat::fstatat(
+        &found.dir,
+        found.name.as_os_str(),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(errno_problem)?;
+    if crate::fsafe::kind(&st) != nix::sys::stat::SFlag::S_IFREG {
+        let meta_kind = match crate::fsafe::kind(&st) {
+            k if k == nix::sys::stat::SFlag::S_IFDIR => FileKind::Directory,
+            k if k == nix::sys::stat::SFlag::S_IFIFO => FileKind::Fifo,
+            k if k == nix::sys::stat::SFlag::S_IFSOCK => FileKind::Socket,
+            k if k == nix::sys::stat::SFlag::S_IFCHR => FileKind::CharDevice,
+            k if k == nix::sys::stat::SFlag::S_IFBLK => FileKind::BlockDevice,
+            _ => FileKind::Other,
+        };
+        return Err(Problem::NotRegular(meta_kind));
+    }
+    Ok(found)
 }
 
 fn require_regular(meta: &Metadata) -> Result<(), Problem> {

@@ -9,10 +9,9 @@
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fmt;
-use std::fs::{self, Metadata, OpenOptions};
+use std::fs;
 use std::io::{self, Write};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -124,10 +123,32 @@ pub enum UserError {
         if .vars.contains(" and ") { "need" } else { "needs" }
     )]
     HostIdsNeedRoot { vars: &'static str, uid: u32 },
-    #[error("{var}={value:?} is not a valid id; use a number, e.g. the output of `id -u` on the host")]
-    InvalidHostId { var: &'static str, value: String },
-    #[error("{var}=0 would make the app user root; leave {var} unset when the host user is root")]
+    #[error(
+        "{var}=0 would make the app user root; leave {var} unset when the host user is root \
+         (or set {ALLOW_ROOT_SETTING}=true, and the app user keeps its ids)"
+    )]
     HostIdIsRoot { var: &'static str },
+    #[error(
+        "cannot apply HOST_UID/HOST_GID: user {user:?} is uid 0 (root), whose account initd \
+         never rewrites; leave HOST_UID and HOST_GID unset or run the app as an unprivileged user"
+    )]
+    RemapRoot { user: String },
+    #[error(
+        "cannot update /etc/{file}: {source}; initd replaces it only where root alone can change the path"
+    )]
+    EtcPath {
+        file: &'static str,
+        source: crate::fsafe::PathError,
+    },
+    #[error("cannot update /etc/{file}: it is not a regular file")]
+    EtcNotRegular { file: &'static str },
+    #[error("INITD_CHOWN: {source}")]
+    ChownPath { source: crate::chown::ChownError },
+    #[error("HOST_UID/HOST_GID: cannot chown the home directory of {user:?}: {source}")]
+    Home {
+        user: String,
+        source: crate::chown::ChownError,
+    },
     #[error("cannot apply HOST_UID/HOST_GID: user {user:?} is not in /etc/passwd")]
     RemapUserMissing { user: String },
     #[error(
@@ -144,8 +165,6 @@ pub enum UserError {
     Read { path: PathBuf, source: io::Error },
     #[error("cannot update {}: {}{}", .path.display(), describe_io(.source), write_hint(.source))]
     Write { path: PathBuf, source: io::Error },
-    #[error("cannot chown {}: {}", .path.display(), describe_io(.source))]
-    Chown { path: PathBuf, source: io::Error },
 }
 
 fn describe_io(e: &io::Error) -> String {
@@ -343,14 +362,23 @@ impl Db {
     }
 }
 
+/// Far above any real account file, and a bound on what PID 1 reads.
+const MAX_DB_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Reads an account file that may be missing; never blocks on a FIFO nor
+/// reads a device.
 fn read_optional(path: &Path) -> Result<Vec<u8>, UserError> {
-    match fs::read(path) {
+    use crate::fsafe::ReadProblem;
+    let read_err = |source| UserError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    match crate::fsafe::read_regular(path, MAX_DB_BYTES) {
         Ok(bytes) => Ok(bytes),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(source) => Err(UserError::Read {
-            path: path.to_owned(),
-            source,
-        }),
+        Err(ReadProblem::Missing) => Ok(Vec::new()),
+        Err(ReadProblem::Io(e)) => Err(read_err(e)),
+        Err(ReadProblem::NotRegular(what)) => Err(read_err(io::Error::other(format!("it is {what}")))),
+        Err(ReadProblem::TooLarge) => Err(read_err(io::Error::other("it is larger than 64 MiB"))),
     }
 }
 
@@ -547,12 +575,50 @@ pub fn user_env(user: &AppUser) -> [(&'static str, OsString); 3] {
 // ---------------------------------------------------------------------------
 // HOST_UID / HOST_GID
 
-/// Parses a `HOST_UID`/`HOST_GID` value (`$(id -u)` output).
-pub fn parse_host_id(var: &'static str, value: &str) -> Result<u32, UserError> {
-    parse_id(value.trim().as_bytes()).ok_or_else(|| UserError::InvalidHostId {
-        var,
-        value: value.to_owned(),
-    })
+/// The highest id `HOST_UID`/`HOST_GID` accept: ids above `i32::MAX` are
+/// read as negative by many tools (and `(uid_t)-1` means "no change"), so
+/// they would make /etc/passwd unusable rather than renumber anything.
+pub const MAX_HOST_ID: u32 = i32::MAX as u32;
+
+/// Why a `HOST_UID`/`HOST_GID` value is not an id; the value itself is
+/// named by the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum HostIdError {
+    #[error("not a decimal number")]
+    NotDecimal,
+    #[error("above {MAX_HOST_ID}")]
+    TooLarge,
+}
+
+/// Parses a `HOST_UID`/`HOST_GID` value, the output of `id -u`: ASCII
+/// digits only (no sign, spaces, hex or exponent), 0 to [`MAX_HOST_ID`].
+/// Whether 0 is allowed is for [`host_ids`] to decide.
+pub fn parse_host_id(value: &str) -> Result<u32, HostIdError> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(HostIdError::NotDecimal);
+    }
+    // All digits: only the size can fail, whatever the number of them.
+    match value.parse::<u32>() {
+        Ok(id) if id <= MAX_HOST_ID => Ok(id),
+        _ => Err(HostIdError::TooLarge),
+    }
+}
+
+/// The ids to renumber to: 0 (the host user is root) is refused unless
+/// `INITD_ALLOW_ROOT`, and then means "nothing to match", since root on
+/// the host can use the files whatever their owner.
+pub fn host_ids(
+    host_uid: Option<u32>,
+    host_gid: Option<u32>,
+    allow_root: bool,
+) -> Result<(Option<u32>, Option<u32>), UserError> {
+    for (var, id) in [("HOST_UID", host_uid), ("HOST_GID", host_gid)] {
+        if id == Some(0) && !allow_root {
+            return Err(UserError::HostIdIsRoot { var });
+        }
+    }
+    let nonzero = |id: Option<u32>| id.filter(|&id| id != 0);
+    Ok((nonzero(host_uid), nonzero(host_gid)))
 }
 
 /// Renumbering needs root; fail early and say so rather than at `rename`.
@@ -621,12 +687,24 @@ pub fn remap(
     let (old_uid, old_gid) = (entry.uid, entry.gid);
     let uid = new_uid.unwrap_or(old_uid);
     let gid = new_gid.unwrap_or(old_gid);
+    // Root's own line is never rewritten, not even its group.
+    if old_uid == 0 && (uid != 0 || gid != old_gid) {
+        return Err(UserError::RemapRoot {
+            user: user.to_owned(),
+        });
+    }
     check_uid_free(&db, user, old_uid, uid)?;
     check_gid_free(&db, old_gid, gid)?;
-    let group_renumbered = gid != old_gid && db.group_by_gid(old_gid).is_some();
+    // Group 0 is root's (OpenShift gives apps it as their primary group):
+    // it is never renumbered, only the app user's own line moves.
+    let group_renumbered = gid != old_gid && old_gid != 0 && db.group_by_gid(old_gid).is_some();
     Ok(Remap {
         passwd: rewrite_passwd(passwd, user, (old_uid, uid), (old_gid, gid), group_renumbered),
-        group: rewrite_group(group, old_gid, gid),
+        group: if group_renumbered {
+            rewrite_group(group, old_gid, gid)
+        } else {
+            group.to_vec()
+        },
         old_uid,
         old_gid,
         new_uid: uid,
@@ -709,7 +787,9 @@ fn rewrite_passwd(
             if is_user && uid != old_uid {
                 changes.push((2, uid));
             }
-            if e.gid == old_gid && gid != old_gid && (is_user || group_renumbered) {
+            // Root's lines are never rewritten, whatever group they are in.
+            let follows = group_renumbered && e.uid != 0;
+            if e.gid == old_gid && gid != old_gid && (is_user || follows) {
                 changes.push((3, gid));
             }
         }
@@ -740,29 +820,46 @@ fn rewrite_group(text: &[u8], old_gid: u32, gid: u32) -> Vec<u8> {
     out
 }
 
-/// Applies [`remap`] to `root/etc/passwd` and `root/etc/group`.
+/// Applies [`remap`] to `root/etc/passwd` and `root/etc/group`, with
+/// `before_commit` (the home's chown) as part of the same unit.
 ///
-/// Both files are written and synced before either is renamed into place,
-/// so a write failure (full disk, read-only /etc) leaves both untouched;
+/// Both files are written and synced next to the originals first; then
+/// `before_commit` runs; only when it succeeds are they renamed into place.
+/// So a start that cannot finish the chown leaves the account files as they
+/// were, and the next start computes the same renumbering and finishes it
+/// (the chown skips what it already did: it moves only the old ids). A
+/// write failure (full disk, read-only /etc) leaves everything untouched;
 /// only a failing rename, rare by then, could leave one file updated.
+///
+/// All of it on descriptors: the files are reached through links and
+/// directories only root owns ([`fsafe::resolve_trusted`]), read and written
+/// relative to the directory's descriptor, and never through a link at the
+/// temporary name.
 pub fn apply_remap(
     root: &Path,
     user: &str,
     new_uid: Option<u32>,
     new_gid: Option<u32>,
+    before_commit: impl FnOnce(&Remap) -> Result<(), UserError>,
 ) -> Result<Remap, UserError> {
-    let passwd_path = root.join(DbFile::Passwd.path());
-    let group_path = root.join(DbFile::Group.path());
-    let passwd = read_required(&passwd_path)?;
-    let group = read_optional(&group_path)?;
+    let passwd_at = locate(root, DbFile::Passwd)?;
+    let group_at = locate(root, DbFile::Group)?;
+    let passwd = passwd_at.read()?.ok_or_else(|| UserError::Read {
+        path: PathBuf::from("/etc/passwd"),
+        source: io::Error::from_raw_os_error(libc::ENOENT),
+    })?;
+    let group = group_at.read()?.unwrap_or_default();
     let remap = remap(&passwd, &group, user, new_uid, new_gid)?;
+    if !remap.changed() {
+        return Ok(remap);
+    }
     let mut staged = Vec::new();
-    for (path, old, new) in [
-        (&passwd_path, &passwd, &remap.passwd),
-        (&group_path, &group, &remap.group),
+    for (at, old, new) in [
+        (&passwd_at, &passwd, &remap.passwd),
+        (&group_at, &group, &remap.group),
     ] {
         if old != new {
-            match stage(path, new) {
+            match at.stage(new) {
                 Ok(s) => staged.push(s),
                 Err(e) => {
                     staged.iter().for_each(Staged::discard);
@@ -770,6 +867,10 @@ pub fn apply_remap(
                 }
             }
         }
+    }
+    if let Err(e) = before_commit(&remap) {
+        staged.iter().for_each(Staged::discard);
+        return Err(e);
     }
     let mut staged = staged.into_iter();
     while let Some(s) = staged.next() {
@@ -781,187 +882,154 @@ pub fn apply_remap(
     Ok(remap)
 }
 
-fn read_required(path: &Path) -> Result<Vec<u8>, UserError> {
-    fs::read(path).map_err(|source| UserError::Read {
-        path: path.to_owned(),
-        source,
+/// Where an account file lives: its directory (reached through root's links
+/// and directories only) and its name there.
+struct DbAt {
+    file: &'static str,
+    dir: std::os::fd::OwnedFd,
+    name: OsString,
+}
+
+fn locate(root: &Path, file: DbFile) -> Result<DbAt, UserError> {
+    let name = match file {
+        DbFile::Passwd => "passwd",
+        DbFile::Group => "group",
+    };
+    // A symlinked /etc/passwd stays a symlink: what it points to is replaced.
+    let found = crate::fsafe::resolve_trusted(&root.join(file.path()), &crate::fsafe::trusted_owners())
+        .map_err(|source| UserError::EtcPath { file: name, source })?;
+    Ok(DbAt {
+        file: name,
+        dir: found.dir,
+        name: found.name,
     })
 }
 
-/// A fully written and synced temp file next to its destination.
-struct Staged {
-    tmp: PathBuf,
-    dest: PathBuf,
+impl DbAt {
+    fn shown(&self) -> PathBuf {
+        PathBuf::from("/etc").join(self.file)
+    }
+
+    fn write_err(&self, errno: Errno) -> UserError {
+        UserError::Write {
+            path: self.shown(),
+            source: io::Error::from_raw_os_error(errno as i32),
+        }
+    }
+
+    /// The content, or `None` when there is no such file.
+    fn read(&self) -> Result<Option<Vec<u8>>, UserError> {
+        use nix::fcntl::OFlag;
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        let fd = match nix::fcntl::openat(
+            &self.dir,
+            self.name.as_os_str(),
+            flags,
+            nix::sys::stat::Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(e) => {
+                return Err(UserError::Read {
+                    path: self.shown(),
+                    source: io::Error::from_raw_os_error(e as i32),
+                });
+            }
+        };
+        let file = fs::File::from(fd);
+        let meta = file.metadata().map_err(|source| UserError::Read {
+            path: self.shown(),
+            source,
+        })?;
+        if !meta.is_file() {
+            return Err(UserError::EtcNotRegular { file: self.file });
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        io::Read::read_to_end(&mut &file, &mut bytes).map_err(|source| UserError::Read {
+            path: self.shown(),
+            source,
+        })?;
+        Ok(Some(bytes))
+    }
+
+    /// Writes and syncs `content` to a temporary file next to the original,
+    /// with the original's owner and mode.
+    fn stage(&self, content: &[u8]) -> Result<Staged<'_>, UserError> {
+        use nix::fcntl::{AtFlags, OFlag};
+        use nix::sys::stat::{Mode, fstatat};
+        let like = fstatat(&self.dir, self.name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map_err(|e| self.write_err(e))?;
+        // A fixed name rather than a pid (initd is always PID 1): a crashed
+        // earlier start leaves at most this file, and it is cleared here.
+        let mut tmp = OsString::from(".");
+        tmp.push(&self.name);
+        tmp.push(".initd-tmp");
+        let _ = nix::unistd::unlinkat(
+            &self.dir,
+            tmp.as_os_str(),
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        );
+        let fd = nix::fcntl::openat(
+            &self.dir,
+            tmp.as_os_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| self.write_err(e))?;
+        let staged = Staged { at: self, tmp };
+        let mut file = fs::File::from(fd);
+        let written = file
+            .write_all(content)
+            .and_then(|()| std::os::unix::fs::fchown(&file, Some(like.st_uid), Some(like.st_gid)))
+            // After chown, which may clear mode bits.
+            .and_then(|()| {
+                use std::os::unix::fs::PermissionsExt;
+                file.set_permissions(fs::Permissions::from_mode(like.st_mode & 0o7777))
+            })
+            .and_then(|()| file.sync_all());
+        if let Err(source) = written {
+            staged.discard();
+            return Err(UserError::Write {
+                path: self.shown(),
+                source,
+            });
+        }
+        Ok(staged)
+    }
 }
 
-impl Staged {
+/// A fully written and synced temporary file next to its destination.
+struct Staged<'a> {
+    at: &'a DbAt,
+    tmp: OsString,
+}
+
+impl Staged<'_> {
     fn discard(&self) {
-        let _ = fs::remove_file(&self.tmp);
+        let _ = nix::unistd::unlinkat(
+            &self.at.dir,
+            self.tmp.as_os_str(),
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        );
     }
 
     fn commit(self) -> Result<(), UserError> {
-        let write_err = |source| UserError::Write {
-            path: self.dest.clone(),
-            source,
-        };
-        if let Err(e) = fs::rename(&self.tmp, &self.dest) {
+        let at = self.at;
+        if let Err(e) = nix::fcntl::renameat(&at.dir, self.tmp.as_os_str(), &at.dir, at.name.as_os_str()) {
             self.discard();
-            return Err(write_err(e));
+            return Err(at.write_err(e));
         }
-        // The rename is only durable once the directory entry is.
-        let dir = self.dest.parent().unwrap_or(Path::new("/"));
-        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(write_err)
-    }
-}
-
-fn stage(dest: &Path, content: &[u8]) -> Result<Staged, UserError> {
-    let write_err = |source| UserError::Write {
-        path: dest.to_owned(),
-        source,
-    };
-    // Keep a symlinked /etc/passwd a symlink: replace what it points to.
-    let dest = fs::canonicalize(dest).map_err(write_err)?;
-    let meta = fs::metadata(&dest).map_err(write_err)?;
-    let name = dest.file_name().unwrap_or_default().as_bytes();
-    // A fixed name rather than a pid (initd is always PID 1): a crashed
-    // earlier start leaves at most this file, and it is cleared here.
-    let mut tmp_name = b".".to_vec();
-    tmp_name.extend_from_slice(name);
-    tmp_name.extend_from_slice(b".initd-tmp");
-    let tmp = dest.with_file_name(OsString::from_vec(tmp_name));
-    let _ = fs::remove_file(&tmp);
-    let staged = Staged { tmp, dest };
-    write_synced(&staged.tmp, content, &meta).map_err(|e| {
-        staged.discard();
-        write_err(e)
-    })?;
-    Ok(staged)
-}
-
-fn write_synced(tmp: &Path, content: &[u8], like: &Metadata) -> io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(tmp)?;
-    file.write_all(content)?;
-    std::os::unix::fs::fchown(&file, Some(like.uid()), Some(like.gid()))?;
-    // After chown, which may clear mode bits.
-    file.set_permissions(like.permissions())?;
-    file.sync_all()
-}
-
-// ---------------------------------------------------------------------------
-// chown_tree
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ChownReport {
-    /// Entries whose owner was changed.
-    pub changed: u64,
-    /// Subtrees skipped because they are on a read-only mount.
-    pub read_only: u64,
-    /// Mount points not crossed.
-    pub other_mounts: u64,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct ChownPlan {
-    uid: u32,
-    gid: u32,
-    only_if_owned_by: Option<(u32, u32)>,
-}
-
-impl ChownPlan {
-    /// The ids to set (`None` = leave that id alone). With `only_if_owned_by`
-    /// uid and gid are matched separately, so a file of the app user in
-    /// another group keeps that group.
-    fn new_owner(&self, uid: u32, gid: u32) -> (Option<u32>, Option<u32>) {
-        let (match_uid, match_gid) = match self.only_if_owned_by {
-            Some((old_uid, old_gid)) => (uid == old_uid, gid == old_gid),
-            None => (true, true),
-        };
-        (
-            (match_uid && uid != self.uid).then_some(self.uid),
-            (match_gid && gid != self.gid).then_some(self.gid),
+        // The rename is only durable once the directory entry is. The
+        // descriptor is O_PATH: reopen the very directory to sync it.
+        let dir = nix::fcntl::openat(
+            &at.dir,
+            ".",
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
         )
+        .map_err(|e| at.write_err(e))?;
+        nix::unistd::fsync(&dir).map_err(|e| at.write_err(e))
     }
-}
-
-type ChownFn<'a> = dyn FnMut(&Path, Option<u32>, Option<u32>) -> io::Result<()> + 'a;
-
-/// Recursively chowns `root` to `uid:gid`, never following symlinks (they
-/// are `lchown`ed themselves, even `root`) and never leaving `root`'s
-/// filesystem: bind-mounted host directories are not ours to chown.
-/// Read-only mounts (EROFS) are skipped with a warning.
-///
-/// Walks by path, so it must run before the app starts: nothing else may be
-/// swapping directories for symlinks underneath it.
-pub fn chown_tree(
-    root: &Path,
-    uid: u32,
-    gid: u32,
-    only_if_owned_by: Option<(u32, u32)>,
-) -> Result<ChownReport, UserError> {
-    let plan = ChownPlan {
-        uid,
-        gid,
-        only_if_owned_by,
-    };
-    walk(root, plan, &mut |path, uid, gid| {
-        std::os::unix::fs::lchown(path, uid, gid)
-    })
-}
-
-fn walk(root: &Path, plan: ChownPlan, chown: &mut ChownFn<'_>) -> Result<ChownReport, UserError> {
-    let chown_err = |path: &Path, source| UserError::Chown {
-        path: path.to_owned(),
-        source,
-    };
-    let root_meta = fs::symlink_metadata(root).map_err(|e| chown_err(root, e))?;
-    let dev = root_meta.dev();
-    let mut report = ChownReport::default();
-    let mut stack = vec![(root.to_path_buf(), root_meta)];
-    while let Some((path, meta)) = stack.pop() {
-        if meta.dev() != dev {
-            report.other_mounts += 1;
-            continue;
-        }
-        let (new_uid, new_gid) = plan.new_owner(meta.uid(), meta.gid());
-        if new_uid.is_some() || new_gid.is_some() {
-            match chown(&path, new_uid, new_gid) {
-                Ok(()) => report.changed += 1,
-                Err(e) if e.raw_os_error() == Some(libc::EROFS) => {
-                    tracing::warn!(path = %path.display(), "read-only, not changing owner");
-                    report.read_only += 1;
-                    continue;
-                }
-                // Removed while we walked: nothing left to own.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(chown_err(&path, e)),
-            }
-        }
-        if meta.is_dir() {
-            push_children(&path, &mut stack).map_err(|e| chown_err(&path, e))?;
-        }
-    }
-    Ok(report)
-}
-
-fn push_children(dir: &Path, stack: &mut Vec<(PathBuf, Metadata)>) -> io::Result<()> {
-    let entries = match fs::read_dir(dir) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        other => other?,
-    };
-    for entry in entries {
-        let entry = entry?;
-        // DirEntry::metadata does not follow symlinks.
-        match entry.metadata() {
-            Ok(meta) => stack.push((entry.path(), meta)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -1193,7 +1261,10 @@ ok:x:7:7::/:/bin/sh
     fn non_utf8_gecos_and_home_are_fine() {
         let db = Db::parse(b"a:x:5:5:Jos\xe9:/home/\xe9:/bin/sh\n", b"");
         let a = db.user_by_name("a").unwrap();
-        assert_eq!(a.home.as_os_str().as_bytes(), b"/home/\xe9");
+        assert_eq!(
+            std::os::unix::ffi::OsStrExt::as_bytes(a.home.as_os_str()),
+            b"/home/\xe9"
+        );
         assert!(db.malformed.is_empty());
     }
 
@@ -1247,7 +1318,19 @@ ok:x:7:7::/:/bin/sh
         let dir = TempDir::new();
         fs::create_dir_all(dir.0.join("etc/passwd")).unwrap();
         let err = Db::load(&dir.0).unwrap_err();
-        assert!(err.to_string().contains("Is a directory"), "{err}");
+        assert!(
+            err.to_string().ends_with("etc/passwd: it is a directory"),
+            "{err}"
+        );
+        // A FIFO is refused at once, not waited on.
+        fs::remove_dir(dir.0.join("etc/passwd")).unwrap();
+        nix::unistd::mkfifo(
+            &dir.0.join("etc/passwd"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        let err = Db::load(&dir.0).unwrap_err();
+        assert!(err.to_string().ends_with("etc/passwd: it is a FIFO"), "{err}");
     }
 
     // --- resolve -----------------------------------------------------------
@@ -1465,11 +1548,59 @@ ok:x:7:7::/:/bin/sh
 
     #[test]
     fn host_ids_parse() {
-        assert_eq!(parse_host_id("HOST_UID", "501").unwrap(), 501);
-        assert_eq!(parse_host_id("HOST_UID", " 501\n").unwrap(), 501);
-        for bad in ["", "-1", "abc", "4294967295", "1.5"] {
-            assert!(parse_host_id("HOST_UID", bad).is_err(), "{bad:?}");
+        assert_eq!(parse_host_id("501"), Ok(501));
+        assert_eq!(parse_host_id("0"), Ok(0));
+        assert_eq!(parse_host_id("2147483647"), Ok(2147483647));
+        assert_eq!(parse_host_id("000501"), Ok(501));
+        for bad in ["", " 501", "501\n", "+5", "-1", "0x10", "1e3", "1.5", "abc", "٣"] {
+            assert_eq!(parse_host_id(bad), Err(HostIdError::NotDecimal), "{bad:?}");
         }
+        for big in [
+            "2147483648",
+            "4294967295",
+            "4294967296",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(parse_host_id(big), Err(HostIdError::TooLarge), "{big:?}");
+        }
+    }
+
+    #[test]
+    fn host_id_zero_needs_allow_root_and_then_changes_nothing() {
+        assert!(matches!(
+            host_ids(Some(0), Some(20), false),
+            Err(UserError::HostIdIsRoot { var: "HOST_UID" })
+        ));
+        assert!(matches!(
+            host_ids(None, Some(0), false),
+            Err(UserError::HostIdIsRoot { var: "HOST_GID" })
+        ));
+        assert_eq!(host_ids(Some(0), Some(20), true).unwrap(), (None, Some(20)));
+        assert_eq!(host_ids(Some(501), None, false).unwrap(), (Some(501), None));
+    }
+
+    #[test]
+    fn a_primary_group_0_is_never_renumbered_and_root_lines_stay() {
+        let passwd =
+            b"root:x:0:0:root:/root:/bin/sh\nsync:x:4:0::/bin:/bin/sync\napp:x:1000:0::/app:/bin/sh\n";
+        let group = b"root:x:0:\napp:x:1000:\n";
+        let r = remap(passwd, group, "app", Some(501), Some(501)).unwrap();
+        assert_eq!(
+            diff(passwd, &r.passwd),
+            [(2, "app:x:501:501::/app:/bin/sh\n".to_owned())]
+        );
+        assert_eq!(r.group, group);
+        assert_eq!((r.old_gid, r.new_gid), (0, 501));
+        // A group shared with a uid-0 account: root's line keeps its gid.
+        let passwd = b"toor:x:0:1000::/root:/bin/sh\napp:x:1000:1000::/app:/bin/sh\n";
+        let r = remap(passwd, group, "app", None, Some(501)).unwrap();
+        assert_eq!(
+            diff(passwd, &r.passwd),
+            [(1, "app:x:1000:501::/app:/bin/sh\n".to_owned())]
+        );
+        // A uid-0 app user is never renumbered.
+        let err = remap(passwd, group, "toor", Some(501), None).unwrap_err();
+        assert!(matches!(err, UserError::RemapRoot { .. }), "{err}");
     }
 
     const REMAP_PASSWD: &[u8] = b"\
@@ -1594,7 +1725,7 @@ audio:x:29:app\n";
         fs::set_permissions(etc.join("passwd"), fs::Permissions::from_mode(0o644)).unwrap();
         fs::set_permissions(etc.join("group"), fs::Permissions::from_mode(0o640)).unwrap();
 
-        let r = apply_remap(&dir.0, "app", Some(501), Some(20)).unwrap();
+        let r = apply_remap(&dir.0, "app", Some(501), Some(20), |_| Ok(())).unwrap();
         assert_eq!(fs::read(etc.join("passwd")).unwrap(), r.passwd);
         assert_eq!(fs::read(etc.join("group")).unwrap(), r.group);
         let mode = |f: &str| fs::metadata(etc.join(f)).unwrap().permissions().mode() & 0o7777;
@@ -1616,7 +1747,7 @@ audio:x:29:app\n";
         fs::create_dir(&etc).unwrap();
         fs::write(etc.join("passwd.real"), REMAP_PASSWD).unwrap();
         symlink("passwd.real", etc.join("passwd")).unwrap();
-        apply_remap(&dir.0, "app", Some(501), None).unwrap();
+        apply_remap(&dir.0, "app", Some(501), None, |_| Ok(())).unwrap();
         assert!(
             fs::symlink_metadata(etc.join("passwd"))
                 .unwrap()
@@ -1630,8 +1761,66 @@ audio:x:29:app\n";
     #[test]
     fn apply_remap_without_passwd_is_an_error() {
         let dir = TempDir::new();
-        let err = apply_remap(&dir.0, "app", Some(501), None).unwrap_err();
+        fs::create_dir(dir.0.join("etc")).unwrap();
+        let err = apply_remap(&dir.0, "app", Some(501), None, |_| Ok(())).unwrap_err();
         assert!(err.to_string().contains("No such file or directory"), "{err}");
+    }
+
+    #[test]
+    fn a_failed_home_chown_leaves_the_account_files_for_the_next_start() {
+        let dir = TempDir::new();
+        let etc = dir.0.join("etc");
+        fs::create_dir(&etc).unwrap();
+        fs::write(etc.join("passwd"), REMAP_PASSWD).unwrap();
+        fs::write(etc.join("group"), REMAP_GROUP).unwrap();
+        let err = apply_remap(&dir.0, "app", Some(501), Some(20), |r| {
+            assert_eq!((r.old_uid, r.new_uid), (1000, 501));
+            Err(UserError::RemapUserMissing { user: "x".into() })
+        })
+        .unwrap_err();
+        assert!(matches!(err, UserError::RemapUserMissing { .. }));
+        assert_eq!(fs::read(etc.join("passwd")).unwrap(), REMAP_PASSWD);
+        assert_eq!(fs::read(etc.join("group")).unwrap(), REMAP_GROUP);
+        assert_eq!(fs::read_dir(&etc).unwrap().count(), 2, "no temporary file left");
+        // The next start is asked to do the same chown again, and commits.
+        let mut asked = None;
+        apply_remap(&dir.0, "app", Some(501), Some(20), |r| {
+            asked = Some((r.old_uid, r.old_gid));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(asked, Some((1000, 1000)));
+        // Once done, a start with the same ids has nothing to do.
+        let mut called = false;
+        let r = apply_remap(&dir.0, "app", Some(501), Some(20), |_| {
+            called = true;
+            Ok(())
+        })
+        .unwrap();
+        assert!(!r.changed() && !called);
+    }
+
+    #[test]
+    fn apply_remap_refuses_a_passwd_link_someone_else_owns() {
+        if skip_unless_root("apply_remap_refuses_a_passwd_link_someone_else_owns") {
+            return;
+        }
+        let dir = TempDir::new();
+        let etc = dir.0.join("etc");
+        fs::create_dir(&etc).unwrap();
+        fs::write(dir.0.join("elsewhere"), REMAP_PASSWD).unwrap();
+        symlink(dir.0.join("elsewhere"), etc.join("passwd")).unwrap();
+        std::os::unix::fs::lchown(etc.join("passwd"), Some(1000), None).unwrap();
+        let err = apply_remap(&dir.0, "app", Some(501), None, |_| Ok(())).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot update /etc/passwd: {}/passwd is a symbolic link owned by uid 1000, not by \
+                 root; initd replaces it only where root alone can change the path",
+                etc.display()
+            )
+        );
+        assert_eq!(fs::read(dir.0.join("elsewhere")).unwrap(), REMAP_PASSWD);
     }
 
     #[test]
@@ -1645,143 +1834,6 @@ audio:x:29:app\n";
             "cannot update /etc/passwd: Read-only file system; HOST_UID/HOST_GID need a \
              writable /etc (not docker run --read-only)"
         );
-    }
-
-    // --- chown_tree --------------------------------------------------------
-
-    #[test]
-    fn new_owner_matches_uid_and_gid_separately() {
-        let all = ChownPlan {
-            uid: 501,
-            gid: 20,
-            only_if_owned_by: None,
-        };
-        assert_eq!(all.new_owner(0, 0), (Some(501), Some(20)));
-        assert_eq!(all.new_owner(501, 20), (None, None));
-        let owned = ChownPlan {
-            only_if_owned_by: Some((1000, 1000)),
-            ..all
-        };
-        assert_eq!(owned.new_owner(1000, 1000), (Some(501), Some(20)));
-        assert_eq!(owned.new_owner(1000, 0), (Some(501), None));
-        assert_eq!(owned.new_owner(0, 1000), (None, Some(20)));
-        assert_eq!(owned.new_owner(0, 0), (None, None));
-    }
-
-    /// a/, a/f, a/sub/, a/sub/g, a/out -> (a directory elsewhere, with a file)
-    fn tree() -> (TempDir, TempDir) {
-        let dir = TempDir::new();
-        let outside = TempDir::new();
-        fs::write(outside.0.join("secret"), b"x").unwrap();
-        fs::create_dir_all(dir.0.join("sub")).unwrap();
-        fs::write(dir.0.join("f"), b"x").unwrap();
-        fs::write(dir.0.join("sub/g"), b"x").unwrap();
-        symlink(&outside.0, dir.0.join("out")).unwrap();
-        (dir, outside)
-    }
-
-    fn everything() -> ChownPlan {
-        ChownPlan {
-            uid: 4242,
-            gid: 4242,
-            only_if_owned_by: None,
-        }
-    }
-
-    #[test]
-    fn walk_visits_the_tree_without_following_symlinks() {
-        let (dir, _outside) = tree();
-        let mut seen = Vec::new();
-        let report = walk(&dir.0, everything(), &mut |p, _, _| {
-            seen.push(p.strip_prefix(&dir.0).unwrap().to_owned());
-            Ok(())
-        })
-        .unwrap();
-        seen.sort();
-        let want: Vec<PathBuf> = ["", "f", "out", "sub", "sub/g"]
-            .iter()
-            .map(PathBuf::from)
-            .collect();
-        assert_eq!(seen, want);
-        assert_eq!(report.changed, 5);
-    }
-
-    #[test]
-    fn walk_skips_read_only_subtrees() {
-        let (dir, _outside) = tree();
-        let mut seen = Vec::new();
-        let report = walk(&dir.0, everything(), &mut |p, _, _| {
-            seen.push(p.to_owned());
-            if p.ends_with("sub") {
-                Err(io::Error::from_raw_os_error(libc::EROFS))
-            } else {
-                Ok(())
-            }
-        })
-        .unwrap();
-        assert!(!seen.iter().any(|p| p.ends_with("g")));
-        assert_eq!((report.changed, report.read_only), (3, 1));
-    }
-
-    #[test]
-    fn walk_stops_on_other_errors() {
-        let (dir, _outside) = tree();
-        let err = walk(&dir.0, everything(), &mut |_, _, _| {
-            Err(io::Error::from_raw_os_error(libc::EPERM))
-        })
-        .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            format!("cannot chown {}: Operation not permitted", dir.0.display())
-        );
-    }
-
-    #[test]
-    fn walk_does_not_cross_mounts() {
-        let (dev, pts) = (Path::new("/dev"), Path::new("/dev/pts"));
-        let separate = match (fs::symlink_metadata(dev), fs::symlink_metadata(pts)) {
-            (Ok(a), Ok(b)) => a.dev() != b.dev(),
-            _ => false,
-        };
-        if !separate {
-            eprintln!("note: walk_does_not_cross_mounts skipped, /dev/pts is not a mount here");
-            return;
-        }
-        let mut seen = Vec::new();
-        // Records only: nothing in /dev is really chowned.
-        let report = walk(dev, everything(), &mut |p, _, _| {
-            seen.push(p.to_owned());
-            Ok(())
-        })
-        .unwrap();
-        assert!(report.other_mounts >= 1);
-        assert!(seen.iter().any(|p| p == dev));
-        // The mount point itself belongs to the other filesystem too.
-        assert!(!seen.iter().any(|p| p.starts_with(pts)));
-    }
-
-    #[test]
-    fn chown_tree_changes_owners_for_real() {
-        if skip_unless_root("chown_tree_changes_owners_for_real") {
-            return;
-        }
-        let (dir, outside) = tree();
-        let owner = |p: &Path| {
-            let m = fs::symlink_metadata(p).unwrap();
-            (m.uid(), m.gid())
-        };
-        std::os::unix::fs::lchown(dir.0.join("f"), Some(7), Some(8)).unwrap();
-        // Only what the old owner (root here) owns moves; `f` keeps 7:8.
-        let report = chown_tree(&dir.0, 4242, 4243, Some((0, 0))).unwrap();
-        assert_eq!(report.changed, 4);
-        assert_eq!(owner(&dir.0.join("f")), (7, 8));
-        assert_eq!(owner(&dir.0.join("sub/g")), (4242, 4243));
-        assert_eq!(owner(&dir.0.join("out")), (4242, 4243));
-        // The symlink's target is outside and untouched.
-        assert_eq!(owner(&outside.0.join("secret")), (0, 0));
-        let report = chown_tree(&dir.0, 1, 1, None).unwrap();
-        assert_eq!(report.changed, 5);
-        assert_eq!(owner(&dir.0.join("f")), (1, 1));
     }
 
     // --- dropping privileges -------------------------------------------------
@@ -2067,6 +2119,55 @@ mod props {
                     prop_assert_eq!(b.uid, a.uid);
                     prop_assert!(a.uid != r.new_uid || r.new_uid == r.old_uid);
                 }
+                // Root's accounts keep their lines whole, group included.
+                if b.uid == 0 {
+                    prop_assert_eq!(b, a);
+                }
+            }
+            // Group 0 is never renumbered.
+            for (b, a) in before.groups.iter().zip(&after.groups) {
+                if b.gid == 0 {
+                    prop_assert_eq!(b, a);
+                }
+            }
+        }
+
+        /// `HOST_UID`/`HOST_GID`: exactly the decimal numbers 0 to
+        /// 2147483647 are ids, whatever else is typed.
+        #[test]
+        fn host_ids_are_exactly_the_small_decimal_numbers(text in prop_oneof![
+            "[0-9]{1,12}",
+            "[ +-]?[0-9]{1,10}[ \n]?",
+            "0x[0-9a-f]{1,8}",
+            "\\PC{0,12}",
+        ]) {
+            let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+            let value = text.parse::<u64>().ok().filter(|_| digits);
+            match parse_host_id(&text) {
+                Ok(id) => {
+                    prop_assert!(digits);
+                    prop_assert_eq!(Some(u64::from(id)), value);
+                    prop_assert!(id <= MAX_HOST_ID);
+                }
+                Err(HostIdError::TooLarge) => prop_assert!(digits && value.is_none_or(|v| v > u64::from(MAX_HOST_ID))),
+                Err(HostIdError::NotDecimal) => prop_assert!(!digits),
+            }
+        }
+
+        #[test]
+        fn every_id_in_range_reads_back_and_none_above(id in any::<u32>()) {
+            let parsed = parse_host_id(&id.to_string());
+            if id <= MAX_HOST_ID {
+                prop_assert_eq!(parsed, Ok(id));
+                // And what remap writes, initd reads back.
+                if id != 0 {
+                    let r = remap(b"app:x:1000:1000::/app:/bin/sh\n", b"app:x:1000:\n", "app", Some(id), Some(id)).unwrap();
+                    let db = Db::parse(&r.passwd, &r.group);
+                    prop_assert!(db.malformed.is_empty());
+                    prop_assert_eq!(db.user_by_name("app").map(|u| (u.uid, u.gid)), Some((id, id)));
+                }
+            } else {
+                prop_assert_eq!(parsed, Err(HostIdError::TooLarge));
             }
         }
     }

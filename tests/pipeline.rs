@@ -376,7 +376,8 @@ fn host_ids_that_are_root_or_taken_are_refused() {
     assert_eq!(out.code(), 77, "{}", out.stderr);
     assert_eq!(
         out.stderr.trim(),
-        "initd: error: HOST_UID=0 would make the app user root; leave HOST_UID unset when the host user is root"
+        "initd: error: HOST_UID=0 would make the app user root; leave HOST_UID unset when the host user \
+         is root (or set INITD_ALLOW_ROOT=true, and the app user keeps its ids)"
     );
     let out = attempt(&[], &[], &[("HOST_GID", "0")]);
     assert_eq!(out.code(), 77, "{}", out.stderr);

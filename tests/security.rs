@@ -171,9 +171,8 @@ fn every_process_runs_as_the_app_user_and_cannot_regain_root() {
             .env("INITD_MIGRATE", role("migration"))
             .env("INITD_PRESTART", role("prestart"))
             .env("INITD_SERVER", role("server"));
-        if nnp {
-            cmd.env("INITD_NO_NEW_PRIVS", "true");
-        }
+        // The default is on: off is the documented opt-out.
+        cmd.env("INITD_NO_NEW_PRIVS", if nnp { "true" } else { "false" });
         let out = run(cmd, LIMIT);
         assert_eq!(out.code(), 0, "{}", out.stderr);
 
@@ -188,9 +187,8 @@ fn every_process_runs_as_the_app_user_and_cannot_regain_root() {
             .env("INITD_DEV_SETUP", role("setup"))
             .env("INITD_WATCHERS", format!("w={}", hold("watcher")))
             .env("INITD_DEV_SERVER", hold("devserver"));
-        if nnp {
-            cmd.env("INITD_NO_NEW_PRIVS", "true");
-        }
+        // The default is on: off is the documented opt-out.
+        cmd.env("INITD_NO_NEW_PRIVS", if nnp { "true" } else { "false" });
         let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let pid = initd_host_pid(&child);
         let roles = ["migration", "prestart", "server", "setup", "watcher", "devserver"];
@@ -246,7 +244,7 @@ fn no_new_privs_stops_a_setuid_program_from_giving_root_back() {
         assert_eq!(out.code(), 0, "{}", out.stderr);
         out.stdout.trim().to_string()
     };
-    let without = euid(None);
+    let without = euid(Some("false"));
     if without != "0" {
         note(&format!(
             "no_new_privs_stops_a_setuid_program_from_giving_root_back: skipped, setuid bits have no \
@@ -254,10 +252,11 @@ fn no_new_privs_stops_a_setuid_program_from_giving_root_back() {
         ));
         return;
     }
+    assert_eq!(euid(None), "1000", "INITD_NO_NEW_PRIVS is on by default");
     assert_eq!(euid(Some("true")), "1000");
     eprintln!(
-        "security: no_new_privs: a setuid-root program gives the app euid 0 by default and euid 1000 \
-         with INITD_NO_NEW_PRIVS=true"
+        "security: no_new_privs: a setuid-root program gives the app euid 1000 by default and with \
+         INITD_NO_NEW_PRIVS=true, euid 0 only with the opt-out INITD_NO_NEW_PRIVS=false"
     );
 }
 
