@@ -319,12 +319,12 @@ fn two_apps_are_an_error_that_says_how_to_choose() {
     let out = run(p.initd(&["run"]), LIMIT);
     assert_eq!(out.code(), 78, "{}", out.stderr);
     let expected = format!(
-        "initd: INITD_APP is unset and {} holds several WSGI apps (wsgi:application in wsgi.py, \
+        "initd: error: INITD_APP is unset and {} holds several WSGI apps (wsgi:application in wsgi.py, \
          app:app in app.py); set INITD_APP to the one to run, e.g. INITD_APP=wsgi:application",
         p.dir().display()
     );
     assert!(
-        out.stderr.lines().any(|l| l.ends_with(&expected[7..])),
+        out.stderr.lines().any(|l| l.ends_with(&expected["initd: error: ".len()..])),
         "{}",
         out.stderr
     );
