@@ -285,19 +285,7 @@ mod tests {
     use std::fs;
     use std::os::unix::fs::{MetadataExt, symlink};
 
-    use crate::fsafe::tests::TempDir;
-
-    fn is_root() -> bool {
-        nix::unistd::geteuid().is_root()
-    }
-
-    fn skip_unless_root(test: &str) -> bool {
-        if is_root() {
-            return false;
-        }
-        eprintln!("note: {test} skipped, it needs root");
-        true
-    }
+    use crate::testdir::{TempDir, skip_unless_root};
 
     #[test]
     fn new_owner_matches_uid_and_gid_separately() {

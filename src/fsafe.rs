@@ -446,33 +446,12 @@ pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, ReadProblem> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use std::fs;
     use std::os::unix::fs::{PermissionsExt, symlink};
 
-    pub(crate) struct TempDir(pub PathBuf);
-
-    impl TempDir {
-        pub fn new(tag: &str) -> TempDir {
-            use std::sync::atomic::{AtomicUsize, Ordering};
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "initd-fsafe-{tag}-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::testdir::{TempDir, skip_unless_root};
 
     /// a/b/file, a/link -> b, up -> a (a parent link), dangling -> nowhere
     fn tree() -> TempDir {
@@ -566,8 +545,7 @@ pub(crate) mod tests {
 
     #[test]
     fn trusted_resolution_refuses_links_and_directories_of_others() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("note: skipped, needs root to chown");
+        if skip_unless_root("trusted_resolution_refuses_links_and_directories_of_others") {
             return;
         }
         let t = tree();

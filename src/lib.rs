@@ -33,6 +33,8 @@ pub mod signals;
 pub mod status;
 pub mod steps;
 pub mod supervisor;
+#[cfg(test)]
+mod testdir;
 pub mod user;
 pub mod waitfor;
 pub mod wsgi;

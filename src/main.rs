@@ -52,8 +52,10 @@ fn config() -> i32 {
         Err((message, code)) => {
             // The reason once, on stderr like every error; stdout, which
             // may be a file, only notes that the plan is missing.
-            println!("
-# the plan cannot be made; the reason is on stderr");
+            println!(
+                "
+# the plan cannot be made; the reason is on stderr"
+            );
             logging::early_error(&prepared.redactor.redact(&message));
             code
         }

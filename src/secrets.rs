@@ -42,7 +42,6 @@ use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::{FileType, Metadata};
 use std::io::{self, Read};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -901,36 +900,8 @@ mod tests {
     use std::collections::HashMap;
     use std::fs;
     use std::os::unix::fs::symlink;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// A temp dir removed on drop (tempfile is not a dependency).
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new() -> TempDir {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let name = format!(
-                "initd-secrets-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            );
-            let dir = std::env::temp_dir().join(name);
-            fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-
-        fn file(&self, name: &str, content: &[u8]) -> PathBuf {
-            let path = self.0.join(name);
-            fs::write(&path, content).unwrap();
-            path
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::testdir::TempDir;
 
     /// In-memory files for the pure tests.
     struct Fake(HashMap<PathBuf, Vec<u8>>);
@@ -1303,7 +1274,7 @@ mod tests {
 
     #[test]
     fn missing_real_file_is_reported() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("secrets");
         let path = dir.0.join("nope");
         let err = resolve(env(&[("K_FILE", path.to_str().unwrap())]), &everywhere()).unwrap_err();
         assert!(matches!(
@@ -1315,7 +1286,7 @@ mod tests {
 
     #[test]
     fn unreadable_file_is_reported() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("secrets");
         // A file inside a non-directory yields ENOTDIR even for root, unlike
         // permission bits, which root ignores.
         let file = dir.file("plain", b"x");
@@ -1326,7 +1297,7 @@ mod tests {
 
     #[test]
     fn real_file_is_read() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("secrets");
         let path = dir.file("db", b"s3cr3t\r\n");
         let r = resolve(env(&[("DB_FILE", path.to_str().unwrap())]), &everywhere()).unwrap();
         assert_eq!(get(&r, "DB"), Some("s3cr3t"));
@@ -1338,7 +1309,7 @@ mod tests {
 
     #[test]
     fn directory_is_refused() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("secrets");
         assert!(matches!(
             read_err(&dir.0),
             Problem::NotRegular(FileKind::Directory)
@@ -1347,7 +1318,7 @@ mod tests {
 
     #[test]
     fn fifo_is_refused_without_blocking() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("secrets");
         let path = dir.0.join("fifo");
         nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         // No writer exists: a blocking open would hang this test forever.
@@ -1364,7 +1335,7 @@ mod tests {
 
     #[test]
     fn socket_is_refused() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("secrets");
         let path = dir.0.join("sock");
         let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
         assert!(matches!(read_err(&path), Problem::NotRegular(FileKind::Socket)));
@@ -1373,7 +1344,7 @@ mod tests {
     #[test]
     fn symlink_chain_to_regular_file_is_accepted() {
         // The Kubernetes layout: key -> ..data/key, ..data -> ..2024_01_01/.
-        let dir = TempDir::new();
+        let dir = TempDir::new("secrets");
         fs::create_dir(dir.0.join("..2024")).unwrap();
         dir.file("..2024/db", b"k8s-secret\n");
         symlink("..2024", dir.0.join("..data")).unwrap();
@@ -1383,7 +1354,7 @@ mod tests {
 
     #[test]
     fn symlinks_out_of_the_secret_directory_are_refused() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("secrets");
         fs::create_dir(dir.0.join("secrets")).unwrap();
         fs::create_dir(dir.0.join("elsewhere")).unwrap();
         dir.file("elsewhere/key", b"not-for-the-app\n");
@@ -1419,7 +1390,7 @@ mod tests {
 
     #[test]
     fn symlinks_within_the_secret_directory_are_followed() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("secrets");
         fs::create_dir_all(dir.0.join("vol/sub")).unwrap();
         dir.file("vol/sub/key", b"inside\n");
         // Absolute, and through a link to a subdirectory.
@@ -1437,7 +1408,7 @@ mod tests {
 
     #[test]
     fn symlink_to_directory_is_refused() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("secrets");
         fs::create_dir(dir.0.join("d")).unwrap();
         symlink("d", dir.0.join("link")).unwrap();
         assert!(matches!(
@@ -1448,7 +1419,7 @@ mod tests {
 
     #[test]
     fn dangling_symlink_is_refused() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("secrets");
         symlink("missing", dir.0.join("link")).unwrap();
         assert!(matches!(read_err(&dir.0.join("link")), Problem::Io(_)));
     }
@@ -1474,7 +1445,7 @@ mod tests {
 
     #[test]
     fn huge_file_is_refused_after_a_capped_read() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("secrets");
         let path = dir.0.join("big");
         // Sparse: 1 GiB on paper, nothing on disk. Only the cap is read.
         let f = fs::File::create(&path).unwrap();
@@ -1487,7 +1458,7 @@ mod tests {
 
     #[test]
     fn errors_never_contain_the_content() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("secrets");
         let nul = dir.file("nul", b"password-one\0");
         let bad = dir.file("bad", b"password-two\xff");
         for path in [nul, bad] {

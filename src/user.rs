@@ -1147,7 +1147,6 @@ pub fn drop_privileges(user: &AppUser) -> Result<(), DropError> {
 mod tests {
     use super::*;
     use std::os::unix::fs::{PermissionsExt, symlink};
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     const PASSWD: &str = "\
 root:x:0:0:root:/root:/bin/bash
@@ -1177,35 +1176,7 @@ www:x:33:,app,
         Db::parse(PASSWD.as_bytes(), GROUP.as_bytes())
     }
 
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new() -> TempDir {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let name = format!(
-                "initd-user-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            );
-            let dir = std::env::temp_dir().join(name);
-            fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn skip_unless_root(test: &str) -> bool {
-        if is_root() {
-            return false;
-        }
-        eprintln!("note: {test} skipped, it needs root");
-        true
-    }
+    use crate::testdir::{TempDir, skip_unless_root};
 
     // --- parsing ---------------------------------------------------------
 
@@ -1303,7 +1274,7 @@ ok:x:7:7::/:/bin/sh
 
     #[test]
     fn load_reads_root_etc_and_tolerates_missing_files() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("user");
         assert!(Db::load(&dir.0).unwrap().users.is_empty());
         fs::create_dir(dir.0.join("etc")).unwrap();
         fs::write(dir.0.join("etc/passwd"), PASSWD).unwrap();
@@ -1315,7 +1286,7 @@ ok:x:7:7::/:/bin/sh
 
     #[test]
     fn load_reports_unreadable_files() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("user");
         fs::create_dir_all(dir.0.join("etc/passwd")).unwrap();
         let err = Db::load(&dir.0).unwrap_err();
         assert!(
@@ -1717,7 +1688,7 @@ audio:x:29:app\n";
 
     #[test]
     fn apply_remap_writes_both_files_atomically() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("user");
         let etc = dir.0.join("etc");
         fs::create_dir(&etc).unwrap();
         fs::write(etc.join("passwd"), REMAP_PASSWD).unwrap();
@@ -1742,7 +1713,7 @@ audio:x:29:app\n";
 
     #[test]
     fn apply_remap_keeps_a_symlinked_passwd() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("user");
         let etc = dir.0.join("etc");
         fs::create_dir(&etc).unwrap();
         fs::write(etc.join("passwd.real"), REMAP_PASSWD).unwrap();
@@ -1760,7 +1731,7 @@ audio:x:29:app\n";
 
     #[test]
     fn apply_remap_without_passwd_is_an_error() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("user");
         fs::create_dir(dir.0.join("etc")).unwrap();
         let err = apply_remap(&dir.0, "app", Some(501), None, |_| Ok(())).unwrap_err();
         assert!(err.to_string().contains("No such file or directory"), "{err}");
@@ -1768,7 +1739,7 @@ audio:x:29:app\n";
 
     #[test]
     fn a_failed_home_chown_leaves_the_account_files_for_the_next_start() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("user");
         let etc = dir.0.join("etc");
         fs::create_dir(&etc).unwrap();
         fs::write(etc.join("passwd"), REMAP_PASSWD).unwrap();
@@ -1805,7 +1776,7 @@ audio:x:29:app\n";
         if skip_unless_root("apply_remap_refuses_a_passwd_link_someone_else_owns") {
             return;
         }
-        let dir = TempDir::new();
+        let dir = TempDir::new("user");
         let etc = dir.0.join("etc");
         fs::create_dir(&etc).unwrap();
         fs::write(dir.0.join("elsewhere"), REMAP_PASSWD).unwrap();

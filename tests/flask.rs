@@ -324,7 +324,9 @@ fn two_apps_are_an_error_that_says_how_to_choose() {
         p.dir().display()
     );
     assert!(
-        out.stderr.lines().any(|l| l.ends_with(&expected["initd: error: ".len()..])),
+        out.stderr
+            .lines()
+            .any(|l| l.ends_with(&expected["initd: error: ".len()..])),
         "{}",
         out.stderr
     );
