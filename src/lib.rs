@@ -15,6 +15,7 @@ pub mod gunicorn;
 pub mod health;
 pub mod logging;
 pub mod migrate_lock;
+pub mod nbout;
 pub mod netio;
 pub mod pipeline;
 pub mod poller;

@@ -106,7 +106,7 @@ pub fn prepare() -> Result<Prepared, i32> {
     // runs under initd's own uid). The children are not affected: exec
     // makes a process dumpable again.
     if let Err(e) = nix::sys::prctl::set_dumpable(false) {
-        eprintln!("initd: cannot make initd's memory private (PR_SET_DUMPABLE): {e}");
+        logging::early(&format!("cannot make initd's memory private (PR_SET_DUMPABLE): {e}"));
         return Err(exit::INTERNAL);
     }
     // Read before the secrets, which it is about.
@@ -117,13 +117,13 @@ pub fn prepare() -> Result<Prepared, i32> {
         .filter(|s| !s.is_empty())
         .collect();
     let resolved = secrets::resolve(std::env::vars_os(), &keep).map_err(|e| {
-        eprintln!("initd: {e}");
+        logging::early(&e.to_string());
         exit::CONFIG
     })?;
     let redactor = Arc::new(Redactor::new(&resolved.secrets));
     let names: Vec<String> = resolved.secrets.iter().map(|s| s.name.clone()).collect();
     let loaded = config::load(resolved.env.clone(), &names).map_err(|e| {
-        eprintln!("initd: {}", redactor.redact(&e.to_string()));
+        logging::early(&redactor.redact(&e.to_string()));
         exit::CONFIG
     })?;
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
@@ -353,7 +353,7 @@ pub fn run(main: Main) -> i32 {
     // chowned must wait for the supervisor, not kill initd half-way (or, as
     // PID 1, be dropped by the kernel).
     if let Err(e) = signals::block_handled() {
-        eprintln!("initd: blocking signals failed: {e}");
+        logging::early(&format!("blocking signals failed: {e}"));
         return exit::INTERNAL;
     }
     let prepared = match prepare() {
@@ -403,6 +403,7 @@ pub fn run(main: Main) -> i32 {
         // behind is recognised as stale and replaced at the next start.
         let _ = std::fs::remove_file(path);
     }
+    logging::report_dropped();
     code
 }
 

@@ -1024,3 +1024,77 @@ fn the_health_socket_answers_every_check_through_a_flood_and_slow_clients() {
         total(&after),
     );
 }
+
+// ---------------------------------------------------------------------------
+// 7. A stalled log reader
+
+/// Bytes waiting in a pipe, read from its read end.
+fn pipe_queued(fd: std::os::fd::RawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    assert_eq!(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) }, 0);
+    n as usize
+}
+
+/// initd's stderr is a pipe nobody reads (a log driver that stalled), and
+/// it is full to the last byte before the stop (one-byte writes fill the
+/// pipe's page completely; bigger ones could leave room a short line fits): initd's own lines must not hold up the stop.
+/// The child gets TERM (it records it and carries on), SIGKILL follows the
+/// grace period, everything is reaped and initd exits.
+#[test]
+fn a_full_stderr_pipe_does_not_hold_up_the_stop() {
+    use std::os::fd::AsRawFd;
+    let dir = Scratch::new("full-stderr");
+    let got_term = dir.path("got-term");
+    let ready = dir.path("ready");
+    let script = format!(
+        "trap 'echo term > {}' TERM\n\
+         dd if=/dev/zero bs=1 count=10000000 status=none >&2 &\n\
+         touch {}\n\
+         while :; do sleep 0.1; done\n",
+        got_term.display(),
+        ready.display()
+    );
+    let mut cmd = initd_pid1(["exec", "--", "sh", "-c", &script]);
+    cmd.env("INITD_STOP_TIMEOUT", "2s")
+        .env("INITD_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    // SAFETY: shrinking the pipe to one page on its read end.
+    let size = unsafe { libc::fcntl(stderr.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    assert!(size >= 4096, "F_SETPIPE_SZ: {}", std::io::Error::last_os_error());
+    let pid = initd_host_pid(&child);
+    wait_for(LIMIT, || ready.exists().then_some(()));
+    wait_for(LIMIT, || {
+        (pipe_queued(stderr.as_raw_fd()) >= size as usize).then_some(())
+    });
+    let started = Instant::now();
+    signal(pid, Signal::SIGTERM);
+    let status = wait_or_none(&mut child, LIMIT);
+    let took = started.elapsed();
+    // Nothing was read from the pipe until now.
+    let full = pipe_queued(stderr.as_raw_fd());
+    drop(stderr);
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("initd did not exit within {LIMIT:?} of TERM with its stderr full");
+    };
+    assert!(full >= size as usize, "the pipe was read: {full}");
+    assert!(got_term.exists(), "the child never got TERM");
+    // The child outlived the grace period: SIGKILL.
+    assert_eq!(status.code(), Some(137), "{status:?}");
+    assert!(took >= Duration::from_secs(2), "{took:?}");
+    assert!(!pid_alive(pid), "initd is still there");
+    eprintln!(
+        "reliability: full stderr pipe: TERM to exit in {:.2}s (grace 2s) with nothing reading initd's stderr",
+        took.as_secs_f64()
+    );
+}
+
+fn pid_alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
