@@ -25,6 +25,7 @@ pub mod protocol;
 pub mod reaper;
 pub mod reload;
 pub mod resolve;
+pub mod role;
 pub mod secrets;
 pub mod show;
 pub mod signals;

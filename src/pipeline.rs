@@ -27,6 +27,7 @@ use crate::logging;
 use crate::migrate_lock;
 use crate::netio;
 use crate::resolve;
+use crate::role::{self, Role};
 use crate::secrets::{self, Redactor};
 use crate::signals;
 use crate::status::{Phase, Status};
@@ -199,7 +200,9 @@ pub fn plan(prepared: &Prepared, main: &Main) -> Result<Plan, (String, i32)> {
     let main_cmd = (!main_argv.is_empty()).then_some(&main_argv);
     let health = &settings.health;
     let probe_cmd = match &health.probe {
-        Probe::Cmd(argv) if control::serves(health) => Some(argv),
+        // Only the entrypoint serves checks, but which initd this is is
+        // not known yet; a guest shares the entrypoint's PATH anyway.
+        Probe::Cmd(argv) if health.socket.is_some() => Some(argv),
         _ => None,
     };
     for argv in setup
@@ -384,8 +387,32 @@ pub fn run(main: Main) -> i32 {
             return exit::INTERNAL;
         }
     };
+    let role = role::decide(settings.health.socket.as_deref());
+    status.set_role(role.describe());
+    match &role {
+        Role::Pid1 => {}
+        Role::UnderInit { init } => info!(
+            "running under another init (PID 1 is {init}): initd is the entrypoint all the same and \
+             the subreaper of its own descendants; signals, reaping and the stop work as usual, \
+             orphans outside initd's subtree are {init}'s to reap"
+        ),
+        Role::Guest { why } => debug!(
+            "guest: {why}; this initd serves no control socket and leaves the app user and INITD_CHOWN \
+             to the entrypoint"
+        ),
+    }
     // Before the drop: the socket's directory may need root to be made.
-    let socket = open_control_socket(&settings, &plan, &mut sup, &prepared.redactor);
+    let socket = if role.is_entrypoint() {
+        match open_control_socket(&settings, &plan, &mut sup, &prepared.redactor) {
+            Ok(socket) => socket,
+            Err(message) => {
+                error!("{message}");
+                return exit::CONFIG;
+            }
+        }
+    } else {
+        None
+    };
     if std::process::id() != 1 {
         match crate::reaper::become_subreaper() {
             Ok(()) => debug!("not PID 1: registered as child subreaper, so orphans are still reaped here"),
@@ -395,7 +422,7 @@ pub fn run(main: Main) -> i32 {
             }
         }
     }
-    let code = match execute(&prepared, &plan, &mut sup) {
+    let code = match execute(&prepared, &plan, &mut sup, &role) {
         Ok(code) | Err(Halt(code)) => code,
     };
     if let Some(path) = socket {
@@ -409,20 +436,22 @@ pub fn run(main: Main) -> i32 {
 
 /// Opens the control socket for `initd check` and has the supervisor
 /// serve it once the first wait begins; returns its path. Without one
-/// initd still runs the app, and says why checks will fail.
+/// initd still runs the app, and says why checks will fail; an unsafe
+/// INITD_SOCKET is the error returned.
 fn open_control_socket(
     settings: &Settings,
     plan: &Plan,
     sup: &mut Supervisor,
     redactor: &Arc<Redactor>,
-) -> Option<PathBuf> {
+) -> Result<Option<PathBuf>, String> {
     let health = &settings.health;
     let listener = match control::open(health, plan.user.user().gid) {
         Ok(Some(listener)) => listener,
-        Ok(None) => return None,
-        Err(reason) => {
+        Ok(None) => return Ok(None),
+        Err(control::OpenError::Unsafe(message)) => return Err(message),
+        Err(control::OpenError::Unavailable(reason)) => {
             warn!("no health checks: {reason}");
-            return None;
+            return Ok(None);
         }
     };
     if health.probe != Probe::Alive && health.probe_timeout >= health.check_timeout {
@@ -451,16 +480,16 @@ fn open_control_socket(
             }
         }),
     );
-    Some(path)
+    Ok(Some(path))
 }
 
-fn execute(prepared: &Prepared, plan: &Plan, sup: &mut Supervisor) -> Result<i32, Halt> {
+fn execute(prepared: &Prepared, plan: &Plan, sup: &mut Supervisor, role: &Role) -> Result<i32, Halt> {
     let u = &plan.user;
     if !u.chown.is_empty() || u.host_uid.is_some() || u.host_gid.is_some() {
         // Chowning a large tree takes a while: answer checks meanwhile.
         sup.start_serving();
     }
-    let user = become_app_user(&plan.user)?;
+    let user = become_app_user(&plan.user, role.is_entrypoint())?;
     let mut env = prepared.env.clone();
     if matches!(plan.user.decision, DropDecision::Drop(_)) {
         for (key, value) in user::user_env(&user) {
@@ -543,15 +572,30 @@ fn checkpoint(sup: &mut Supervisor) -> Result<(), Halt> {
     }
 }
 
-/// Renumbers and chowns as root if asked, then drops initd itself to the
-/// app user: everything started afterwards inherits it, and PID 1 keeps no
-/// root it does not need.
-fn become_app_user(plan: &UserPlan) -> Result<AppUser, Halt> {
+/// Renumbers and chowns as root if asked (the entrypoint only: a guest
+/// finds that done), then drops initd itself to the app user: everything
+/// started afterwards inherits it, and PID 1 keeps no root it does not
+/// need.
+fn become_app_user(plan: &UserPlan, entrypoint: bool) -> Result<AppUser, Halt> {
     let fail = |e: &dyn std::fmt::Display| {
         error!("{e}");
         Halt(exit::NOPERM)
     };
     let mut user = plan.user().clone();
+    let asked = plan.host_uid.is_some() || plan.host_gid.is_some() || !plan.chown.is_empty();
+    if !entrypoint {
+        if asked {
+            debug!(
+                "guest: HOST_UID/HOST_GID and INITD_CHOWN are left to the entrypoint initd, which applied \
+                 them when the container started"
+            );
+        }
+        if let DropDecision::Drop(_) = &plan.decision {
+            user::drop_privileges(&user).map_err(|e| fail(&e))?;
+            debug!("running as {} (uid {}, gid {})", user.name, user.uid, user.gid);
+        }
+        return Ok(user);
+    }
     if let DropDecision::Drop(_) = &plan.decision {
         if plan.host_uid.is_some() || plan.host_gid.is_some() {
             let remap = user::apply_remap(Path::new("/"), &user.name, plan.host_uid, plan.host_gid)

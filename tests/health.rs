@@ -813,7 +813,7 @@ fn without_a_supervisor_a_check_fails_and_says_why() {
     assert_eq!(
         out.stdout,
         format!(
-            "unhealthy: no supervisor: {} does not exist (initd is not running as PID 1, or runs with another INITD_SOCKET)\n",
+            "unhealthy: no supervisor: {} does not exist (no initd supervises this container, or it runs with another INITD_SOCKET)\n",
             missing.display()
         )
     );
