@@ -447,10 +447,17 @@ fn a_cmd_probe_runs_as_the_app_user() {
     let probe = format!("cmd:sh -c 'id -u > {}'", dir.path("uid").display());
     let mut cmd = initd_pid1_with_etc(&dir, &[&passwd], &["app:x:1000:"], ["run"]);
     cmd.env_remove("INITD_ALLOW_ROOT");
+    // Not in `dir` itself, which everyone may write (initd would refuse
+    // it): in a directory initd makes there.
+    let socket = dir.path("run/initd.sock");
     let initd = Initd::spawn(
         &dir,
         &mut cmd,
-        &[("INITD_SERVER", "sleep 1000"), ("INITD_HEALTH", &probe)],
+        &[
+            ("INITD_SERVER", "sleep 1000"),
+            ("INITD_HEALTH", &probe),
+            ("INITD_SOCKET", socket.to_str().unwrap()),
+        ],
     );
     let out = initd.wait_check("running: ");
     assert_eq!(out.code(), 0);
