@@ -10,7 +10,6 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -212,27 +211,60 @@ fn a_guest_neither_serves_nor_removes_the_socket_nor_chowns() {
     assert!(out.stderr.contains("stopping: TERM to pid"), "{}", out.stderr);
 }
 
+/// Runs `argv` in the mount namespace of `pid` (to reach its private
+/// /run), with only PATH set.
+fn inside(pid: i32, argv: &[&str]) -> Output {
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--target={pid}"))
+        .args(["--mount", "--"])
+        .args(argv)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin");
+    run(cmd, LIMIT)
+}
+
+/// The default socket, /run/initd/initd.sock, in a private /run that
+/// still holds the socket file of an earlier run (a restarted container
+/// keeps its writable layer): the entrypoint under tini replaces it and
+/// serves checks there.
 #[test]
 fn a_stale_socket_from_an_earlier_run_is_replaced() {
     if !have_tini("a_stale_socket_from_an_earlier_run_is_replaced") {
         return;
     }
     let dir = Scratch::new("tini-stale");
-    let socket = dir.path("initd.sock");
-    // What a killed initd leaves in a restarted container's /run: a socket
-    // file nothing listens on.
-    drop(UnixListener::bind(&socket).unwrap());
-    // Marked by a mode initd never gives (inode numbers are reused).
-    fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o604)).unwrap();
-    let mut cmd = under_tini(&["run"]);
-    cmd.env("INITD_SOCKET", &socket)
+    let setup = "mount -t tmpfs tmpfs /run && mkdir -m 750 /run/initd && \
+        python3 -c 'import socket; socket.socket(socket.AF_UNIX).bind(\"/run/initd/initd.sock\")' && \
+        chmod 604 /run/initd/initd.sock && exec \"$@\"";
+    let prefix = pid1_prefix();
+    let mut cmd = Command::new(prefix[0]);
+    cmd.args(&prefix[1..])
+        .args(["sh", "-c", setup, "sh", TINI, "--", INITD, "run"])
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("INITD_ALLOW_ROOT", "true")
         .env("INITD_MIGRATE", "off")
         .env("INITD_SERVER", "sleep 1000")
         .current_dir(&dir.0);
     let initd = spawn_logged(&mut cmd, &dir, "initd");
-    let out = wait_check(&socket, "running: ", &initd);
-    assert_eq!(out.code(), 0);
-    assert_eq!(fs::symlink_metadata(&socket).unwrap().mode() & 0o777, 0o660);
-    signal(initd.pid(), Signal::SIGTERM);
+    let tini = initd.pid();
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let out = inside(tini, &[INITD, "check"]);
+        if out.code() == 0 {
+            assert!(out.stdout.starts_with("running: "), "{}", out.stdout);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never healthy: {}\n{}",
+            out.stdout,
+            tail(&initd.stderr())
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mode = inside(tini, &["stat", "-c", "%a", "/run/initd/initd.sock"]);
+    assert_eq!(mode.stdout, "660\n", "the stale socket is still there");
+    signal(tini, Signal::SIGTERM);
     initd.finish(LIMIT);
 }
