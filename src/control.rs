@@ -603,7 +603,11 @@ async fn accept_loop(socket: tokio::net::UnixListener, server: Arc<Server>) {
                     server.connections.fetch_sub(1, Ordering::Relaxed);
                     // One try, never a wait: the line fits the socket's
                     // empty buffer, and the stream is dropped at once.
-                    let _ = stream.try_write(&busy_line());
+                    // Written on the plain (non-blocking) descriptor:
+                    // tokio would not know yet that it is writable.
+                    if let Ok(std_stream) = stream.into_std() {
+                        let _ = io::Write::write(&mut &std_stream, &busy_line());
+                    }
                     continue;
                 }
                 server.peak.fetch_max(open + 1, Ordering::Relaxed);

@@ -1021,3 +1021,68 @@ fn pid1_serves_the_default_socket_and_a_second_initd_leaves_it_alone() {
     assert!(lines[4].starts_with("running: "), "{}", out.stdout);
     assert_eq!(lines[5], "again=0", "{}", out.stdout);
 }
+
+/// The socket's directory is writable by the app user (uid 1000 owns it),
+/// who keeps swapping the socket's name for a link to a root-owned file
+/// while initd starts, to have root's chmod/chown land on that file.
+/// initd refuses such an INITD_SOCKET outright, in one line naming it, and
+/// the file is untouched however the race goes.
+#[test]
+fn a_socket_directory_the_app_may_write_is_refused_and_its_links_never_followed() {
+    use std::os::unix::fs::MetadataExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    if !is_root_or_skip("a_socket_directory_the_app_may_write_is_refused_and_its_links_never_followed") {
+        return;
+    }
+    let dir = Scratch::new("health-socket-race");
+    let victim = dir.path("victim");
+    fs::write(&victim, "root's\n").unwrap();
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o600)).unwrap();
+    let shared = dir.path("shared");
+    fs::create_dir(&shared).unwrap();
+    std::os::unix::fs::chown(&shared, Some(1000), Some(1000)).unwrap();
+    let socket = shared.join("initd.sock");
+    let stop = Arc::new(AtomicBool::new(false));
+    let racer = {
+        let (stop, socket, victim, shared) = (stop.clone(), socket.clone(), victim.clone(), shared.clone());
+        std::thread::spawn(move || {
+            let link = shared.join("link");
+            let mut swaps = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let _ = fs::remove_file(&link);
+                let _ = std::os::unix::fs::symlink(&victim, &link);
+                // Over whatever is there: nothing, or initd's new socket.
+                if fs::rename(&link, &socket).is_ok() {
+                    swaps += 1;
+                }
+                let _ = fs::remove_file(&socket);
+            }
+            swaps
+        })
+    };
+    for _ in 0..10 {
+        let mut cmd = initd_pid1(["exec", "--", "true"]);
+        cmd.env("INITD_SOCKET", &socket);
+        let out = run(cmd, LIMIT);
+        assert_eq!(out.code(), 78, "{}", out.stderr);
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{}", out.stderr);
+        assert!(
+            lines[0].starts_with(&format!(
+                "initd: error: INITD_SOCKET={}: its directory {} is writable by its owner, uid 1000",
+                socket.display(),
+                shared.display()
+            )),
+            "{}",
+            lines[0]
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = racer.join().unwrap();
+    assert!(swaps > 0);
+    let meta = fs::metadata(&victim).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o600, "the victim's mode changed");
+    assert_eq!((meta.uid(), meta.gid()), (0, 0), "the victim's owner changed");
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "root's\n");
+}

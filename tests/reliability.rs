@@ -1098,3 +1098,96 @@ fn a_full_stderr_pipe_does_not_hold_up_the_stop() {
 fn pid_alive(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
+
+// ---------------------------------------------------------------------------
+// 8. Memory after a connection flood
+
+/// 10,000 connections to the control socket at once, held open without a
+/// byte sent (the kind of flood that used to leave ~36 MB in PID 1 for
+/// good): initd serves at most its cap and turns the rest away with a
+/// "busy" line, and once the flood is over its memory is back to its idle
+/// size. The figures (RSS before, during and after) are docs/reliability.md's.
+#[test]
+fn a_flood_of_ten_thousand_connections_leaves_no_memory_behind() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    const FLOOD: usize = 10_000;
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    let needed = FLOOD as u64 + 2048;
+    if hard < needed {
+        note(&format!(
+            "a_flood_of_ten_thousand_connections_leaves_no_memory_behind: skipped, the descriptor \
+             limit is {hard}, below {needed}"
+        ));
+        return;
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, soft.max(needed), hard).unwrap();
+    let dir = Scratch::new("socket-memory");
+    let socket = dir.path("initd.sock");
+    let mut cmd = initd_pid1(["run"]);
+    cmd.current_dir(&dir.0)
+        .env("INITD_SOCKET", &socket)
+        .env("INITD_MIGRATE", "off")
+        .env("INITD_SERVER", "sleep 1000");
+    let mut initd = spawn_logged(&mut cmd, &dir, "initd");
+    let pid = initd.pid();
+    let healthy = |socket: &Path| run(check_cmd(socket, &[], &[]), LIMIT).stdout.starts_with("running: ");
+    initd.wait_until("answering checks", LIMIT, |_| healthy(&socket));
+    // A few checks first, so the idle figure includes what any check
+    // needs (the runtime's timers, the report's buffers).
+    for _ in 0..5 {
+        assert!(healthy(&socket));
+    }
+    let rss = || status_number(pid, "VmRSS");
+    let idle = rss();
+    let idle_fds = descriptors(pid).values().sum::<usize>();
+
+    let mut conns = Vec::with_capacity(FLOOD);
+    let mut peak = idle;
+    for i in 0..FLOOD {
+        let conn = connect(&socket);
+        conn.set_nonblocking(true).unwrap();
+        conns.push(conn);
+        if i % 500 == 0 {
+            peak = peak.max(rss());
+        }
+    }
+    peak = peak.max(rss());
+    // A check in the middle of the flood still gets its answer (asking
+    // again while the supervisor says it is busy).
+    assert!(healthy(&socket), "no answer during the flood");
+    peak = peak.max(rss());
+    // How many were turned away with a line rather than served.
+    let mut busy = 0;
+    for conn in &mut conns {
+        let mut buf = [0u8; 256];
+        if let Ok(n) = conn.read(&mut buf)
+            && String::from_utf8_lossy(&buf[..n]).contains("\"error\":\"busy: ")
+        {
+            busy += 1;
+        }
+    }
+    drop(conns);
+    initd.wait_until("done with the flood", LIMIT, |_| {
+        descriptors(pid).values().sum::<usize>() == idle_fds
+    });
+    // The last connection's end hands the memory back; allow the task a
+    // moment to finish after its descriptor closed.
+    let mut after = rss();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while after > idle + 1024 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        after = rss();
+    }
+    assert!(healthy(&socket));
+    signal(pid, Signal::SIGTERM);
+    let out = initd.finish(LIMIT);
+    assert!(out.stderr.contains("stopping: TERM to pid"), "{}", tail(&out.stderr));
+    eprintln!(
+        "reliability: connection flood: {FLOOD} connections held open at once ({busy} turned away \
+         with a busy line, the rest served up to the cap); initd VmRSS {idle} kB idle, {peak} kB at the \
+         peak, {after} kB after"
+    );
+    assert!(busy >= FLOOD - 1024, "only {busy} connections were turned away");
+    // Back to its idle size, give or take a megabyte of allocator slack.
+    assert!(after <= idle + 1024, "VmRSS {idle} kB idle, {after} kB after the flood");
+}
