@@ -200,6 +200,13 @@ pub const SETTINGS: &[Setting] = &[
         "postgres",
     ),
     setting(
+        "INITD_MIGRATE_LOCK_TIMEOUT",
+        Kind::Duration,
+        "10m",
+        "with INITD_MIGRATE_LOCK=postgres: give up (exit 69, naming the lock and its holder) when PostgreSQL cannot be reached or the lock not taken within this long",
+        "30m",
+    ),
+    setting(
         "INITD_PRESTART",
         Kind::Commands,
         "",
@@ -442,6 +449,8 @@ pub struct Pipeline {
     pub wait_timeout: Duration,
     pub migrate: Migrate,
     pub migrate_lock: MigrateLock,
+    /// `INITD_MIGRATE_LOCK_TIMEOUT`: the whole wait, connecting included.
+    pub migrate_lock_timeout: Duration,
     pub prestart: Vec<Vec<String>>,
     pub server: Option<Vec<String>>,
     pub app: Option<String>,
@@ -566,6 +575,7 @@ env_fields! {
     wait_timeout => "initd_wait_timeout",
     migrate => "initd_migrate",
     migrate_lock => "initd_migrate_lock",
+    migrate_lock_timeout => "initd_migrate_lock_timeout",
     prestart => "initd_prestart",
     server => "initd_server",
     app => "initd_app",
@@ -960,6 +970,13 @@ fn parse_pipeline(r: &Reader) -> Result<Pipeline, ConfigError> {
                 &[("off", MigrateLock::Off), ("postgres", MigrateLock::Postgres)],
             )?
             .unwrap_or(MigrateLock::Off),
+        migrate_lock_timeout: r
+            .value(
+                "INITD_MIGRATE_LOCK_TIMEOUT",
+                |v| parse_duration(v).filter(|d| !d.is_zero()),
+                "a duration above zero such as 30s, 10m or 1h",
+            )?
+            .unwrap_or(Duration::from_secs(600)),
         prestart: r.commands("INITD_PRESTART")?.unwrap_or_default(),
         server,
         app: non_empty("INITD_APP"),

@@ -30,7 +30,7 @@ use crate::resolve;
 use crate::role::{self, Role};
 use crate::secrets::{self, Redactor};
 use crate::signals;
-use crate::status::{Phase, Status};
+use crate::status::{LockHolder, LockWait, Phase, Status};
 use crate::steps::{Halt, Launcher};
 use crate::supervisor::{Policy, Supervisor};
 use crate::user::{self, AppUser, DropDecision};
@@ -535,7 +535,8 @@ fn execute(prepared: &Prepared, plan: &Plan, sup: &mut Supervisor, role: &Role) 
     for step in &plan.steps {
         checkpoint(sup)?;
         if step.locked {
-            run_locked(sup, &launcher, step, &prepared.env)?;
+            let timeout = prepared.loaded.settings.pipeline.migrate_lock_timeout;
+            run_locked(sup, &launcher, step, &prepared.env, timeout)?;
         } else {
             launcher.run_step(sup, &step.what, &step.argv)?;
         }
@@ -683,6 +684,7 @@ fn run_locked(
     launcher: &Launcher,
     step: &Step,
     env: &[(OsString, OsString)],
+    timeout: Duration,
 ) -> Result<(), Halt> {
     let target = migrate_lock::target_from_vars(env).map_err(|e| {
         error!("{e}");
@@ -701,22 +703,54 @@ fn run_locked(
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         Ok(ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect())
     };
-    info!("taking the migration lock on {target}");
+    info!(
+        "taking the migration lock on {target} (giving up after {}, INITD_MIGRATE_LOCK_TIMEOUT)",
+        crate::config::human_duration(timeout)
+    );
     sup.start_serving();
+    let lock_name = format!("the migration lock (advisory lock {} on {target})", migrate_lock::LOCK_KEY);
+    let status = sup.status().clone();
+    let since = Instant::now();
+    let observe = |waiting: migrate_lock::Waiting| {
+        let (detail, holder) = match waiting {
+            migrate_lock::Waiting::Connecting { last } => (format!("connecting to PostgreSQL: {last}"), None),
+            migrate_lock::Waiting::Held { holder: Some(h) } => (
+                h.to_string(),
+                Some(LockHolder {
+                    pid: h.pid,
+                    application_name: h.application_name,
+                    client_addr: h.client_addr,
+                    since: h.since,
+                }),
+            ),
+            migrate_lock::Waiting::Held { holder: None } => ("held by another session".to_string(), None),
+        };
+        status.set_phase(Phase::Starting, format!("waiting for {lock_name}: {detail}"));
+        status.set_lock_wait(Some(LockWait {
+            lock: lock_name.clone(),
+            detail,
+            holder,
+            since: Some(since),
+        }));
+    };
+    status.set_phase(Phase::Starting, format!("waiting for {lock_name}"));
+    let deadline = Instant::now() + timeout;
     let lock = loop {
         let interrupted = || netio::Interrupt::new(signals()).pending().unwrap_or(false);
-        // No deadline: another replica's migration takes as long as it
-        // takes, and a stop ends the wait at once.
-        match migrate_lock::acquire(
+        // A stop ends the wait at once; any other signal wakes it, and it
+        // goes on with the time that is left.
+        match migrate_lock::acquire_observed(
             &target,
             &resolve,
             migrate_lock::LOCK_KEY,
-            Duration::MAX,
+            deadline.saturating_duration_since(Instant::now()),
             &interrupted,
+            &observe,
         ) {
             Ok(lock) => break lock,
             Err(migrate_lock::LockError::Interrupted) => checkpoint(sup)?,
             Err(e) => {
+                status.set_lock_wait(None);
                 error!("{e}; the migration did not run");
                 return Err(Halt(if e.is_config() {
                     exit::CONFIG
@@ -726,6 +760,8 @@ fn run_locked(
             }
         }
     };
+    status.set_lock_wait(None);
+    status.set_phase(Phase::Starting, "migration running");
     debug!("holding the migration lock");
     let result = launcher.run_step(sup, &step.what, &step.argv);
     if let Err(e) = lock.release() {
