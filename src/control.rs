@@ -120,7 +120,10 @@ pub fn open(settings: &Health, app_gid: u32) -> Result<Option<Listener>, OpenErr
     };
     let unavailable = |m: String| OpenError::Unavailable(m);
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(unavailable(format!("INITD_SOCKET={}: no file name", path.display())));
+        return Err(unavailable(format!(
+            "INITD_SOCKET={}: no file name",
+            path.display()
+        )));
     };
     let root = nix::unistd::geteuid().is_root();
     let dirfd = open_dir(path, dir, app_gid, root)?;
@@ -206,11 +209,12 @@ fn open_dir(socket: &Path, dir: &Path, app_gid: u32, root: bool) -> Result<Owned
         }
         shown.push(&name);
         created_last = false;
-        let st = match nix::sys::stat::fstatat(&cur, name.as_os_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(st) => Some(st),
-            Err(nix::errno::Errno::ENOENT) => None,
-            Err(e) => return Err(fail("inspect", e)),
-        };
+        let st =
+            match nix::sys::stat::fstatat(&cur, name.as_os_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) => Some(st),
+                Err(nix::errno::Errno::ENOENT) => None,
+                Err(e) => return Err(fail("inspect", e)),
+            };
         match st {
             Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
                 if st.st_uid != 0 {
@@ -220,7 +224,8 @@ fn open_dir(socket: &Path, dir: &Path, app_gid: u32, root: bool) -> Result<Owned
                 if links > 40 {
                     return Err(fail("resolve", nix::errno::Errno::ELOOP));
                 }
-                let target = nix::fcntl::readlinkat(&cur, name.as_os_str()).map_err(|e| fail("resolve", e))?;
+                let target =
+                    nix::fcntl::readlinkat(&cur, name.as_os_str()).map_err(|e| fail("resolve", e))?;
                 let target = PathBuf::from(target);
                 shown.pop();
                 let mut parts = components(&target)?;
@@ -264,7 +269,11 @@ fn open_dir(socket: &Path, dir: &Path, app_gid: u32, root: bool) -> Result<Owned
              leave INITD_SOCKET unset for /run/initd/initd.sock",
             socket.display(),
             dir.display(),
-            if me == 0 { String::new() } else { format!(" or uid {me}") },
+            if me == 0 {
+                String::new()
+            } else {
+                format!(" or uid {me}")
+            },
             dir.display(),
             dir.display(),
         )));
@@ -322,7 +331,11 @@ fn not_root_hint(dir: &Path, root: bool) -> String {
 /// writable by root and initd alone) is the fallback.
 fn at(dir: &OwnedFd, name: &std::ffi::OsStr, real: &Path) -> PathBuf {
     let via = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name);
-    if Path::new("/proc/self/fd").is_dir() { via } else { real.to_path_buf() }
+    if Path::new("/proc/self/fd").is_dir() {
+        via
+    } else {
+        real.to_path_buf()
+    }
 }
 
 /// Removes the socket file a previous initd left behind (a restarted
@@ -843,8 +856,10 @@ mod tests {
         assert!(matches!(err, OpenError::Unsafe(_)), "{err}");
         let text = err.to_string();
         assert!(
-            text.starts_with(&format!("INITD_SOCKET={}/initd.sock: its directory", open_dir.display()))
-                && text.contains("writable by everyone"),
+            text.starts_with(&format!(
+                "INITD_SOCKET={}/initd.sock: its directory",
+                open_dir.display()
+            )) && text.contains("writable by everyone"),
             "{text}"
         );
         assert!(!open_dir.join("initd.sock").exists());

@@ -239,6 +239,11 @@ mod tests {
         let line = dropped_line(1, true);
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(value["level"], "WARN");
-        assert!(value["message"].as_str().unwrap().starts_with("1 log line dropped"));
+        assert!(
+            value["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("1 log line dropped")
+        );
     }
 }

@@ -65,7 +65,7 @@ pub enum LockError {
     #[error(
         "PostgreSQL at {target} was not reachable within {} (INITD_MIGRATE_LOCK_TIMEOUT), so the \
          migration lock was not taken: {last}",
-        crate::config::human_duration(*after)
+        whole(*after)
     )]
     Unreachable {
         target: String,
@@ -77,7 +77,7 @@ pub enum LockError {
     #[error(
         "gave up waiting for the migration lock (advisory lock {key} on {target}) after {} \
          (INITD_MIGRATE_LOCK_TIMEOUT): {holder}",
-        crate::config::human_duration(*after)
+        whole(*after)
     )]
     LockTimeout {
         after: Duration,
@@ -96,6 +96,16 @@ pub enum LockError {
         "lost the connection holding the migration lock ({message}); another replica may have migrated at the same time"
     )]
     Lost { message: String },
+}
+
+/// A wait's length as the setting would say it: whole seconds past one
+/// (a 6 s timeout ends after 6.001 s).
+fn whole(after: Duration) -> String {
+    if after >= Duration::from_secs(1) {
+        crate::config::human_duration(Duration::from_secs(after.as_secs()))
+    } else {
+        crate::config::human_duration(after)
+    }
 }
 
 impl LockError {
@@ -702,7 +712,13 @@ mod tests {
             connects.pop_front().unwrap_or_else(|| Ok(held_forever()))
         };
         let patience = Patience::new(timeout, interrupted);
-        let result = wait_for_lock(&mut connect, LOCK_KEY, &patience, "postgres://app:***@db:5432", &|_| {});
+        let result = wait_for_lock(
+            &mut connect,
+            LOCK_KEY,
+            &patience,
+            "postgres://app:***@db:5432",
+            &|_| {},
+        );
         (result, calls)
     }
 
@@ -806,7 +822,10 @@ mod tests {
         let observe = |w: Waiting| seen.borrow_mut().push(w);
         wait_for_lock(&mut connect, LOCK_KEY, &patience, "pg", &observe).unwrap();
         let seen = seen.into_inner();
-        assert!(matches!(&seen[0], Waiting::Connecting { last } if last.contains("refused")), "{seen:?}");
+        assert!(
+            matches!(&seen[0], Waiting::Connecting { last } if last.contains("refused")),
+            "{seen:?}"
+        );
         assert!(
             matches!(&seen[1], Waiting::Held { holder: Some(h) } if h.application_name == "initd migrate web-2"),
             "{seen:?}"

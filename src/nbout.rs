@@ -205,11 +205,8 @@ fn reopen(fd: RawFd) -> Option<OwnedFd> {
         return None;
     }
     let path = format!("/proc/self/fd/{fd}\0");
-    let open_flags = libc::O_WRONLY
-        | (flags & libc::O_APPEND)
-        | libc::O_NONBLOCK
-        | libc::O_CLOEXEC
-        | libc::O_NOCTTY;
+    let open_flags =
+        libc::O_WRONLY | (flags & libc::O_APPEND) | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY;
     // SAFETY: a NUL-terminated path.
     let new = unsafe { libc::open(path.as_ptr().cast(), open_flags) };
     if new < 0 {

@@ -107,7 +107,9 @@ pub fn prepare() -> Result<Prepared, i32> {
     // runs under initd's own uid). The children are not affected: exec
     // makes a process dumpable again.
     if let Err(e) = nix::sys::prctl::set_dumpable(false) {
-        logging::early(&format!("cannot make initd's memory private (PR_SET_DUMPABLE): {e}"));
+        logging::early(&format!(
+            "cannot make initd's memory private (PR_SET_DUMPABLE): {e}"
+        ));
         return Err(exit::INTERNAL);
     }
     // Read before the secrets, which it is about.
@@ -708,7 +710,10 @@ fn run_locked(
         crate::config::human_duration(timeout)
     );
     sup.start_serving();
-    let lock_name = format!("the migration lock (advisory lock {} on {target})", migrate_lock::LOCK_KEY);
+    let lock_name = format!(
+        "the migration lock (advisory lock {} on {target})",
+        migrate_lock::LOCK_KEY
+    );
     let status = sup.status().clone();
     let since = Instant::now();
     let observe = |waiting: migrate_lock::Waiting| {

@@ -192,7 +192,10 @@ mod tests {
     fn nothing_else_makes_a_guest() {
         let me = p(7, 1, "initd", 11, "run");
         // Alone beneath tini.
-        assert_eq!(older_entrypoint(&me, &[p(1, 0, "tini", 10, "--"), me.clone()]), None);
+        assert_eq!(
+            older_entrypoint(&me, &[p(1, 0, "tini", 10, "--"), me.clone()]),
+            None
+        );
         // A health check, younger or older, is no supervisor.
         let check = p(5, 0, "initd", 5, "check");
         assert_eq!(older_entrypoint(&me, &[check, me.clone()]), None);

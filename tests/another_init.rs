@@ -177,7 +177,8 @@ fn a_guest_neither_serves_nor_removes_the_socket_nor_chowns() {
         out.stderr
     );
     assert!(
-        out.stderr.contains("guest: HOST_UID/HOST_GID and INITD_CHOWN are left to the entrypoint"),
+        out.stderr
+            .contains("guest: HOST_UID/HOST_GID and INITD_CHOWN are left to the entrypoint"),
         "{}",
         out.stderr
     );

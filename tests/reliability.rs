@@ -1130,7 +1130,11 @@ fn a_flood_of_ten_thousand_connections_leaves_no_memory_behind() {
         .env("INITD_SERVER", "sleep 1000");
     let mut initd = spawn_logged(&mut cmd, &dir, "initd");
     let pid = initd.pid();
-    let healthy = |socket: &Path| run(check_cmd(socket, &[], &[]), LIMIT).stdout.starts_with("running: ");
+    let healthy = |socket: &Path| {
+        run(check_cmd(socket, &[], &[]), LIMIT)
+            .stdout
+            .starts_with("running: ")
+    };
     initd.wait_until("answering checks", LIMIT, |_| healthy(&socket));
     // A few checks first, so the idle figure includes what any check
     // needs (the runtime's timers, the report's buffers).
@@ -1181,7 +1185,11 @@ fn a_flood_of_ten_thousand_connections_leaves_no_memory_behind() {
     assert!(healthy(&socket));
     signal(pid, Signal::SIGTERM);
     let out = initd.finish(LIMIT);
-    assert!(out.stderr.contains("stopping: TERM to pid"), "{}", tail(&out.stderr));
+    assert!(
+        out.stderr.contains("stopping: TERM to pid"),
+        "{}",
+        tail(&out.stderr)
+    );
     eprintln!(
         "reliability: connection flood: {FLOOD} connections held open at once ({busy} turned away \
          with a busy line, the rest served up to the cap); initd VmRSS {idle} kB idle, {peak} kB at the \
@@ -1189,5 +1197,8 @@ fn a_flood_of_ten_thousand_connections_leaves_no_memory_behind() {
     );
     assert!(busy >= FLOOD - 1024, "only {busy} connections were turned away");
     // Back to its idle size, give or take a megabyte of allocator slack.
-    assert!(after <= idle + 1024, "VmRSS {idle} kB idle, {after} kB after the flood");
+    assert!(
+        after <= idle + 1024,
+        "VmRSS {idle} kB idle, {after} kB after the flood"
+    );
 }
