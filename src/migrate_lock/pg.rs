@@ -104,7 +104,7 @@ impl Session {
         // replica's `initd status`) sees which container holds the lock.
         config
             .user(target.user())
-            .application_name(&application_name())
+            .application_name(application_name())
             .ssl_mode(SslMode::Disable);
         if let Some(password) = &target.password {
             config.password(password);
