@@ -308,8 +308,8 @@ pub const SETTINGS: &[Setting] = &[
         "INITD_SOCKET",
         Kind::Text,
         "/run/initd/initd.sock",
-        "the control socket `initd check` and `initd status` ask (served by PID 1, or by any initd when set); `off`: none",
-        "/tmp/initd.sock",
+        "the control socket `initd check` and `initd status` ask, served by the container's entrypoint initd (PID 1 or under another init, never a guest); its directory must be writable by root (or initd's own user) only; `off`: none",
+        "/tmp/initd/initd.sock",
     ),
     setting(
         "INITD_CHECK_TIMEOUT",
