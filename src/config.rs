@@ -423,9 +423,8 @@ pub struct Settings {
 pub struct Health {
     /// `None`: `INITD_SOCKET=off`.
     pub socket: Option<PathBuf>,
-    /// Whether `INITD_SOCKET` was set: then any initd serves it, not only
-    /// PID 1 (a second initd run by `docker exec` must not take over the
-    /// default socket from the container's PID 1).
+    /// Whether `INITD_SOCKET` was set (who serves it is `role`'s rule: the
+    /// entrypoint, never a guest, whether set or not).
     pub socket_set: bool,
     pub check_timeout: Duration,
     pub probe: crate::health::Probe,

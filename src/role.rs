@@ -22,7 +22,6 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 /// What this initd is.
@@ -81,12 +80,25 @@ pub fn decide(socket: Option<&Path>) -> Role {
     Role::UnderInit { init }
 }
 
-/// Whether a live supervisor accepts a connection on `path`. A full
-/// accept queue (`EAGAIN`) is a live one too.
+/// Whether a live supervisor accepts a connection on `path`. The connect
+/// never waits: a full accept queue (`EAGAIN`) is a live one too.
 fn answers(path: &Path) -> bool {
-    match UnixStream::connect(path) {
-        Ok(_) => true,
-        Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+    use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let Ok(fd) = socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    ) else {
+        return false;
+    };
+    let Ok(addr) = UnixAddr::new(path) else {
+        return false;
+    };
+    match socket::connect(fd.as_raw_fd(), &addr) {
+        Ok(()) => true,
+        Err(e) => io::Error::from(e).kind() == io::ErrorKind::WouldBlock,
     }
 }
 

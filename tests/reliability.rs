@@ -1202,3 +1202,49 @@ fn a_flood_of_ten_thousand_connections_leaves_no_memory_behind() {
         "VmRSS {idle} kB idle, {after} kB after the flood"
     );
 }
+
+/// The same stalled reader in `initd dev`: a watcher floods initd's stderr
+/// (through initd's line-prefixing copy) until nothing more fits. The
+/// watcher may wait on its own pipe; initd's loop may not: TERM still
+/// stops the watcher and initd exits.
+#[test]
+fn a_watcher_flooding_a_full_stderr_does_not_hold_up_the_stop() {
+    use std::os::fd::AsRawFd;
+    let dir = Scratch::new("full-stderr-dev");
+    let mut cmd = initd_pid1(["dev"]);
+    cmd.current_dir(&dir.0)
+        .env("AUTO_START_SERVER", "false")
+        .env("INITD_WATCHERS", "spam=sh -c 'yes spam >&2'")
+        .env("INITD_STOP_TIMEOUT", "2s")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    // SAFETY: shrinking the pipe to one page on its read end.
+    let size = unsafe { libc::fcntl(stderr.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    assert!(size >= 4096);
+    let pid = initd_host_pid(&child);
+    // Whole prefixed lines (12 bytes) leave less than one line of room.
+    wait_for(LIMIT, || {
+        (pipe_queued(stderr.as_raw_fd()) + 12 > size as usize).then_some(())
+    });
+    // Full, and staying full: the watcher is stuck behind it.
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    signal(pid, Signal::SIGTERM);
+    let status = wait_or_none(&mut child, LIMIT);
+    let took = started.elapsed();
+    drop(stderr);
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("initd dev did not exit within {LIMIT:?} of TERM with its stderr full");
+    };
+    assert!(status.code().is_some(), "{status:?}");
+    assert!(!pid_alive(pid));
+    eprintln!(
+        "reliability: full stderr pipe in dev mode: TERM to exit in {:.2}s with a watcher flooding it",
+        took.as_secs_f64()
+    );
+}
