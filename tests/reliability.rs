@@ -1061,26 +1061,25 @@ fn a_full_stderr_pipe_does_not_hold_up_the_stop() {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
+    let mut guard = KillOnDrop(cmd.spawn().unwrap());
+    let child = &mut guard.0;
     let stderr = child.stderr.take().unwrap();
     // SAFETY: shrinking the pipe to one page on its read end.
     let size = unsafe { libc::fcntl(stderr.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
     assert!(size >= 4096, "F_SETPIPE_SZ: {}", std::io::Error::last_os_error());
-    let pid = initd_host_pid(&child);
+    let pid = initd_host_pid(child);
     wait_for(LIMIT, || ready.exists().then_some(()));
     wait_for(LIMIT, || {
         (pipe_queued(stderr.as_raw_fd()) >= size as usize).then_some(())
     });
     let started = Instant::now();
     signal(pid, Signal::SIGTERM);
-    let status = wait_or_none(&mut child, LIMIT);
+    let status = wait_or_none(child, LIMIT);
     let took = started.elapsed();
     // Nothing was read from the pipe until now.
     let full = pipe_queued(stderr.as_raw_fd());
     drop(stderr);
     let Some(status) = status else {
-        let _ = child.kill();
-        let _ = child.wait();
         panic!("initd did not exit within {LIMIT:?} of TERM with its stderr full");
     };
     assert!(full >= size as usize, "the pipe was read: {full}");
@@ -1093,6 +1092,17 @@ fn a_full_stderr_pipe_does_not_hold_up_the_stop() {
         "reliability: full stderr pipe: TERM to exit in {:.2}s (grace 2s) with nothing reading initd's stderr",
         took.as_secs_f64()
     );
+}
+
+/// Kills `unshare` (and with it the namespace, `--kill-child`) if a test
+/// fails before the child ended.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn pid_alive(pid: i32) -> bool {
@@ -1219,12 +1229,13 @@ fn a_watcher_flooding_a_full_stderr_does_not_hold_up_the_stop() {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
+    let mut guard = KillOnDrop(cmd.spawn().unwrap());
+    let child = &mut guard.0;
     let stderr = child.stderr.take().unwrap();
     // SAFETY: shrinking the pipe to one page on its read end.
     let size = unsafe { libc::fcntl(stderr.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
     assert!(size >= 4096);
-    let pid = initd_host_pid(&child);
+    let pid = initd_host_pid(child);
     // Whole prefixed lines (12 bytes) leave less than one line of room.
     wait_for(LIMIT, || {
         (pipe_queued(stderr.as_raw_fd()) + 12 > size as usize).then_some(())
@@ -1233,12 +1244,10 @@ fn a_watcher_flooding_a_full_stderr_does_not_hold_up_the_stop() {
     std::thread::sleep(Duration::from_millis(500));
     let started = Instant::now();
     signal(pid, Signal::SIGTERM);
-    let status = wait_or_none(&mut child, LIMIT);
+    let status = wait_or_none(child, LIMIT);
     let took = started.elapsed();
     drop(stderr);
     let Some(status) = status else {
-        let _ = child.kill();
-        let _ = child.wait();
         panic!("initd dev did not exit within {LIMIT:?} of TERM with its stderr full");
     };
     assert!(status.code().is_some(), "{status:?}");
