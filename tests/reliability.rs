@@ -1059,14 +1059,11 @@ fn a_full_stderr_pipe_does_not_hold_up_the_stop() {
     cmd.env("INITD_STOP_TIMEOUT", "2s")
         .env("INITD_LOG", "debug")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .stdout(Stdio::null());
+    let (stderr, size) = small_pipe(&mut cmd);
     let mut guard = KillOnDrop(cmd.spawn().unwrap());
+    drop(cmd);
     let child = &mut guard.0;
-    let stderr = child.stderr.take().unwrap();
-    // SAFETY: shrinking the pipe to one page on its read end.
-    let size = unsafe { libc::fcntl(stderr.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
-    assert!(size >= 4096, "F_SETPIPE_SZ: {}", std::io::Error::last_os_error());
     let pid = initd_host_pid(child);
     wait_for(LIMIT, || ready.exists().then_some(()));
     wait_for(LIMIT, || {
@@ -1092,6 +1089,18 @@ fn a_full_stderr_pipe_does_not_hold_up_the_stop() {
         "reliability: full stderr pipe: TERM to exit in {:.2}s (grace 2s) with nothing reading initd's stderr",
         took.as_secs_f64()
     );
+}
+
+/// A pipe of one page for `cmd`'s stderr, made small before anything can
+/// write to it; returns its read end and its size.
+fn small_pipe(cmd: &mut Command) -> (std::io::PipeReader, libc::c_int) {
+    use std::os::fd::AsRawFd;
+    let (read, write) = std::io::pipe().unwrap();
+    // SAFETY: F_SETPIPE_SZ on an empty pipe.
+    let size = unsafe { libc::fcntl(read.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    assert!(size >= 4096, "F_SETPIPE_SZ: {}", std::io::Error::last_os_error());
+    cmd.stderr(Stdio::from(write));
+    (read, size)
 }
 
 /// Kills `unshare` (and with it the namespace, `--kill-child`) if a test
@@ -1168,7 +1177,13 @@ fn a_flood_of_ten_thousand_connections_leaves_no_memory_behind() {
     peak = peak.max(rss());
     // A check in the middle of the flood still gets its answer (asking
     // again while the supervisor says it is busy).
-    assert!(healthy(&socket), "no answer during the flood");
+    let during = run(check_cmd(&socket, &[], &[]), LIMIT);
+    assert!(
+        during.stdout.starts_with("running: "),
+        "no answer during the flood: {}{}",
+        during.stdout,
+        during.stderr
+    );
     peak = peak.max(rss());
     // How many were turned away with a line rather than served.
     let mut busy = 0;
@@ -1227,14 +1242,11 @@ fn a_watcher_flooding_a_full_stderr_does_not_hold_up_the_stop() {
         .env("INITD_WATCHERS", "spam=sh -c 'yes spam >&2'")
         .env("INITD_STOP_TIMEOUT", "2s")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .stdout(Stdio::null());
+    let (stderr, size) = small_pipe(&mut cmd);
     let mut guard = KillOnDrop(cmd.spawn().unwrap());
+    drop(cmd);
     let child = &mut guard.0;
-    let stderr = child.stderr.take().unwrap();
-    // SAFETY: shrinking the pipe to one page on its read end.
-    let size = unsafe { libc::fcntl(stderr.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
-    assert!(size >= 4096);
     let pid = initd_host_pid(child);
     // Whole prefixed lines (12 bytes) leave less than one line of room.
     wait_for(LIMIT, || {
