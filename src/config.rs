@@ -308,7 +308,7 @@ pub const SETTINGS: &[Setting] = &[
         "INITD_SOCKET",
         Kind::Text,
         "/run/initd/initd.sock",
-        "the control socket `initd check` and `initd status` ask, served by the container's entrypoint initd (PID 1 or under another init, never a guest); its directory must be writable by root (or initd's own user) only; `off`: none",
+        "the control socket `initd check` and `initd status` ask, served by the container's entrypoint initd (PID 1 or under another init, never a guest); when initd starts as root, its directory must be writable by root only; `off`: none",
         "/tmp/initd/initd.sock",
     ),
     setting(

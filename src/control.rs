@@ -109,11 +109,12 @@ impl std::fmt::Display for OpenError {
 /// no socket (`INITD_SOCKET=off`, or another live initd answers on it).
 ///
 /// Everything happens on descriptors: the directory is reached component
-/// by component without following a link anyone but root owns, checked
-/// on its open descriptor (owned by root or initd's user, writable by
-/// nobody else), made there when missing (mode and group set on the
-/// descriptor), and the socket is bound, chowned and chmodded through that
-/// descriptor, so no name an app user could change is ever followed.
+/// by component without following a link anyone but root (or initd's own
+/// user) owns, made there when missing (mode and group set on the
+/// descriptor), checked on its open descriptor (a root initd refuses one
+/// anyone but root may write), and the socket is bound, chowned and
+/// chmodded through that descriptor, so no name an app user could change
+/// is ever followed.
 pub fn open(settings: &Health, app_gid: u32) -> Result<Option<Listener>, OpenError> {
     let Some(path) = &settings.socket else {
         return Ok(None);
@@ -174,8 +175,8 @@ pub fn open(settings: &Health, app_gid: u32) -> Result<Option<Listener>, OpenErr
 /// The socket's directory, opened by descriptor from `/`, made when
 /// missing (0750, group the app user's, so root and the app user may ask
 /// and nobody else). An existing directory is kept as it is (the image
-/// made it, or a previous run) if only root or initd's own user can write
-/// it; otherwise the socket is refused.
+/// made it, or a previous run); for a root initd, only if nobody but root
+/// can write it.
 fn open_dir(socket: &Path, dir: &Path, app_gid: u32, root: bool) -> Result<OwnedFd, OpenError> {
     use nix::fcntl::{OFlag, openat};
     let me = nix::unistd::geteuid().as_raw();
@@ -217,7 +218,7 @@ fn open_dir(socket: &Path, dir: &Path, app_gid: u32, root: bool) -> Result<Owned
             };
         match st {
             Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
-                if st.st_uid != 0 {
+                if st.st_uid != 0 && st.st_uid != me {
                     return Err(unsafe_link(&shown.display().to_string(), st.st_uid));
                 }
                 links += 1;
@@ -261,19 +262,16 @@ fn open_dir(socket: &Path, dir: &Path, app_gid: u32, root: bool) -> Result<Owned
                 .map_err(|e| fail("create", e))?;
         }
     }
+    // Only a root initd is at risk: a non-root one can change no file its
+    // own user could not (Kubernetes' emptyDir volumes are world-writable).
     let st = nix::sys::stat::fstat(&cur).map_err(|e| fail("inspect", e))?;
-    if let Some(who) = other_writers(st.st_uid, st.st_gid, st.st_mode, me) {
+    if root && let Some(who) = other_writers(st.st_uid, st.st_gid, st.st_mode) {
         return Err(OpenError::Unsafe(format!(
             "INITD_SOCKET={}: its directory {} is writable by {who}, who could swap the socket for a link \
-             to another file; use a directory only root{} can write (chown root {}; chmod 755 {}), or \
+             to a file of root's; use a directory only root can write (chown root {}; chmod 755 {}), or \
              leave INITD_SOCKET unset for /run/initd/initd.sock",
             socket.display(),
             dir.display(),
-            if me == 0 {
-                String::new()
-            } else {
-                format!(" or uid {me}")
-            },
             dir.display(),
             dir.display(),
         )));
@@ -281,10 +279,10 @@ fn open_dir(socket: &Path, dir: &Path, app_gid: u32, root: bool) -> Result<Owned
     Ok(cur)
 }
 
-/// Who besides root and initd's own user (`me`) may write a directory
-/// with this owner, group and mode; `None` when nobody.
-pub fn other_writers(uid: u32, gid: u32, mode: u32, me: u32) -> Option<String> {
-    if uid != 0 && uid != me {
+/// Who besides root may write a directory with this owner, group and
+/// mode; `None` when nobody.
+pub fn other_writers(uid: u32, gid: u32, mode: u32) -> Option<String> {
+    if uid != 0 {
         return Some(format!("its owner, uid {uid}"));
     }
     if mode & 0o002 != 0 {
@@ -834,18 +832,19 @@ mod tests {
 
     #[test]
     fn who_else_may_write_a_directory() {
-        assert_eq!(other_writers(0, 0, 0o40755, 0), None);
-        assert_eq!(other_writers(0, 0, 0o40775, 0), None, "root's group");
-        assert_eq!(other_writers(0, 1000, 0o40750, 0), None);
-        assert_eq!(other_writers(0, 1000, 0o40770, 0).unwrap(), "group gid 1000");
-        assert_eq!(other_writers(0, 0, 0o41777, 0).unwrap(), "everyone");
-        assert_eq!(other_writers(1000, 0, 0o40700, 0).unwrap(), "its owner, uid 1000");
-        // initd's own user may own the directory it runs in.
-        assert_eq!(other_writers(1000, 1000, 0o40750, 1000), None);
+        assert_eq!(other_writers(0, 0, 0o40755), None);
+        assert_eq!(other_writers(0, 0, 0o40775), None, "root's group");
+        assert_eq!(other_writers(0, 1000, 0o40750), None);
+        assert_eq!(other_writers(0, 1000, 0o40770).unwrap(), "group gid 1000");
+        assert_eq!(other_writers(0, 0, 0o41777).unwrap(), "everyone");
+        assert_eq!(other_writers(1000, 0, 0o40700).unwrap(), "its owner, uid 1000");
     }
 
     #[test]
     fn a_directory_others_may_write_is_refused_and_left_alone() {
+        if !nix::unistd::geteuid().is_root() {
+            return; // only a root initd refuses one
+        }
         let dir = scratch("unsafe");
         let open_dir = dir.join("shared");
         std::fs::create_dir(&open_dir).unwrap();
