@@ -104,11 +104,30 @@ pub enum AskError {
     Timeout,
     /// The connection broke, or the answer was not understood.
     Answer(String),
+    /// Every connection the supervisor serves at once was taken until the
+    /// deadline (a flood of clients).
+    Busy,
 }
 
-/// Asks the supervisor at `path`, all within `timeout`.
+/// Asks the supervisor at `path`, all within `timeout`. A "busy" answer
+/// (the supervisor serves a bounded number of connections at once) is
+/// asked again until the deadline.
 pub fn ask(path: &Path, timeout: Duration) -> Result<Report, AskError> {
     let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match ask_once(path, deadline) {
+            Err(AskError::Busy) if Instant::now() + pause < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn ask_once(path: &Path, deadline: Instant) -> Result<Report, AskError> {
+    let timeout = deadline.saturating_duration_since(Instant::now());
     let mut stream = connect(path, timeout).map_err(|e| match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => AskError::Timeout,
         _ => AskError::Connect(e),
@@ -149,7 +168,10 @@ pub fn ask(path: &Path, timeout: Duration) -> Result<Report, AskError> {
             "the supervisor closed the connection without answering".into(),
         ));
     }
-    protocol::decode(&reply).map_err(|e| AskError::Answer(e.to_string()))
+    match protocol::decode(&reply) {
+        Err(protocol::ReplyError::Refused(m)) if m.starts_with(protocol::BUSY) => Err(AskError::Busy),
+        other => other.map_err(|e| AskError::Answer(e.to_string())),
+    }
 }
 
 /// A blocking connect bounded by `timeout`: for a Unix socket the send
@@ -179,7 +201,7 @@ pub fn describe(path: &Path, timeout: Duration, err: &AskError) -> String {
     match err {
         AskError::Connect(e) => match e.kind() {
             io::ErrorKind::NotFound => format!(
-                "no supervisor: {shown} does not exist (initd is not running as PID 1, or runs with another INITD_SOCKET)"
+                "no supervisor: {shown} does not exist (no initd supervises this container, or it runs with another INITD_SOCKET)"
             ),
             io::ErrorKind::ConnectionRefused => {
                 format!("no supervisor: nothing listens on {shown} (initd has exited)")
@@ -197,6 +219,11 @@ pub fn describe(path: &Path, timeout: Duration, err: &AskError) -> String {
             human(timeout)
         ),
         AskError::Answer(reason) => format!("{shown}: {reason}"),
+        AskError::Busy => format!(
+            "the supervisor on {shown} was busy (every connection it serves at once taken) for {} \
+             (INITD_CHECK_TIMEOUT)",
+            human(timeout)
+        ),
     }
 }
 
@@ -314,6 +341,28 @@ pub fn table(report: &Report) -> String {
         report.reason,
         uptime(Duration::from_millis(report.uptime_ms))
     );
+    if !report.role.is_empty() {
+        out.push_str(&format!("init:    {}\n", report.role));
+    }
+    if let Some(l) = &report.lock {
+        out.push_str(&format!(
+            "lock:    waiting {} for {}: {}\n",
+            uptime(Duration::from_millis(l.waited_ms)),
+            l.lock,
+            l.detail
+        ));
+        if let Some(h) = &l.holder {
+            let from = if h.client_addr.is_empty() {
+                "a local connection".to_string()
+            } else {
+                h.client_addr.clone()
+            };
+            out.push_str(&format!(
+                "holder:  {:?} from {from}, connected since {} (backend pid {})\n",
+                h.application_name, h.since, h.pid
+            ));
+        }
+    }
     if let Some(p) = &report.probe {
         out.push_str(&format!(
             "probe:   {}: {} ({}, {} ms)\n",
@@ -480,6 +529,8 @@ mod tests {
             main_restarts: 0,
             probe: None,
             processes: Vec::new(),
+            role: String::new(),
+            lock: None,
         };
         let text = table(&report);
         assert!(text.starts_with("state:   running (healthy)\n"), "{text}");
@@ -531,6 +582,8 @@ mod tests {
             main_restarts: 0,
             probe: None,
             processes: Vec::new(),
+            role: String::new(),
+            lock: None,
         }
     }
 

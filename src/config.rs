@@ -221,6 +221,13 @@ pub const SETTINGS: &[Setting] = &[
         "postgres",
     ),
     setting(
+        "INITD_MIGRATE_LOCK_TIMEOUT",
+        Kind::Duration,
+        "10m",
+        "with INITD_MIGRATE_LOCK=postgres: give up (exit 69, naming the lock and its holder) when PostgreSQL cannot be reached or the lock not taken within this long",
+        "30m",
+    ),
+    setting(
         "INITD_PRESTART",
         Kind::Commands,
         "",
@@ -322,8 +329,8 @@ pub const SETTINGS: &[Setting] = &[
         "INITD_SOCKET",
         Kind::Text,
         "/run/initd/initd.sock",
-        "the control socket `initd check` and `initd status` ask (served by PID 1, or by any initd when set); `off`: none",
-        "/tmp/initd.sock",
+        "the control socket `initd check` and `initd status` ask, served by the container's entrypoint initd (PID 1 or under another init, never a guest); when initd starts as root, its directory must be writable by root only; `off`: none",
+        "/tmp/initd/initd.sock",
     ),
     setting(
         "INITD_CHECK_TIMEOUT",
@@ -462,9 +469,8 @@ pub struct Settings {
 pub struct Health {
     /// `None`: `INITD_SOCKET=off`.
     pub socket: Option<PathBuf>,
-    /// Whether `INITD_SOCKET` was set: then any initd serves it, not only
-    /// PID 1 (a second initd run by `docker exec` must not take over the
-    /// default socket from the container's PID 1).
+    /// Whether `INITD_SOCKET` was set (who serves it is `role`'s rule: the
+    /// entrypoint, never a guest, whether set or not).
     pub socket_set: bool,
     pub check_timeout: Duration,
     pub probe: crate::health::Probe,
@@ -488,6 +494,8 @@ pub struct Pipeline {
     pub wait_timeout: Duration,
     pub migrate: Migrate,
     pub migrate_lock: MigrateLock,
+    /// `INITD_MIGRATE_LOCK_TIMEOUT`: the whole wait, connecting included.
+    pub migrate_lock_timeout: Duration,
     pub prestart: Vec<Vec<String>>,
     pub server: Option<Vec<String>>,
     pub app: Option<String>,
@@ -618,6 +626,7 @@ env_fields! {
     wait_timeout => "initd_wait_timeout",
     migrate => "initd_migrate",
     migrate_lock => "initd_migrate_lock",
+    migrate_lock_timeout => "initd_migrate_lock_timeout",
     prestart => "initd_prestart",
     server => "initd_server",
     app => "initd_app",
@@ -1135,6 +1144,13 @@ fn parse_pipeline(r: &Reader) -> Result<Pipeline, ConfigError> {
                 &[("off", MigrateLock::Off), ("postgres", MigrateLock::Postgres)],
             )?
             .unwrap_or(MigrateLock::Off),
+        migrate_lock_timeout: r
+            .value(
+                "INITD_MIGRATE_LOCK_TIMEOUT",
+                |v| parse_duration(v).filter(|d| !d.is_zero()),
+                "a duration above zero such as 30s, 10m or 1h",
+            )?
+            .unwrap_or(Duration::from_secs(600)),
         prestart: r.commands("INITD_PRESTART")?.unwrap_or_default(),
         server,
         app: non_empty("INITD_APP"),

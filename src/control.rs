@@ -15,7 +15,8 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+#[cfg(test)]
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,7 +33,9 @@ use crate::cmdprobe::Channel;
 use crate::config::Health;
 use crate::config::human_duration as human;
 use crate::health::{self, Outcome, Probe};
-use crate::protocol::{self, Frame, ProbeReport, ProcessReport, Report, Request, RequestError};
+use crate::protocol::{
+    self, Frame, LockHolderReport, LockReport, ProbeReport, ProcessReport, Report, Request, RequestError,
+};
 use crate::secrets::Redactor;
 use crate::status::Status;
 
@@ -45,10 +48,16 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// would then see an error instead of the answer's end), up to this much
 /// and for at most [`READ_TIMEOUT`].
 const DRAIN_LIMIT: usize = 4 << 20;
-/// Connections served at once; more are closed unanswered. Far above any
-/// real load (one check every few seconds), low enough that a flood cannot
-/// take every descriptor initd has.
-const MAX_CONNECTIONS: usize = 8192;
+/// Connections served at once; more get a one-line "busy" error (which
+/// `initd check` asks again after) and are closed. Far above any real load
+/// (a check every few seconds, a person running `initd status`), low
+/// enough that a flood holds at most a few megabytes and a thousand
+/// descriptors of PID 1's.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// After a burst of more connections than this, the memory it took is
+/// handed back to the system once the last one is gone (glibc keeps freed
+/// memory otherwise, and PID 1 lives as long as the container).
+const TRIM_AFTER: usize = 64;
 /// A probe's own timeout is enforced where it runs; this is the margin
 /// after which the socket's side stops waiting for it regardless.
 const PROBE_SLACK: Duration = Duration::from_secs(1);
@@ -74,52 +83,88 @@ impl Listener {
     }
 }
 
+/// Why there is no control socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenError {
+    /// `INITD_SOCKET` points where someone other than root (and initd's
+    /// own user) could swap the socket's file: refused, initd does not
+    /// start.
+    Unsafe(String),
+    /// The socket cannot be made here (no permission, a file in the way):
+    /// initd runs the app without health checks and says why.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Unsafe(m) | OpenError::Unavailable(m) => f.write_str(m),
+        }
+    }
+}
+
 /// Opens the control socket, as root before the drop to the app user (so
-/// the directory can be made and handed to the app's group). `Ok(None)`:
-/// there is to be no socket here (`INITD_SOCKET=off`; not PID 1 with the
-/// default path, which belongs to the container's PID 1; or another live
-/// initd answers on it, as when `docker exec` runs a second initd beside
-/// PID 1). An error says why there is none and how to get one; initd goes
-/// on without it.
-pub fn open(settings: &Health, app_gid: u32) -> Result<Option<Listener>, String> {
+/// the directory can be made and handed to the app's group). Only the
+/// entrypoint initd calls this (see `role`). `Ok(None)`: there is to be
+/// no socket (`INITD_SOCKET=off`, or another live initd answers on it).
+///
+/// Everything happens on descriptors: the directory is reached component
+/// by component without following a link anyone but root (or initd's own
+/// user) owns, made there when missing (mode and group set on the
+/// descriptor), checked on its open descriptor (a root initd refuses one
+/// anyone but root may write), and the socket is bound, chowned and
+/// chmodded through that descriptor, so no name an app user could change
+/// is ever followed.
+pub fn open(settings: &Health, app_gid: u32) -> Result<Option<Listener>, OpenError> {
     let Some(path) = &settings.socket else {
         return Ok(None);
     };
-    if !serves(settings) {
-        debug!(
-            "not PID 1: no control socket at {} (set INITD_SOCKET to serve one)",
+    let unavailable = |m: String| OpenError::Unavailable(m);
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(unavailable(format!(
+            "INITD_SOCKET={}: no file name",
             path.display()
-        );
-        return Ok(None);
-    }
+        )));
+    };
     let root = nix::unistd::geteuid().is_root();
-    if let Some(dir) = path.parent() {
-        make_dir(dir, app_gid, root)?;
-    }
-    if !clear_stale(path)? {
+    let dirfd = open_dir(path, dir, app_gid, root)?;
+    if !clear_stale(path, &dirfd, name)? {
         debug!(
             "another initd answers on {}; this one serves no checks",
             path.display()
         );
         return Ok(None);
     }
-    let socket = bind(path).map_err(|e| {
+    let socket = bind(&dirfd, name, path).map_err(|e| {
         let mut message = format!("cannot listen on {}: {e}", path.display());
         if e == nix::errno::Errno::EACCES {
-            message.push_str(&not_root_hint(path.parent().unwrap_or(path), root));
+            message.push_str(&not_root_hint(dir, root));
         }
-        message
+        unavailable(message)
     })?;
-    let restrict = || -> io::Result<()> {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    let restrict = || -> nix::Result<()> {
         if root {
-            std::os::unix::fs::chown(path, None, Some(app_gid))?;
+            nix::unistd::fchownat(
+                &dirfd,
+                name,
+                None,
+                Some(nix::unistd::Gid::from_raw(app_gid)),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            )?;
         }
-        Ok(())
+        nix::sys::stat::fchmodat(
+            &dirfd,
+            name,
+            Mode::from_bits_truncate(0o660),
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
     };
     if let Err(e) = restrict() {
-        let _ = std::fs::remove_file(path);
-        return Err(format!("cannot set the permissions of {}: {e}", path.display()));
+        let _ = nix::unistd::unlinkat(&dirfd, name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+        return Err(unavailable(format!(
+            "cannot set the permissions of {}: {e}",
+            path.display()
+        )));
     }
     Ok(Some(Listener {
         socket,
@@ -127,37 +172,139 @@ pub fn open(settings: &Health, app_gid: u32) -> Result<Option<Listener>, String>
     }))
 }
 
-/// Whether this initd serves the control socket: PID 1 does, on the
-/// default path; another initd (a `docker exec initd ...` beside it) only
-/// on a path set for it.
-pub fn serves(settings: &Health) -> bool {
-    settings.socket.is_some() && (settings.socket_set || std::process::id() == 1)
-}
-
-/// Makes the socket's directory when it is missing: 0750, group the app
-/// user's, so root and the app user may ask and nobody else. An existing
-/// directory is left as it is (the image made it, or a previous run).
-fn make_dir(dir: &Path, app_gid: u32, root: bool) -> Result<(), String> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    let fail = |e: io::Error| {
-        let mut message = format!("cannot create {}: {e}", dir.display());
-        if e.kind() == io::ErrorKind::PermissionDenied {
+/// The socket's directory, opened by descriptor from `/`, made when
+/// missing (0750, group the app user's, so root and the app user may ask
+/// and nobody else). An existing directory is kept as it is (the image
+/// made it, or a previous run); for a root initd, only if nobody but root
+/// can write it.
+fn open_dir(socket: &Path, dir: &Path, app_gid: u32, root: bool) -> Result<OwnedFd, OpenError> {
+    use nix::fcntl::{OFlag, openat};
+    let me = nix::unistd::geteuid().as_raw();
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fail = |what: &str, e: nix::errno::Errno| {
+        let mut message = format!("cannot {what} {}: {e}", dir.display());
+        if e == nix::errno::Errno::EACCES {
             message.push_str(&not_root_hint(dir, root));
         }
-        message
+        OpenError::Unavailable(message)
     };
-    if let Some(parent) = dir.parent() {
-        std::fs::create_dir_all(parent).map_err(fail)?;
+    let unsafe_link = |at: &str, uid: u32| {
+        OpenError::Unsafe(format!(
+            "INITD_SOCKET={}: {at} is a symbolic link owned by uid {uid}, not root; initd follows no \
+             link another user could change: point INITD_SOCKET at the real directory",
+            socket.display()
+        ))
+    };
+    let mut todo: Vec<std::ffi::OsString> = components(dir)?;
+    todo.reverse();
+    let mut cur: OwnedFd = nix::fcntl::open("/", flags, Mode::empty()).map_err(|e| fail("open", e))?;
+    let mut shown = PathBuf::from("/");
+    let mut links = 0;
+    let mut created_last = false;
+    while let Some(name) = todo.pop() {
+        if name == ".." {
+            return Err(OpenError::Unsafe(format!(
+                "INITD_SOCKET={}: `..` is not allowed in the path",
+                socket.display()
+            )));
+        }
+        shown.push(&name);
+        created_last = false;
+        let st =
+            match nix::sys::stat::fstatat(&cur, name.as_os_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) => Some(st),
+                Err(nix::errno::Errno::ENOENT) => None,
+                Err(e) => return Err(fail("inspect", e)),
+            };
+        match st {
+            Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
+                if st.st_uid != 0 && st.st_uid != me {
+                    return Err(unsafe_link(&shown.display().to_string(), st.st_uid));
+                }
+                links += 1;
+                if links > 40 {
+                    return Err(fail("resolve", nix::errno::Errno::ELOOP));
+                }
+                let target =
+                    nix::fcntl::readlinkat(&cur, name.as_os_str()).map_err(|e| fail("resolve", e))?;
+                let target = PathBuf::from(target);
+                shown.pop();
+                let mut parts = components(&target)?;
+                parts.reverse();
+                todo.extend(parts);
+                if target.is_absolute() {
+                    cur = nix::fcntl::open("/", flags, Mode::empty()).map_err(|e| fail("open", e))?;
+                    shown = PathBuf::from("/");
+                }
+                continue;
+            }
+            Some(_) => {}
+            None => {
+                // Born private; the last one gets its mode and group below.
+                match nix::sys::stat::mkdirat(&cur, name.as_os_str(), Mode::from_bits_truncate(0o700)) {
+                    Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                    Err(e) => return Err(fail("create", e)),
+                }
+                created_last = true;
+            }
+        }
+        let next = openat(&cur, name.as_os_str(), flags, Mode::empty()).map_err(|e| fail("open", e))?;
+        if created_last && !todo.is_empty() {
+            // A parent made on the way, as `mkdir -p` would: 0755.
+            nix::sys::stat::fchmod(&next, Mode::from_bits_truncate(0o755)).map_err(|e| fail("create", e))?;
+        }
+        cur = next;
     }
-    std::fs::DirBuilder::new().mode(0o750).create(dir).map_err(fail)?;
-    // The mode given to mkdir is cut by the umask; set it as meant.
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750)).map_err(fail)?;
-    if root {
-        std::os::unix::fs::chown(dir, None, Some(app_gid)).map_err(fail)?;
+    if created_last {
+        nix::sys::stat::fchmod(&cur, Mode::from_bits_truncate(0o750)).map_err(|e| fail("create", e))?;
+        if root {
+            nix::unistd::fchown(&cur, None, Some(nix::unistd::Gid::from_raw(app_gid)))
+                .map_err(|e| fail("create", e))?;
+        }
     }
-    Ok(())
+    // Only a root initd is at risk: a non-root one can change no file its
+    // own user could not (Kubernetes' emptyDir volumes are world-writable).
+    let st = nix::sys::stat::fstat(&cur).map_err(|e| fail("inspect", e))?;
+    if root && let Some(who) = other_writers(st.st_uid, st.st_gid, st.st_mode) {
+        return Err(OpenError::Unsafe(format!(
+            "INITD_SOCKET={}: its directory {} is writable by {who}, who could swap the socket for a link \
+             to a file of root's; use a directory only root can write (chown root {}; chmod 755 {}), or \
+             leave INITD_SOCKET unset for /run/initd/initd.sock",
+            socket.display(),
+            dir.display(),
+            dir.display(),
+            dir.display(),
+        )));
+    }
+    Ok(cur)
+}
+
+/// Who besides root may write a directory with this owner, group and
+/// mode; `None` when nobody.
+pub fn other_writers(uid: u32, gid: u32, mode: u32) -> Option<String> {
+    if uid != 0 {
+        return Some(format!("its owner, uid {uid}"));
+    }
+    if mode & 0o002 != 0 {
+        return Some("everyone".into());
+    }
+    if mode & 0o020 != 0 && gid != 0 {
+        return Some(format!("group gid {gid}"));
+    }
+    None
+}
+
+/// The normal components of a path (`.` dropped).
+fn components(path: &Path) -> Result<Vec<std::ffi::OsString>, OpenError> {
+    use std::path::Component;
+    Ok(path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect())
 }
 
 /// What to do when initd, not being root, may not write where the socket
@@ -168,47 +315,63 @@ fn not_root_hint(dir: &Path, root: bool) -> String {
     }
     format!(
         "; initd runs as uid {}, not root: make {} writable for it in the image \
-         (RUN install -d -o app {}), or set INITD_SOCKET to a writable path such as \
-         /tmp/initd.sock, or INITD_SOCKET=off",
+         (RUN install -d -o app {}), or set INITD_SOCKET to a path in a directory of its own such as \
+         /tmp/initd/initd.sock, or INITD_SOCKET=off",
         nix::unistd::geteuid(),
         dir.display(),
         dir.display()
     )
 }
 
+/// A path that reaches `name` inside the open directory `dir` without
+/// resolving any name above it again: bind(2) and connect(2) take only
+/// paths. Without /proc, the real path (whose directory was checked to be
+/// writable by root and initd alone) is the fallback.
+fn at(dir: &OwnedFd, name: &std::ffi::OsStr, real: &Path) -> PathBuf {
+    let via = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name);
+    if Path::new("/proc/self/fd").is_dir() {
+        via
+    } else {
+        real.to_path_buf()
+    }
+}
+
 /// Removes the socket file a previous initd left behind (a restarted
 /// container keeps its /run); `Ok(false)` when one is there that still
 /// answers: it belongs to a live initd and is left alone. Anything that is
 /// not a socket is left alone too, as an error.
-fn clear_stale(path: &Path) -> Result<bool, String> {
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
-        Err(e) => return Err(format!("cannot use {}: {e}", path.display())),
+fn clear_stale(path: &Path, dir: &OwnedFd, name: &std::ffi::OsStr) -> Result<bool, OpenError> {
+    let unavailable = |m: String| OpenError::Unavailable(m);
+    let st = match nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(nix::errno::Errno::ENOENT) => return Ok(true),
+        Err(e) => return Err(unavailable(format!("cannot use {}: {e}", path.display()))),
     };
-    if !meta.file_type().is_socket() {
-        return Err(format!(
+    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Err(unavailable(format!(
             "{} exists and is not a socket; remove it or set INITD_SOCKET to another path",
             path.display()
-        ));
+        )));
     }
-    match UnixStream::connect(path) {
+    match UnixStream::connect(at(dir, name, path)) {
         Ok(_) => Ok(false),
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path)
-            .map(|()| true)
-            .map_err(|e| format!("cannot remove the stale socket {}: {e}", path.display())),
-        Err(e) => Err(format!("cannot use {}: {e}", path.display())),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            nix::unistd::unlinkat(dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir)
+                .map(|()| true)
+                .map_err(|e| unavailable(format!("cannot remove the stale socket {}: {e}", path.display())))
+        }
+        Err(e) => Err(unavailable(format!("cannot use {}: {e}", path.display()))),
     }
 }
 
-fn bind(path: &Path) -> nix::Result<UnixListener> {
+fn bind(dir: &OwnedFd, name: &std::ffi::OsStr, real: &Path) -> nix::Result<UnixListener> {
     let fd: OwnedFd = socket::socket(
         AddressFamily::Unix,
         SockType::Stream,
         SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
         None,
     )?;
-    let addr = UnixAddr::new(path)?;
+    let addr = UnixAddr::new(&at(dir, name, real))?;
     // Born 0600, so nobody can connect before the mode and group are set.
     // Only one thread runs at this point, so the process-wide umask
     // cannot surprise anyone else.
@@ -230,6 +393,8 @@ pub struct Server {
     /// The probe run in progress, which new checks join.
     inflight: Mutex<Option<watch::Receiver<Option<Outcome>>>>,
     connections: AtomicUsize,
+    /// The most connections open at once since the last trim.
+    peak: AtomicUsize,
 }
 
 impl Server {
@@ -247,6 +412,7 @@ impl Server {
             redactor,
             inflight: Mutex::new(None),
             connections: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
         })
     }
 
@@ -296,6 +462,18 @@ impl Server {
                     note: redact(&p.note),
                 })
                 .collect(),
+            role: snap.role.clone(),
+            lock: snap.lock_wait.as_ref().map(|w| LockReport {
+                lock: redact(&w.lock),
+                detail: redact(&w.detail),
+                waited_ms: w.since.map_or(0, |t| t.elapsed().as_millis() as u64),
+                holder: w.holder.as_ref().map(|h| LockHolderReport {
+                    pid: h.pid,
+                    application_name: h.application_name.clone(),
+                    client_addr: h.client_addr.clone(),
+                    since: h.since.clone(),
+                }),
+            }),
         }
     }
 
@@ -431,14 +609,27 @@ async fn accept_loop(socket: tokio::net::UnixListener, server: Arc<Server>) {
     loop {
         match socket.accept().await {
             Ok((stream, _)) => {
-                if server.connections.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS {
+                let open = server.connections.fetch_add(1, Ordering::Relaxed);
+                if open >= MAX_CONNECTIONS {
                     server.connections.fetch_sub(1, Ordering::Relaxed);
+                    // One try, never a wait: the line fits the socket's
+                    // empty buffer, and the stream is dropped at once.
+                    // Written on the plain (non-blocking) descriptor:
+                    // tokio would not know yet that it is writable.
+                    if let Ok(std_stream) = stream.into_std() {
+                        let _ = io::Write::write(&mut &std_stream, &busy_line());
+                    }
                     continue;
                 }
+                server.peak.fetch_max(open + 1, Ordering::Relaxed);
                 let server = server.clone();
                 tokio::spawn(async move {
                     serve_one(stream, &server).await;
-                    server.connections.fetch_sub(1, Ordering::Relaxed);
+                    if server.connections.fetch_sub(1, Ordering::Relaxed) == 1
+                        && server.peak.swap(0, Ordering::Relaxed) > TRIM_AFTER
+                    {
+                        give_back_memory();
+                    }
                 });
             }
             Err(e) => {
@@ -451,6 +642,22 @@ async fn accept_loop(socket: tokio::net::UnixListener, server: Arc<Server>) {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+fn busy_line() -> Vec<u8> {
+    protocol::encode_error(&format!(
+        "{}: {MAX_CONNECTIONS} connections are open, the most initd serves at once; ask again",
+        protocol::BUSY
+    ))
+}
+
+/// Returns the free memory of initd's heaps to the system.
+fn give_back_memory() {
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -476,7 +683,8 @@ async fn serve_one(mut stream: tokio::net::UnixStream, server: &Arc<Server>) {
 }
 
 async fn discard_input(stream: &mut tokio::net::UnixStream) -> io::Result<()> {
-    let mut buf = [0u8; 8192];
+    // Small: every open connection's task holds this buffer.
+    let mut buf = [0u8; 512];
     let mut total = 0;
     while total < DRAIN_LIMIT {
         match stream.read(&mut buf).await? {
@@ -601,7 +809,7 @@ mod tests {
         assert!(open(&s, nix::unistd::getegid().as_raw()).unwrap().is_some());
         std::fs::write(dir.join("file"), "").unwrap();
         s.socket = Some(dir.join("file"));
-        let err = open(&s, 0).err().unwrap();
+        let err = open(&s, 0).err().unwrap().to_string();
         assert!(err.contains("is not a socket"), "{err}");
         drop(path);
         let _ = std::fs::remove_dir_all(&dir);
@@ -619,6 +827,41 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o750);
         drop(listener);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn who_else_may_write_a_directory() {
+        assert_eq!(other_writers(0, 0, 0o40755), None);
+        assert_eq!(other_writers(0, 0, 0o40775), None, "root's group");
+        assert_eq!(other_writers(0, 1000, 0o40750), None);
+        assert_eq!(other_writers(0, 1000, 0o40770).unwrap(), "group gid 1000");
+        assert_eq!(other_writers(0, 0, 0o41777).unwrap(), "everyone");
+        assert_eq!(other_writers(1000, 0, 0o40700).unwrap(), "its owner, uid 1000");
+    }
+
+    #[test]
+    fn a_directory_others_may_write_is_refused_and_left_alone() {
+        if !nix::unistd::geteuid().is_root() {
+            return; // only a root initd refuses one
+        }
+        let dir = scratch("unsafe");
+        let open_dir = dir.join("shared");
+        std::fs::create_dir(&open_dir).unwrap();
+        std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let mut s = settings(&dir, "");
+        s.socket = Some(open_dir.join("initd.sock"));
+        let err = open(&s, 0).err().unwrap();
+        assert!(matches!(err, OpenError::Unsafe(_)), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "INITD_SOCKET={}/initd.sock: its directory",
+                open_dir.display()
+            )) && text.contains("writable by everyone"),
+            "{text}"
+        );
+        assert!(!open_dir.join("initd.sock").exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

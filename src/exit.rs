@@ -6,7 +6,8 @@ use nix::sys::signal::Signal;
 
 /// Bad command line.
 pub const USAGE: i32 = 2;
-/// A service named in INITD_WAIT_FOR did not come up in time (EX_UNAVAILABLE).
+/// A service named in INITD_WAIT_FOR did not come up in time, or the
+/// migration lock was not had in time (EX_UNAVAILABLE).
 pub const UNAVAILABLE: i32 = 69;
 /// initd itself failed (a syscall it cannot work without).
 pub const INTERNAL: i32 = 70;
@@ -30,7 +31,8 @@ EXIT STATUS
     137      the child ignored the stop signal and was killed after the grace
              period
     2        bad command line
-    69       a service in INITD_WAIT_FOR did not come up in INITD_WAIT_TIMEOUT
+    69       a service in INITD_WAIT_FOR did not come up in INITD_WAIT_TIMEOUT,
+             or the migration lock was not had in INITD_MIGRATE_LOCK_TIMEOUT
     70       internal error in initd (a system call it needs failed)
     77       the app user cannot be used (missing, root without
              INITD_ALLOW_ROOT, or initd cannot switch to it)

@@ -230,6 +230,8 @@ mod tests {
             main_restarts: 0,
             uptime: Duration::from_secs(3),
             processes: Vec::new(),
+            role: String::new(),
+            lock_wait: None,
         }
     }
 

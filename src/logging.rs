@@ -1,10 +1,17 @@
 //! initd's own log lines: stderr, one line per event, prefixed `initd:` so
 //! they stand out among the child's output (or JSON for log shippers).
 //! The child's own stdout/stderr never pass through here.
+//!
+//! PID 1 never waits on its own output: lines go out through
+//! [`crate::nbout`]'s non-blocking stderr, and a line that finds the pipe
+//! full is dropped and counted. The next line that gets through is
+//! preceded by one warning with the count, so a gap in the log is never
+//! silent.
 
 use std::fmt;
-use std::io::{self, Write as _};
+use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::filter::LevelFilter;
@@ -14,7 +21,13 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::{LogFormat, LogLevel};
+use crate::nbout;
 use crate::secrets::Redactor;
+
+/// Lines dropped because stderr was full, not yet reported.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Whether the report of dropped lines is written as JSON.
+static JSON: AtomicBool = AtomicBool::new(false);
 
 /// Installs the global subscriber. Each event is formatted into one buffer
 /// and written with one write(2) to unbuffered stderr, so lines from initd
@@ -24,6 +37,9 @@ use crate::secrets::Redactor;
 /// a safety net, so no secret value reaches a log even if a message
 /// happens to quote one.
 pub fn init(level: LogLevel, format: LogFormat, redactor: Option<Arc<Redactor>>) {
+    // While initd is still root and can open /proc/self/fd.
+    nbout::init();
+    JSON.store(format == LogFormat::Json, Ordering::Relaxed);
     let filter = match level {
         LogLevel::Off => LevelFilter::OFF,
         LogLevel::Error => LevelFilter::ERROR,
@@ -115,8 +131,61 @@ impl Drop for EventBuffer {
             Some(r) => r.redact(&text),
             None => text,
         };
-        // A closed stderr must not take initd down; the line is lost.
-        let _ = io::stderr().write_all(line.as_bytes());
+        emit(nbout::stderr(), line.as_bytes());
+    }
+}
+
+/// Writes one line without waiting: reports earlier losses first, counts
+/// this one as lost when there is no room. A closed stderr must not take
+/// initd down either; the line is lost then too.
+fn emit(out: &nbout::Out, line: &[u8]) {
+    if !report_dropped_to(out) {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    if let Ok(false) = out.write_line(line) {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Writes the count of lines lost to a full stderr, if any were; for the
+/// end of initd's run, when no later line would carry it. Never waits.
+pub fn report_dropped() {
+    report_dropped_to(nbout::stderr());
+}
+
+/// Whether there is nothing (left) to report: false when the report
+/// itself found no room.
+fn report_dropped_to(out: &nbout::Out) -> bool {
+    let count = DROPPED.load(Ordering::Relaxed);
+    if count == 0 {
+        return true;
+    }
+    let line = dropped_line(count, JSON.load(Ordering::Relaxed));
+    match out.write_line(line.as_bytes()) {
+        Ok(false) => false,
+        _ => {
+            DROPPED.fetch_sub(count, Ordering::Relaxed);
+            true
+        }
+    }
+}
+
+/// The one line that says how many lines are missing before it.
+fn dropped_line(count: u64, json: bool) -> String {
+    let s = if count == 1 { "" } else { "s" };
+    let message = format!(
+        "{count} log line{s} dropped: stderr was full (its reader is not keeping up; initd does not wait for it)"
+    );
+    if json {
+        let value = serde_json::json!({
+            "level": "WARN",
+            "message": message,
+            "target": module_path!(),
+        });
+        format!("{value}\n")
+    } else {
+        format!("initd: warning: {message}\n")
     }
 }
 
@@ -147,5 +216,52 @@ where
         }
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn lines_lost_to_a_full_pipe_are_counted_and_reported_once_it_drains() {
+        let (mut read, write) = std::io::pipe().unwrap();
+        let out = nbout::Out::open(write.as_raw_fd());
+        let chunk = [b'x'; 512];
+        let mut filled = 0;
+        while let Ok(n) = out.try_write(&chunk) {
+            filled += n;
+        }
+        emit(&out, b"initd: one\n");
+        emit(&out, b"initd: two\n");
+        assert_eq!(DROPPED.load(Ordering::Relaxed), 2);
+        let mut buf = vec![0u8; filled];
+        read.read_exact(&mut buf).unwrap();
+        emit(&out, b"initd: three\n");
+        drop(write);
+        drop(out);
+        let mut rest = String::new();
+        read.read_to_string(&mut rest).unwrap();
+        assert_eq!(
+            rest,
+            "initd: warning: 2 log lines dropped: stderr was full (its reader is not keeping up; \
+             initd does not wait for it)\ninitd: three\n"
+        );
+        assert_eq!(DROPPED.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn the_report_is_json_in_json_mode() {
+        let line = dropped_line(1, true);
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["level"], "WARN");
+        assert!(
+            value["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("1 log line dropped")
+        );
     }
 }

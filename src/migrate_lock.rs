@@ -62,7 +62,11 @@ pub enum LockError {
     /// `url` is already redacted.
     #[error("DATABASE_URL={url:?}: {reason}")]
     BadUrl { url: String, reason: String },
-    #[error("PostgreSQL at {target} was not reachable within {after:.1?}: {last}")]
+    #[error(
+        "PostgreSQL at {target} was not reachable within {} (INITD_MIGRATE_LOCK_TIMEOUT), so the \
+         migration lock was not taken: {last}",
+        whole(*after)
+    )]
     Unreachable {
         target: String,
         after: Duration,
@@ -70,8 +74,18 @@ pub enum LockError {
     },
     #[error("PostgreSQL at {target} refused the connection: {message}")]
     Refused { target: String, message: String },
-    #[error("gave up waiting for the migration lock after {after:.1?}: another replica still holds it")]
-    LockTimeout { after: Duration },
+    #[error(
+        "gave up waiting for the migration lock (advisory lock {key} on {target}) after {} \
+         (INITD_MIGRATE_LOCK_TIMEOUT): {holder}",
+        whole(*after)
+    )]
+    LockTimeout {
+        after: Duration,
+        key: i64,
+        target: String,
+        /// Who holds it, as far as the server shows.
+        holder: String,
+    },
     #[error("interrupted while waiting for the migration lock")]
     Interrupted,
     #[error("migration lock query failed: {message}")]
@@ -82,6 +96,16 @@ pub enum LockError {
         "lost the connection holding the migration lock ({message}); another replica may have migrated at the same time"
     )]
     Lost { message: String },
+}
+
+/// A wait's length as the setting would say it: whole seconds past one
+/// (a 6 s timeout ends after 6.001 s).
+fn whole(after: Duration) -> String {
+    if after >= Duration::from_secs(1) {
+        crate::config::human_duration(Duration::from_secs(after.as_secs()))
+    } else {
+        crate::config::human_duration(after)
+    }
 }
 
 impl LockError {
@@ -118,6 +142,41 @@ pub fn target_from_env(database_url: Option<OsString>) -> Result<LockTarget, Loc
         reason: "not valid UTF-8".into(),
     })?;
     parse_database_url(&url)
+}
+
+/// The session holding the lock another replica waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Holder {
+    /// Its PostgreSQL backend pid.
+    pub pid: i32,
+    /// `initd migrate HOSTNAME` for another initd.
+    pub application_name: String,
+    /// Empty for a Unix-socket session, or when the server does not show it.
+    pub client_addr: String,
+    /// When its session began (UTC), when shown.
+    pub since: String,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "held by {:?}", self.application_name)?;
+        if !self.client_addr.is_empty() {
+            write!(f, " from {}", self.client_addr)?;
+        }
+        if !self.since.is_empty() {
+            write!(f, ", connected since {}", self.since)?;
+        }
+        write!(f, " (backend pid {})", self.pid)
+    }
+}
+
+/// What a wait is waiting on, reported as it changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Waiting {
+    /// No session yet: the last connection error.
+    Connecting { last: String },
+    /// Connected; another session holds the lock (`None`: not shown).
+    Held { holder: Option<Holder> },
 }
 
 /// The held lock. Dropping it closes the connection, which frees the lock
@@ -173,9 +232,23 @@ pub fn acquire(
     timeout: Duration,
     interrupted: &dyn Fn() -> bool,
 ) -> Result<MigrateLock, LockError> {
+    acquire_observed(target, resolve, key, timeout, interrupted, &|_| {})
+}
+
+/// [`acquire`], telling `observe` what the wait is waiting on whenever
+/// that changes or is looked up again (every few seconds): for
+/// `initd status`.
+pub fn acquire_observed(
+    target: &LockTarget,
+    resolve: Resolver<'_>,
+    key: i64,
+    timeout: Duration,
+    interrupted: &dyn Fn() -> bool,
+    observe: &dyn Fn(Waiting),
+) -> Result<MigrateLock, LockError> {
     let patience = Patience::new(timeout, interrupted);
     let mut connect = |patience: &Patience<'_>| connect(target, resolve, patience);
-    let session = wait_for_lock(&mut connect, key, &patience, &target.to_string())?;
+    let session = wait_for_lock(&mut connect, key, &patience, &target.to_string(), observe)?;
     Ok(MigrateLock { session, key })
 }
 
@@ -213,11 +286,17 @@ fn connect(
 trait Session {
     /// One `pg_try_advisory_lock`: true when the lock is now ours.
     fn try_lock(&mut self, key: i64, patience: &Patience<'_>) -> Result<bool, PgError>;
+    /// Who holds the lock, if the server shows it.
+    fn holder(&mut self, key: i64, patience: &Patience<'_>) -> Result<Option<Holder>, PgError>;
 }
 
 impl Session for pg::Session {
     fn try_lock(&mut self, key: i64, patience: &Patience<'_>) -> Result<bool, PgError> {
         pg::Session::try_lock(self, key, patience)
+    }
+
+    fn holder(&mut self, key: i64, patience: &Patience<'_>) -> Result<Option<Holder>, PgError> {
+        pg::Session::holder(self, key, patience)
     }
 }
 
@@ -226,12 +305,14 @@ fn wait_for_lock<S: Session>(
     key: i64,
     patience: &Patience<'_>,
     target: &str,
+    observe: &dyn Fn(Waiting),
 ) -> Result<S, LockError> {
     let started = Instant::now();
     let mut connect_log = Throttle::new(LOG_EVERY);
     let mut wait_log = Throttle::new(LOG_EVERY);
     let mut retry = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     let mut last_error = String::new();
+    let holder_seen: std::cell::RefCell<Option<Holder>> = std::cell::RefCell::new(None);
     let stopped = |stop: Stop, connecting: bool, last_error: &str| match stop {
         Stop::Interrupted => LockError::Interrupted,
         Stop::TimedOut if connecting => LockError::Unreachable {
@@ -244,6 +325,12 @@ fn wait_for_lock<S: Session>(
         },
         Stop::TimedOut => LockError::LockTimeout {
             after: started.elapsed(),
+            key,
+            target: target.to_string(),
+            holder: match &*holder_seen.borrow() {
+                Some(h) => h.to_string(),
+                None => "another session still holds it".to_string(),
+            },
         },
     };
     loop {
@@ -252,6 +339,9 @@ fn wait_for_lock<S: Session>(
             Err(PgError::Stopped(stop)) => return Err(stopped(stop, true, &last_error)),
             Err(err) if err.retryable() => {
                 last_error = err.to_string();
+                observe(Waiting::Connecting {
+                    last: last_error.clone(),
+                });
                 if connect_log.due(Instant::now()) {
                     info!("waiting for PostgreSQL at {target}: {err}");
                 }
@@ -281,7 +371,22 @@ fn wait_for_lock<S: Session>(
                 }
                 Ok(false) => {
                     if wait_log.due(Instant::now()) {
-                        info!("waiting for the migration lock held by another replica…");
+                        // Looked up when the line is due, not on every
+                        // poll: one more small query every few seconds.
+                        let holder = match session.holder(key, patience) {
+                            Ok(holder) => holder,
+                            Err(PgError::Stopped(stop)) => return Err(stopped(stop, false, &last_error)),
+                            Err(err) => {
+                                debug!("cannot look up the lock's holder: {err}");
+                                None
+                            }
+                        };
+                        match &holder {
+                            Some(h) => info!("waiting for the migration lock, {h}"),
+                            None => info!("waiting for the migration lock held by another session"),
+                        }
+                        *holder_seen.borrow_mut() = holder.clone();
+                        observe(Waiting::Held { holder });
                     }
                     patience
                         .sleep(poll.next())
@@ -570,6 +675,15 @@ mod tests {
             patience.check().map_err(PgError::Stopped)?;
             self.polls.pop_front().unwrap_or(Ok(self.then))
         }
+
+        fn holder(&mut self, _key: i64, _patience: &Patience<'_>) -> Result<Option<Holder>, PgError> {
+            Ok(Some(Holder {
+                pid: 42,
+                application_name: "initd migrate web-2".into(),
+                client_addr: "10.0.0.5".into(),
+                since: "2026-12-02T17:00:00Z".into(),
+            }))
+        }
     }
 
     fn busy(n: usize) -> Fake {
@@ -598,7 +712,13 @@ mod tests {
             connects.pop_front().unwrap_or_else(|| Ok(held_forever()))
         };
         let patience = Patience::new(timeout, interrupted);
-        let result = wait_for_lock(&mut connect, LOCK_KEY, &patience, "postgres://app:***@db:5432");
+        let result = wait_for_lock(
+            &mut connect,
+            LOCK_KEY,
+            &patience,
+            "postgres://app:***@db:5432",
+            &|_| {},
+        );
         (result, calls)
     }
 
@@ -673,10 +793,50 @@ mod tests {
     }
 
     #[test]
-    fn a_lock_held_too_long_times_out() {
+    fn a_lock_held_too_long_times_out_naming_the_lock_and_its_holder() {
         let (result, _) = run(vec![], Duration::from_millis(300), NEVER);
         let err = result.err().unwrap();
         assert!(matches!(err, LockError::LockTimeout { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "gave up waiting for the migration lock (advisory lock {LOCK_KEY} on postgres://app:***@db:5432) after "
+            )),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(
+                "(INITD_MIGRATE_LOCK_TIMEOUT): held by \"initd migrate web-2\" from 10.0.0.5, \
+                 connected since 2026-12-02T17:00:00Z (backend pid 42)"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_wait_is_reported_as_it_goes() {
+        let seen = std::cell::RefCell::new(Vec::new());
+        let mut connects: VecDeque<Result<Fake, PgError>> = [Err(refused()), Ok(busy(2))].into();
+        let mut connect = |_: &Patience<'_>| connects.pop_front().unwrap();
+        let patience = Patience::new(Duration::from_secs(10), NEVER);
+        let observe = |w: Waiting| seen.borrow_mut().push(w);
+        wait_for_lock(&mut connect, LOCK_KEY, &patience, "pg", &observe).unwrap();
+        let seen = seen.into_inner();
+        assert!(
+            matches!(&seen[0], Waiting::Connecting { last } if last.contains("refused")),
+            "{seen:?}"
+        );
+        assert!(
+            matches!(&seen[1], Waiting::Held { holder: Some(h) } if h.application_name == "initd migrate web-2"),
+            "{seen:?}"
+        );
+    }
+
+    #[test]
+    fn the_application_name_names_the_host() {
+        let name = pg::application_name();
+        assert!(name.starts_with("initd migrate"), "{name}");
+        assert!(name.len() <= 63);
     }
 
     #[test]

@@ -28,9 +28,10 @@ use crate::logging;
 use crate::migrate_lock;
 use crate::netio;
 use crate::resolve;
+use crate::role::{self, Role};
 use crate::secrets::{self, Redactor};
 use crate::signals;
-use crate::status::{Phase, Status};
+use crate::status::{LockHolder, LockWait, Phase, Status};
 use crate::steps::{Halt, Launcher};
 use crate::supervisor::{Policy, Supervisor};
 use crate::user::{self, AppUser, DropDecision};
@@ -210,7 +211,9 @@ pub fn plan(prepared: &Prepared, main: &Main) -> Result<Plan, (String, i32)> {
     let main_cmd = (!main_argv.is_empty()).then_some(&main_argv);
     let health = &settings.health;
     let probe_cmd = match &health.probe {
-        Probe::Cmd(argv) if control::serves(health) => Some(argv),
+        // Only the entrypoint serves checks, but which initd this is is
+        // not known yet; a guest shares the entrypoint's PATH anyway.
+        Probe::Cmd(argv) if health.socket.is_some() => Some(argv),
         _ => None,
     };
     for argv in setup
@@ -427,8 +430,32 @@ pub fn run(main: Main) -> i32 {
             return exit::INTERNAL;
         }
     };
+    let role = role::decide(settings.health.socket.as_deref());
+    status.set_role(role.describe());
+    match &role {
+        Role::Pid1 => {}
+        Role::UnderInit { init } => info!(
+            "running under another init (PID 1 is {init}): initd is the entrypoint all the same and \
+             the subreaper of its own descendants; signals, reaping and the stop work as usual, \
+             orphans outside initd's subtree are {init}'s to reap"
+        ),
+        Role::Guest { why } => debug!(
+            "guest: {why}; this initd serves no control socket and leaves the app user and INITD_CHOWN \
+             to the entrypoint"
+        ),
+    }
     // Before the drop: the socket's directory may need root to be made.
-    let socket = open_control_socket(&settings, &plan, &mut sup, &prepared.redactor);
+    let socket = if role.is_entrypoint() {
+        match open_control_socket(&settings, &plan, &mut sup, &prepared.redactor) {
+            Ok(socket) => socket,
+            Err(message) => {
+                error!("{message}");
+                return exit::CONFIG;
+            }
+        }
+    } else {
+        None
+    };
     if std::process::id() != 1 {
         match crate::reaper::become_subreaper() {
             Ok(()) => debug!("not PID 1: registered as child subreaper, so orphans are still reaped here"),
@@ -438,7 +465,7 @@ pub fn run(main: Main) -> i32 {
             }
         }
     }
-    let code = match execute(&prepared, &plan, &mut sup) {
+    let code = match execute(&prepared, &plan, &mut sup, &role) {
         Ok(code) | Err(Halt(code)) => code,
     };
     if let Some(path) = socket {
@@ -446,25 +473,28 @@ pub fn run(main: Main) -> i32 {
         // behind is recognised as stale and replaced at the next start.
         let _ = std::fs::remove_file(path);
     }
+    logging::report_dropped();
     code
 }
 
 /// Opens the control socket for `initd check` and has the supervisor
 /// serve it once the first wait begins; returns its path. Without one
-/// initd still runs the app, and says why checks will fail.
+/// initd still runs the app, and says why checks will fail; an unsafe
+/// INITD_SOCKET is the error returned.
 fn open_control_socket(
     settings: &Settings,
     plan: &Plan,
     sup: &mut Supervisor,
     redactor: &Arc<Redactor>,
-) -> Option<PathBuf> {
+) -> Result<Option<PathBuf>, String> {
     let health = &settings.health;
     let listener = match control::open(health, plan.user.user().gid) {
         Ok(Some(listener)) => listener,
-        Ok(None) => return None,
-        Err(reason) => {
+        Ok(None) => return Ok(None),
+        Err(control::OpenError::Unsafe(message)) => return Err(message),
+        Err(control::OpenError::Unavailable(reason)) => {
             warn!("no health checks: {reason}");
-            return None;
+            return Ok(None);
         }
     };
     if health.probe != Probe::Alive && health.probe_timeout >= health.check_timeout {
@@ -494,16 +524,16 @@ fn open_control_socket(
             }
         }),
     );
-    Some(path)
+    Ok(Some(path))
 }
 
-fn execute(prepared: &Prepared, plan: &Plan, sup: &mut Supervisor) -> Result<i32, Halt> {
+fn execute(prepared: &Prepared, plan: &Plan, sup: &mut Supervisor, role: &Role) -> Result<i32, Halt> {
     let u = &plan.user;
     if !u.chown.is_empty() || u.host_uid.is_some() || u.host_gid.is_some() {
         // Chowning a large tree takes a while: answer checks meanwhile.
         sup.start_serving();
     }
-    let user = become_app_user(&plan.user)?;
+    let user = become_app_user(&plan.user, role.is_entrypoint())?;
     let mut env = prepared.env.clone();
     for (key, value) in file_env(&prepared.loaded.layers)
         .into_iter()
@@ -557,7 +587,8 @@ fn execute(prepared: &Prepared, plan: &Plan, sup: &mut Supervisor) -> Result<i32
     for step in &plan.steps {
         checkpoint(sup)?;
         if step.locked {
-            run_locked(sup, &launcher, step, &prepared.env)?;
+            let timeout = prepared.loaded.settings.pipeline.migrate_lock_timeout;
+            run_locked(sup, &launcher, step, &prepared.env, timeout)?;
         } else {
             launcher.run_step(sup, &step.what, &step.argv)?;
         }
@@ -594,15 +625,30 @@ fn checkpoint(sup: &mut Supervisor) -> Result<(), Halt> {
     }
 }
 
-/// Renumbers and chowns as root if asked, then drops initd itself to the
-/// app user: everything started afterwards inherits it, and PID 1 keeps no
-/// root it does not need.
-fn become_app_user(plan: &UserPlan) -> Result<AppUser, Halt> {
+/// Renumbers and chowns as root if asked (the entrypoint only: a guest
+/// finds that done), then drops initd itself to the app user: everything
+/// started afterwards inherits it, and PID 1 keeps no root it does not
+/// need.
+fn become_app_user(plan: &UserPlan, entrypoint: bool) -> Result<AppUser, Halt> {
     let fail = |e: &dyn std::fmt::Display| {
         error!("{e}");
         Halt(exit::NOPERM)
     };
     let mut user = plan.user().clone();
+    let asked = plan.host_uid.is_some() || plan.host_gid.is_some() || !plan.chown.is_empty();
+    if !entrypoint {
+        if asked {
+            debug!(
+                "guest: HOST_UID/HOST_GID and INITD_CHOWN are left to the entrypoint initd, which applied \
+                 them when the container started"
+            );
+        }
+        if let DropDecision::Drop(_) = &plan.decision {
+            user::drop_privileges(&user).map_err(|e| fail(&e))?;
+            debug!("running as {} (uid {}, gid {})", user.name, user.uid, user.gid);
+        }
+        return Ok(user);
+    }
     if let DropDecision::Drop(_) = &plan.decision {
         user = handover::prepare_files(&user, plan.host_uid, plan.host_gid, &plan.chown)
             .map_err(|e| fail(&e))?;
@@ -665,6 +711,7 @@ fn run_locked(
     launcher: &Launcher,
     step: &Step,
     env: &[(OsString, OsString)],
+    timeout: Duration,
 ) -> Result<(), Halt> {
     let target = migrate_lock::target_from_vars(env).map_err(|e| {
         error!("{e}");
@@ -683,22 +730,57 @@ fn run_locked(
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         Ok(ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect())
     };
-    info!("taking the migration lock on {target}");
+    info!(
+        "taking the migration lock on {target} (giving up after {}, INITD_MIGRATE_LOCK_TIMEOUT)",
+        crate::config::human_duration(timeout)
+    );
     sup.start_serving();
+    let lock_name = format!(
+        "the migration lock (advisory lock {} on {target})",
+        migrate_lock::LOCK_KEY
+    );
+    let status = sup.status().clone();
+    let since = Instant::now();
+    let observe = |waiting: migrate_lock::Waiting| {
+        let (detail, holder) = match waiting {
+            migrate_lock::Waiting::Connecting { last } => (format!("connecting to PostgreSQL: {last}"), None),
+            migrate_lock::Waiting::Held { holder: Some(h) } => (
+                h.to_string(),
+                Some(LockHolder {
+                    pid: h.pid,
+                    application_name: h.application_name,
+                    client_addr: h.client_addr,
+                    since: h.since,
+                }),
+            ),
+            migrate_lock::Waiting::Held { holder: None } => ("held by another session".to_string(), None),
+        };
+        status.set_phase(Phase::Starting, format!("waiting for {lock_name}: {detail}"));
+        status.set_lock_wait(Some(LockWait {
+            lock: lock_name.clone(),
+            detail,
+            holder,
+            since: Some(since),
+        }));
+    };
+    status.set_phase(Phase::Starting, format!("waiting for {lock_name}"));
+    let deadline = Instant::now() + timeout;
     let lock = loop {
         let interrupted = || netio::Interrupt::new(signals()).pending().unwrap_or(false);
-        // No deadline: another replica's migration takes as long as it
-        // takes, and a stop ends the wait at once.
-        match migrate_lock::acquire(
+        // A stop ends the wait at once; any other signal wakes it, and it
+        // goes on with the time that is left.
+        match migrate_lock::acquire_observed(
             &target,
             &resolve,
             migrate_lock::LOCK_KEY,
-            Duration::MAX,
+            deadline.saturating_duration_since(Instant::now()),
             &interrupted,
+            &observe,
         ) {
             Ok(lock) => break lock,
             Err(migrate_lock::LockError::Interrupted) => checkpoint(sup)?,
             Err(e) => {
+                status.set_lock_wait(None);
                 error!("{e}; the migration did not run");
                 return Err(Halt(if e.is_config() {
                     exit::CONFIG
@@ -708,6 +790,8 @@ fn run_locked(
             }
         }
     };
+    status.set_lock_wait(None);
+    status.set_phase(Phase::Starting, "migration running");
     debug!("holding the migration lock");
     let result = launcher.run_step(sup, &step.what, &step.argv);
     if let Err(e) = lock.release() {

@@ -2,8 +2,14 @@
 //! watcher's name in front (padded so the columns line up, and coloured per
 //! watcher when stderr is a terminal), so several watchers can share one
 //! log without their lines being cut into each other.
+//!
+//! The copying threads write through [`crate::nbout`]'s non-blocking
+//! descriptors: when initd's own output is full they wait for room, which
+//! makes the watcher wait on its own pipe (its output is kept, not
+//! dropped), while PID 1's loop, which never takes part in this, goes on
+//! forwarding signals and reaping.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -92,14 +98,12 @@ impl Outputs {
                     // A closed stdout/stderr loses the line; it must not
                     // stop the watcher (which would then block on a full
                     // pipe).
-                    let _ = if to_stderr {
-                        io::stderr().write_all(bytes)
+                    let out = if to_stderr {
+                        crate::nbout::stderr()
                     } else {
-                        io::stdout()
-                            .lock()
-                            .write_all(bytes)
-                            .and_then(|()| io::stdout().flush())
+                        crate::nbout::stdout()
                     };
+                    let _ = out.write_all_waiting(bytes);
                 })
             });
         match spawned {

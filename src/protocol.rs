@@ -24,6 +24,9 @@ pub const MAX_REQUEST: usize = 256;
 /// The longest answer a client accepts: far above any real status (a few
 /// hundred bytes, plus one line per dev-mode watcher).
 pub const MAX_REPLY: usize = 1 << 20;
+/// How the error a client gets when every connection the supervisor
+/// serves at once is taken begins; `initd check` asks again.
+pub const BUSY: &str = "busy";
 
 /// What a client may ask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +119,36 @@ pub struct Report {
     pub probe: Option<ProbeReport>,
     /// Dev mode's watchers and server.
     pub processes: Vec<ProcessReport>,
+    /// `PID 1`, or `entrypoint under another init (PID 1 is tini)`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub role: String,
+    /// While initd waits for the migration lock: what it waits for and
+    /// who holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<LockReport>,
+}
+
+/// The migration lock being waited for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockReport {
+    /// The lock and the database it is taken on (password masked).
+    pub lock: String,
+    /// One line: connecting, or waiting for the holder.
+    pub detail: String,
+    pub waited_ms: u64,
+    /// The session holding it, when the server shows it.
+    pub holder: Option<LockHolderReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockHolderReport {
+    /// The holder's PostgreSQL backend pid.
+    pub pid: i32,
+    /// `initd migrate HOSTNAME` for another initd.
+    pub application_name: String,
+    pub client_addr: String,
+    /// When the holder's session began, by the server's clock.
+    pub since: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,6 +237,8 @@ mod tests {
                 detail: "HTTP 503 \"busy\"".into(),
                 took_ms: 3,
             }),
+            role: String::new(),
+            lock: None,
             processes: vec![ProcessReport {
                 name: "css".into(),
                 pid: Some(12),
@@ -384,6 +419,8 @@ mod props {
                     detail: texts[3].clone(),
                     took_ms: numbers.3,
                 }),
+                role: String::new(),
+                lock: None,
                 processes: vec![ProcessReport {
                     name: texts[4].clone(),
                     pid: numbers.1,

@@ -48,6 +48,29 @@ pub struct Process {
     pub note: String,
 }
 
+/// What a wait for the migration lock is waiting on, for `initd status`
+/// and `initd check --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LockWait {
+    /// The lock: `PostgreSQL advisory lock 6896294806788535525 on postgres://app:***@db:5432/shop`.
+    pub lock: String,
+    /// Still connecting (the last error), or who holds it.
+    pub detail: String,
+    pub holder: Option<LockHolder>,
+    pub since: Option<Instant>,
+}
+
+/// The session holding the lock, from pg_locks and pg_stat_activity.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LockHolder {
+    pub pid: i32,
+    pub application_name: String,
+    /// Empty for a local (Unix socket) session or when not visible.
+    pub client_addr: String,
+    /// When the holder's session started (the server's clock).
+    pub since: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub phase: Phase,
@@ -56,6 +79,9 @@ pub struct Snapshot {
     pub main_restarts: u32,
     pub uptime: Duration,
     pub processes: Vec<Process>,
+    /// `PID 1`, or the entrypoint under another init.
+    pub role: String,
+    pub lock_wait: Option<LockWait>,
 }
 
 pub struct Status {
@@ -69,6 +95,8 @@ struct Inner {
     main_pid: Option<u32>,
     main_restarts: u32,
     processes: Vec<Process>,
+    role: String,
+    lock_wait: Option<LockWait>,
 }
 
 impl Status {
@@ -81,6 +109,8 @@ impl Status {
                 main_pid: None,
                 main_restarts: 0,
                 processes: Vec::new(),
+                role: String::new(),
+                lock_wait: None,
             }),
         })
     }
@@ -118,6 +148,16 @@ impl Status {
         }
     }
 
+    pub fn set_role(&self, role: String) {
+        self.lock().role = role;
+    }
+
+    /// While waiting for the migration lock; `None` once it is taken or
+    /// given up.
+    pub fn set_lock_wait(&self, wait: Option<LockWait>) {
+        self.lock().lock_wait = wait;
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         let inner = self.lock();
         Snapshot {
@@ -127,6 +167,8 @@ impl Status {
             main_restarts: inner.main_restarts,
             uptime: self.started.elapsed(),
             processes: inner.processes.clone(),
+            role: inner.role.clone(),
+            lock_wait: inner.lock_wait.clone(),
         }
     }
 }

@@ -447,10 +447,17 @@ fn a_cmd_probe_runs_as_the_app_user() {
     let probe = format!("cmd:sh -c 'id -u > {}'", dir.path("uid").display());
     let mut cmd = initd_pid1_with_etc(&dir, &[&passwd], &["app:x:1000:"], ["run"]);
     cmd.env_remove("INITD_ALLOW_ROOT");
+    // Not in `dir` itself, which everyone may write (initd would refuse
+    // it): in a directory initd makes there.
+    let socket = dir.path("run/initd.sock");
     let initd = Initd::spawn(
         &dir,
         &mut cmd,
-        &[("INITD_SERVER", "sleep 1000"), ("INITD_HEALTH", &probe)],
+        &[
+            ("INITD_SERVER", "sleep 1000"),
+            ("INITD_HEALTH", &probe),
+            ("INITD_SOCKET", socket.to_str().unwrap()),
+        ],
     );
     let out = initd.wait_check("running: ");
     assert_eq!(out.code(), 0);
@@ -813,7 +820,7 @@ fn without_a_supervisor_a_check_fails_and_says_why() {
     assert_eq!(
         out.stdout,
         format!(
-            "unhealthy: no supervisor: {} does not exist (initd is not running as PID 1, or runs with another INITD_SOCKET)\n",
+            "unhealthy: no supervisor: {} does not exist (no initd supervises this container, or it runs with another INITD_SOCKET)\n",
             missing.display()
         )
     );
@@ -1013,4 +1020,69 @@ fn pid1_serves_the_default_socket_and_a_second_initd_leaves_it_alone() {
     assert_eq!(lines[1..4], ["check=0", "mode=750", "second=0"], "{}", out.stdout);
     assert!(lines[4].starts_with("running: "), "{}", out.stdout);
     assert_eq!(lines[5], "again=0", "{}", out.stdout);
+}
+
+/// The socket's directory is writable by the app user (uid 1000 owns it),
+/// who keeps swapping the socket's name for a link to a root-owned file
+/// while initd starts, to have root's chmod/chown land on that file.
+/// initd refuses such an INITD_SOCKET outright, in one line naming it, and
+/// the file is untouched however the race goes.
+#[test]
+fn a_socket_directory_the_app_may_write_is_refused_and_its_links_never_followed() {
+    use std::os::unix::fs::MetadataExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    if !is_root_or_skip("a_socket_directory_the_app_may_write_is_refused_and_its_links_never_followed") {
+        return;
+    }
+    let dir = Scratch::new("health-socket-race");
+    let victim = dir.path("victim");
+    fs::write(&victim, "root's\n").unwrap();
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o600)).unwrap();
+    let shared = dir.path("shared");
+    fs::create_dir(&shared).unwrap();
+    std::os::unix::fs::chown(&shared, Some(1000), Some(1000)).unwrap();
+    let socket = shared.join("initd.sock");
+    let stop = Arc::new(AtomicBool::new(false));
+    let racer = {
+        let (stop, socket, victim, shared) = (stop.clone(), socket.clone(), victim.clone(), shared.clone());
+        std::thread::spawn(move || {
+            let link = shared.join("link");
+            let mut swaps = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let _ = fs::remove_file(&link);
+                let _ = std::os::unix::fs::symlink(&victim, &link);
+                // Over whatever is there: nothing, or initd's new socket.
+                if fs::rename(&link, &socket).is_ok() {
+                    swaps += 1;
+                }
+                let _ = fs::remove_file(&socket);
+            }
+            swaps
+        })
+    };
+    for _ in 0..10 {
+        let mut cmd = initd_pid1(["exec", "--", "true"]);
+        cmd.env("INITD_SOCKET", &socket);
+        let out = run(cmd, LIMIT);
+        assert_eq!(out.code(), 78, "{}", out.stderr);
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{}", out.stderr);
+        assert!(
+            lines[0].starts_with(&format!(
+                "initd: error: INITD_SOCKET={}: its directory {} is writable by its owner, uid 1000",
+                socket.display(),
+                shared.display()
+            )),
+            "{}",
+            lines[0]
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = racer.join().unwrap();
+    assert!(swaps > 0);
+    let meta = fs::metadata(&victim).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o600, "the victim's mode changed");
+    assert_eq!((meta.uid(), meta.gid()), (0, 0), "the victim's owner changed");
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "root's\n");
 }

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use initd::migrate_lock::{self, LockError, LockTarget, acquire, parse_database_url};
 
+mod common;
+
 const LONG: Duration = Duration::from_secs(60);
 /// Long enough to connect (SCRAM in a debug build on a busy machine), short
 /// enough to show that a held lock is not granted.
@@ -314,4 +316,135 @@ fn an_unknown_host_is_retried_then_reported() {
 #[test]
 fn the_documented_key_is_stable() {
     assert_eq!(migrate_lock::LOCK_KEY, 6_896_294_806_788_535_525);
+}
+
+// The real binary: INITD_MIGRATE_LOCK_TIMEOUT and what `initd status`
+// shows while the lock is waited for.
+
+/// initd as PID 1 running `initd run` with the lock on `url`, a migration
+/// that records itself, and a socket in `dir`.
+fn initd_with_lock(dir: &common::Scratch, url: &str, timeout: &str) -> Command {
+    let mut cmd = common::initd_pid1(["run"]);
+    cmd.current_dir(&dir.0)
+        .env("DATABASE_URL", url)
+        .env("INITD_MIGRATE_LOCK", "postgres")
+        .env("INITD_MIGRATE_LOCK_TIMEOUT", timeout)
+        .env(
+            "INITD_MIGRATE",
+            format!("touch {}", dir.path("migrated").display()),
+        )
+        .env("INITD_SERVER", "sleep 1000")
+        .env("INITD_SOCKET", dir.path("initd.sock"));
+    cmd
+}
+
+#[test]
+fn a_held_lock_is_shown_with_its_holder_and_given_up_after_the_timeout() {
+    let Some(url) = database_url("INITD_TEST_DATABASE_URL") else {
+        return;
+    };
+    let target = parse_database_url(&url).unwrap();
+    // A stuck session holding initd's own lock: another replica's initd,
+    // named `initd migrate HOSTNAME` like every one.
+    let held = acquire(&target, &stub_resolver, migrate_lock::LOCK_KEY, LONG, NEVER).unwrap();
+    let dir = common::Scratch::new("lock-timeout");
+    let socket = dir.path("initd.sock");
+    let mut initd = common::spawn_logged(&mut initd_with_lock(&dir, &url, "6s"), &dir, "initd");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let holder = format!("initd migrate {}", host.trim());
+    // While it waits: check --json and status name the lock and the holder.
+    let mut json = String::new();
+    initd.wait_until("showing the lock's holder", LONG, |_| {
+        json = common::run(common::check_cmd(&socket, &["--json"], &[]), LONG).stdout;
+        json.contains("\"holder\":{")
+    });
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(report["healthy"], false, "{json}");
+    assert_eq!(report["state"], "starting", "{json}");
+    let lock = &report["lock"];
+    let name = lock["lock"].as_str().unwrap();
+    assert!(
+        name.starts_with(&format!(
+            "the migration lock (advisory lock {} on postgres://initd_test:***@127.0.0.1:",
+            migrate_lock::LOCK_KEY
+        )),
+        "{json}"
+    );
+    assert!(!json.contains("p%40ss") && !json.contains("p@ss"), "{json}");
+    assert_eq!(lock["holder"]["application_name"], holder.as_str(), "{json}");
+    assert_eq!(lock["holder"]["client_addr"], "127.0.0.1", "{json}");
+    assert!(lock["holder"]["since"].as_str().unwrap().ends_with('Z'), "{json}");
+    let status = common::run(common::check_cmd(&socket, &["status"], &[]), LONG);
+    assert!(status.stdout.contains("lock:    waiting "), "{}", status.stdout);
+    assert!(
+        status
+            .stdout
+            .contains(&format!("holder:  \"{holder}\" from 127.0.0.1, connected since ")),
+        "{}",
+        status.stdout
+    );
+    // Past INITD_MIGRATE_LOCK_TIMEOUT: exit 69, one line naming the lock,
+    // the setting and the holder; no migration, no server.
+    let out = initd.finish(LONG);
+    assert_eq!(out.code(), 69, "{}", out.stderr);
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("initd: error: gave up waiting for the migration lock"))
+        .unwrap_or_else(|| panic!("{}", out.stderr));
+    assert!(
+        line.contains("after 6s (INITD_MIGRATE_LOCK_TIMEOUT): held by")
+            && line.contains(&holder)
+            && line.ends_with("; the migration did not run"),
+        "{line}"
+    );
+    assert!(!dir.path("migrated").exists());
+    assert!(!out.stderr.contains("starting server"), "{}", out.stderr);
+    held.release().unwrap();
+}
+
+/// A PostgreSQL that accepts the connection and never answers (a stuck
+/// proxy, a firewall that eats packets after the handshake).
+fn silent_server() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (listener, format!("postgres://app:s3cret@127.0.0.1:{port}/db"))
+}
+
+#[test]
+fn an_unanswering_server_is_given_up_on_with_exit_69() {
+    let (_listener, url) = silent_server();
+    let dir = common::Scratch::new("lock-silent");
+    let started = Instant::now();
+    let out = common::run(initd_with_lock(&dir, &url, "3s"), LONG);
+    assert_eq!(out.code(), 69, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("was not reachable within 3s (INITD_MIGRATE_LOCK_TIMEOUT)"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("s3cret"), "{}", out.stderr);
+    assert!(!dir.path("migrated").exists());
+    assert!(started.elapsed() < LONG);
+}
+
+#[test]
+fn a_stop_ends_the_wait_for_an_unanswering_server() {
+    let (_listener, url) = silent_server();
+    let dir = common::Scratch::new("lock-silent-stop");
+    let mut initd = common::spawn_logged(&mut initd_with_lock(&dir, &url, "10m"), &dir, "initd");
+    initd.wait_stderr("taking the migration lock", LONG);
+    // Well into a connection attempt that gets no answer.
+    thread::sleep(Duration::from_secs(1));
+    let stopped = Instant::now();
+    common::signal(initd.pid(), nix::sys::signal::Signal::SIGTERM);
+    let out = initd.finish(LONG);
+    assert!(
+        stopped.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        stopped.elapsed()
+    );
+    assert_eq!(out.code(), 143, "{}", out.stderr);
+    assert!(!dir.path("migrated").exists());
 }

@@ -1027,3 +1027,248 @@ fn the_health_socket_answers_every_check_through_a_flood_and_slow_clients() {
         total(&after),
     );
 }
+
+// ---------------------------------------------------------------------------
+// 7. A stalled log reader
+
+/// Bytes waiting in a pipe, read from its read end.
+fn pipe_queued(fd: std::os::fd::RawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    assert_eq!(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) }, 0);
+    n as usize
+}
+
+/// initd's stderr is a pipe nobody reads (a log driver that stalled), and
+/// it is full to the last byte before the stop (one-byte writes fill the
+/// pipe's page completely; bigger ones could leave room a short line fits): initd's own lines must not hold up the stop.
+/// The child gets TERM (it records it and carries on), SIGKILL follows the
+/// grace period, everything is reaped and initd exits.
+#[test]
+fn a_full_stderr_pipe_does_not_hold_up_the_stop() {
+    use std::os::fd::AsRawFd;
+    let dir = Scratch::new("full-stderr");
+    let got_term = dir.path("got-term");
+    let ready = dir.path("ready");
+    let script = format!(
+        "trap 'echo term > {}' TERM\n\
+         dd if=/dev/zero bs=1 count=10000000 status=none >&2 &\n\
+         touch {}\n\
+         while :; do sleep 0.1; done\n",
+        got_term.display(),
+        ready.display()
+    );
+    let mut cmd = initd_pid1(["exec", "--", "sh", "-c", &script]);
+    cmd.env("INITD_STOP_TIMEOUT", "2s")
+        .env("INITD_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let (stderr, size) = small_pipe(&mut cmd);
+    let mut guard = KillOnDrop(cmd.spawn().unwrap());
+    drop(cmd);
+    let child = &mut guard.0;
+    let pid = initd_host_pid(child);
+    wait_for(LIMIT, || ready.exists().then_some(()));
+    wait_for(LIMIT, || {
+        (pipe_queued(stderr.as_raw_fd()) >= size as usize).then_some(())
+    });
+    let started = Instant::now();
+    signal(pid, Signal::SIGTERM);
+    let status = wait_or_none(child, LIMIT);
+    let took = started.elapsed();
+    // Nothing was read from the pipe until now.
+    let full = pipe_queued(stderr.as_raw_fd());
+    drop(stderr);
+    let Some(status) = status else {
+        panic!("initd did not exit within {LIMIT:?} of TERM with its stderr full");
+    };
+    assert!(full >= size as usize, "the pipe was read: {full}");
+    assert!(got_term.exists(), "the child never got TERM");
+    // The child outlived the grace period: SIGKILL.
+    assert_eq!(status.code(), Some(137), "{status:?}");
+    assert!(took >= Duration::from_secs(2), "{took:?}");
+    assert!(!pid_alive(pid), "initd is still there");
+    eprintln!(
+        "reliability: full stderr pipe: TERM to exit in {:.2}s (grace 2s) with nothing reading initd's stderr",
+        took.as_secs_f64()
+    );
+}
+
+/// A pipe of one page for `cmd`'s stderr, made small before anything can
+/// write to it; returns its read end and its size.
+fn small_pipe(cmd: &mut Command) -> (std::io::PipeReader, libc::c_int) {
+    use std::os::fd::AsRawFd;
+    let (read, write) = std::io::pipe().unwrap();
+    // SAFETY: F_SETPIPE_SZ on an empty pipe.
+    let size = unsafe { libc::fcntl(read.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    assert!(size >= 4096, "F_SETPIPE_SZ: {}", std::io::Error::last_os_error());
+    cmd.stderr(Stdio::from(write));
+    (read, size)
+}
+
+/// Kills `unshare` (and with it the namespace, `--kill-child`) if a test
+/// fails before the child ended.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn pid_alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+// ---------------------------------------------------------------------------
+// 8. Memory after a connection flood
+
+/// 10,000 connections to the control socket at once, held open without a
+/// byte sent (the kind of flood that used to leave ~36 MB in PID 1 for
+/// good): initd serves at most its cap and turns the rest away with a
+/// "busy" line, and once the flood is over its memory is back to its idle
+/// size. The figures (RSS before, during and after) are docs/reliability.md's.
+#[test]
+fn a_flood_of_ten_thousand_connections_leaves_no_memory_behind() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    const FLOOD: usize = 10_000;
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    let needed = FLOOD as u64 + 2048;
+    if hard < needed {
+        note(&format!(
+            "a_flood_of_ten_thousand_connections_leaves_no_memory_behind: skipped, the descriptor \
+             limit is {hard}, below {needed}"
+        ));
+        return;
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, soft.max(needed), hard).unwrap();
+    let dir = Scratch::new("socket-memory");
+    let socket = dir.path("initd.sock");
+    let mut cmd = initd_pid1(["run"]);
+    cmd.current_dir(&dir.0)
+        .env("INITD_SOCKET", &socket)
+        .env("INITD_MIGRATE", "off")
+        .env("INITD_SERVER", "sleep 1000");
+    let mut initd = spawn_logged(&mut cmd, &dir, "initd");
+    let pid = initd.pid();
+    let healthy = |socket: &Path| {
+        run(check_cmd(socket, &[], &[]), LIMIT)
+            .stdout
+            .starts_with("running: ")
+    };
+    initd.wait_until("answering checks", LIMIT, |_| healthy(&socket));
+    // A few checks first, so the idle figure includes what any check
+    // needs (the runtime's timers, the report's buffers).
+    for _ in 0..5 {
+        assert!(healthy(&socket));
+    }
+    let rss = || status_number(pid, "VmRSS");
+    let idle = rss();
+    let idle_fds = descriptors(pid).values().sum::<usize>();
+
+    let mut conns = Vec::with_capacity(FLOOD);
+    let mut peak = idle;
+    for i in 0..FLOOD {
+        let conn = connect(&socket);
+        conn.set_nonblocking(true).unwrap();
+        conns.push(conn);
+        if i % 500 == 0 {
+            peak = peak.max(rss());
+        }
+    }
+    peak = peak.max(rss());
+    // A check in the middle of the flood still gets its answer (asking
+    // again while the supervisor says it is busy).
+    let during = run(check_cmd(&socket, &[], &[]), LIMIT);
+    assert!(
+        during.stdout.starts_with("running: "),
+        "no answer during the flood: {}{}",
+        during.stdout,
+        during.stderr
+    );
+    peak = peak.max(rss());
+    // How many were turned away with a line rather than served.
+    let mut busy = 0;
+    for conn in &mut conns {
+        let mut buf = [0u8; 256];
+        if let Ok(n) = conn.read(&mut buf)
+            && String::from_utf8_lossy(&buf[..n]).contains("\"error\":\"busy: ")
+        {
+            busy += 1;
+        }
+    }
+    drop(conns);
+    initd.wait_until("done with the flood", LIMIT, |_| {
+        descriptors(pid).values().sum::<usize>() == idle_fds
+    });
+    // The last connection's end hands the memory back; allow the task a
+    // moment to finish after its descriptor closed.
+    let mut after = rss();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while after > idle + 1024 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        after = rss();
+    }
+    assert!(healthy(&socket));
+    signal(pid, Signal::SIGTERM);
+    let out = initd.finish(LIMIT);
+    assert!(
+        out.stderr.contains("stopping: TERM to pid"),
+        "{}",
+        tail(&out.stderr)
+    );
+    eprintln!(
+        "reliability: connection flood: {FLOOD} connections held open at once ({busy} turned away \
+         with a busy line, the rest served up to the cap); initd VmRSS {idle} kB idle, {peak} kB at the \
+         peak, {after} kB after"
+    );
+    assert!(busy >= FLOOD - 1024, "only {busy} connections were turned away");
+    // Back to its idle size, give or take a megabyte of allocator slack.
+    assert!(
+        after <= idle + 1024,
+        "VmRSS {idle} kB idle, {after} kB after the flood"
+    );
+}
+
+/// The same stalled reader in `initd dev`: a watcher floods initd's stderr
+/// (through initd's line-prefixing copy) until nothing more fits. The
+/// watcher may wait on its own pipe; initd's loop may not: TERM still
+/// stops the watcher and initd exits.
+#[test]
+fn a_watcher_flooding_a_full_stderr_does_not_hold_up_the_stop() {
+    use std::os::fd::AsRawFd;
+    let dir = Scratch::new("full-stderr-dev");
+    let mut cmd = initd_pid1(["dev"]);
+    cmd.current_dir(&dir.0)
+        .env("AUTO_START_SERVER", "false")
+        .env("INITD_WATCHERS", "spam=sh -c 'yes spam >&2'")
+        .env("INITD_STOP_TIMEOUT", "2s")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let (stderr, size) = small_pipe(&mut cmd);
+    let mut guard = KillOnDrop(cmd.spawn().unwrap());
+    drop(cmd);
+    let child = &mut guard.0;
+    let pid = initd_host_pid(child);
+    // Whole prefixed lines (12 bytes) leave less than one line of room.
+    wait_for(LIMIT, || {
+        (pipe_queued(stderr.as_raw_fd()) + 12 > size as usize).then_some(())
+    });
+    // Full, and staying full: the watcher is stuck behind it.
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    signal(pid, Signal::SIGTERM);
+    let status = wait_or_none(child, LIMIT);
+    let took = started.elapsed();
+    drop(stderr);
+    let Some(status) = status else {
+        panic!("initd dev did not exit within {LIMIT:?} of TERM with its stderr full");
+    };
+    assert!(status.code().is_some(), "{status:?}");
+    assert!(!pid_alive(pid));
+    eprintln!(
+        "reliability: full stderr pipe in dev mode: TERM to exit in {:.2}s with a watcher flooding it",
+        took.as_secs_f64()
+    );
+}

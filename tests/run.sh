@@ -19,6 +19,7 @@ command -v awk >/dev/null || need+=(gawk)
 command -v gunicorn >/dev/null || need+=(gunicorn)
 # tests/flask.rs makes a virtualenv with Flask and gunicorn from PyPI.
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+command -v tini >/dev/null || need+=(tini)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if ((${#need[@]})); then
     if [[ $(id -u) -ne 0 ]]; then

@@ -19,7 +19,41 @@ use tokio_postgres::tls::NoTls;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::url::LockTarget;
-use super::{Patience, PgError};
+use super::{Holder, Patience, PgError};
+
+/// `initd migrate HOSTNAME`: the container's host name, as the kernel has
+/// it (no resolver, no NSS), cut to what PostgreSQL keeps (63 bytes).
+pub(super) fn application_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let mut name = if host.is_empty() {
+        "initd migrate".to_string()
+    } else {
+        format!("initd migrate {host}")
+    };
+    // PostgreSQL keeps ASCII only in application_name.
+    name.retain(|c| c.is_ascii() && !c.is_ascii_control());
+    name.truncate(63);
+    name
+}
+
+/// A bigint advisory lock is the pair (classid, objid) = (high, low 32
+/// bits) with objsubid 1, in the current database.
+fn holder_query(key: i64) -> String {
+    let key = key as u64;
+    let (high, low) = (key >> 32, key & 0xffff_ffff);
+    format!(
+        "SELECT l.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), ''), \
+         coalesce(to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '') \
+         FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.locktype = 'advisory' AND l.granted AND l.classid = '{high}'::oid \
+         AND l.objid = '{low}'::oid AND l.objsubid = 1 \
+         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         LIMIT 1"
+    )
+}
 
 /// The holder of the lock can vanish without a FIN (its host lost power);
 /// the server then keeps the session, and the lock, until TCP keepalive
@@ -66,9 +100,11 @@ impl Session {
         // The user is always set (the URL parser insists): without one,
         // tokio-postgres would ask the OS through getpwuid_r, that is NSS.
         // No TLS: URLs that require it were refused when parsed.
+        // Named so that whoever looks at pg_stat_activity (or a waiting
+        // replica's `initd status`) sees which container holds the lock.
         config
             .user(target.user())
-            .application_name("initd migrate lock")
+            .application_name(application_name())
             .ssl_mode(SslMode::Disable);
         if let Some(password) = &target.password {
             config.password(password);
@@ -97,6 +133,24 @@ impl Session {
 
     pub(super) fn try_lock(&mut self, key: i64, patience: &Patience<'_>) -> Result<bool, PgError> {
         self.query_bool(&format!("SELECT pg_try_advisory_lock({key})"), patience)
+    }
+
+    /// The session holding advisory lock `key` in this database, if the
+    /// server shows it (pg_locks joined with pg_stat_activity; a role
+    /// without pg_read_all_stats sees the application name of another
+    /// role's session but not its address or start).
+    pub(super) fn holder(&mut self, key: i64, patience: &Patience<'_>) -> Result<Option<Holder>, PgError> {
+        let sql = holder_query(key);
+        let messages = drive(&self.rt, self.client.simple_query(&sql), patience)?.map_err(classify)?;
+        Ok(messages.iter().find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(Holder {
+                pid: row.get(0).and_then(|v| v.parse().ok()).unwrap_or(0),
+                application_name: row.get(1).unwrap_or_default().to_string(),
+                client_addr: row.get(2).unwrap_or_default().to_string(),
+                since: row.get(3).unwrap_or_default().to_string(),
+            }),
+            _ => None,
+        }))
     }
 
     /// False when the server did not hold the lock for this session.

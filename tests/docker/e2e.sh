@@ -504,6 +504,30 @@ timed_stop "$name"
 docker rm "$name" >/dev/null
 pass "run-scripts: run.sh runs initd run, run-dev.sh initd dev, as PID 1"
 
+# Under another init: `docker run --init` (what compose's `init: true` does)
+# makes docker's init (tini) PID 1 and initd its child. initd is still the
+# entrypoint: it serves the control socket, so the image's HEALTHCHECK turns
+# healthy, `initd status` names the other init, and docker stop passes
+# through both.
+name=$PROJECT-under-init
+docker run -d --init --name "$name" --label "com.docker.compose.project=$PROJECT" \
+    -e SECRET_KEY=under-init-e2e "$IMG/app:ci" >/dev/null
+under_init_healthy() { [ "$(health_of "$name")" = healthy ]; }
+eventually 120 under_init_healthy ||
+    { docker logs "$name" >&2; fail "--init: the app never turned healthy beneath docker's init"; }
+[ "$(docker exec "$name" cat /proc/1/comm)" != initd ] || fail "--init: PID 1 is initd, not docker's init"
+status=$(docker exec "$name" initd status) || fail "--init: initd status failed"
+grep -q '^init: *entrypoint under another init (PID 1 is ' <<<"$status" ||
+    { echo "$status" >&2; fail "--init: initd status does not name the other init"; }
+grep -q 'running under another init' <<<"$(docker logs "$name" 2>&1)" ||
+    fail "--init: initd did not say that it runs under another init"
+timed_stop "$name"
+# 0 or 143 (INITD_STOP_EXIT decides); never docker's SIGKILL (137).
+[ "$STOP_CODE" = 0 ] || [ "$STOP_CODE" = 143 ] || fail "--init: exit $STOP_CODE on docker stop"
+awk -v s="$STOP_SECS" 'BEGIN { exit !(s < 10) }' || fail "--init: docker stop took ${STOP_SECS}s"
+docker rm "$name" >/dev/null
+pass "--init (compose init: true): initd beneath docker's init turns healthy, status names the init, docker stop ${STOP_SECS}s exit $STOP_CODE"
+
 # ---------------------------------------------------------------------------
 # Scaling: three replicas start together on a fresh database
 # ---------------------------------------------------------------------------
