@@ -378,7 +378,7 @@ pub fn fstat_at(fd: impl AsFd, path: &Path) -> Result<FileStat, PathError> {
     nix::sys::stat::fstat(fd).map_err(|e| io_err(path, e))
 }
 
-/// Why [`read_regular`] read nothing.
+/// Why [`read_regular`] or [`read_regular_beneath`] read nothing.
 #[derive(Debug)]
 pub enum ReadProblem {
     Missing,
@@ -388,28 +388,6 @@ pub enum ReadProblem {
     TooLarge,
 }
 
-/// "a FIFO", "a directory"... for a file type that is not a regular file.
-pub fn describe_kind(ft: std::fs::FileType) -> Option<&'static str> {
-    use std::os::unix::fs::FileTypeExt;
-    Some(if ft.is_file() {
-        return None;
-    } else if ft.is_dir() {
-        "a directory"
-    } else if ft.is_fifo() {
-        "a FIFO"
-    } else if ft.is_char_device() {
-        "a character device"
-    } else if ft.is_block_device() {
-        "a block device"
-    } else if ft.is_socket() {
-        "a socket"
-    } else if ft.is_symlink() {
-        "a symbolic link"
-    } else {
-        "a special file"
-    })
-}
-
 /// Reads a small file initd needs at start-up (its settings file, the
 /// app's gunicorn.conf.py) without ever blocking on it or reading it
 /// forever: it must be a regular file (links to one are followed) of at
@@ -417,32 +395,91 @@ pub fn describe_kind(ft: std::fs::FileType) -> Option<&'static str> {
 /// see the open), opened non-blocking (a FIFO swapped in meanwhile must not
 /// hang PID 1), checked again on the descriptor, and read up to `max + 1`.
 pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, ReadProblem> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(ReadProblem::NotRegular("a directory"));
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    read_regular_beneath(dir, Path::new(name), max, true)
+}
+
+/// [`read_regular`] for `relative` beneath the directory `base` (trusted,
+/// e.g. the working directory the image set). Unless `follow`, no symbolic
+/// link below `base` is followed: each component is opened from its
+/// parent's descriptor with O_NOFOLLOW, as root must for files the app owns
+/// (its project, its gunicorn.conf.py), where a link could lead anywhere.
+pub fn read_regular_beneath(
+    base: &Path,
+    relative: &Path,
+    max: u64,
+    follow: bool,
+) -> Result<Vec<u8>, ReadProblem> {
+    use nix::fcntl::{AtFlags, openat};
     use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let check = |meta: &std::fs::Metadata| match describe_kind(meta.file_type()) {
-        Some(what) => Err(ReadProblem::NotRegular(what)),
-        None if meta.len() > max => Err(ReadProblem::TooLarge),
-        None => Ok(()),
+    let problem = |e: Errno| match e {
+        Errno::ENOENT => ReadProblem::Missing,
+        // O_NOFOLLOW met a link (ELOOP), or a link where a directory was
+        // expected (ENOTDIR, as the kernel reports it with O_DIRECTORY).
+        Errno::ELOOP | Errno::ENOTDIR if !follow => ReadProblem::NotRegular("a symbolic link"),
+        e => ReadProblem::Io(e.into()),
     };
-    let io = |e: std::io::Error| match e.kind() {
-        std::io::ErrorKind::NotFound => ReadProblem::Missing,
-        _ => ReadProblem::Io(e),
+    let parts: Vec<&OsStr> = relative.iter().collect();
+    let Some((last, dirs)) = parts.split_last() else {
+        return Err(ReadProblem::NotRegular("a directory"));
     };
-    check(&std::fs::metadata(path).map_err(io)?)?;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(io)?;
-    check(&file.metadata().map_err(io)?)?;
+    let mut flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
+    if !follow {
+        flags |= OFlag::O_NOFOLLOW;
+    }
+    // `base` itself is trusted: links to it are followed.
+    let base_flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_DIRECTORY;
+    let mut dir = nix::fcntl::open(base, base_flags, Mode::empty()).map_err(problem)?;
+    for part in dirs {
+        dir = openat(&dir, *part, flags | OFlag::O_DIRECTORY, Mode::empty()).map_err(problem)?;
+    }
+    // Looked at before it is opened: a device would see the open.
+    let at = if follow {
+        AtFlags::empty()
+    } else {
+        AtFlags::AT_SYMLINK_NOFOLLOW
+    };
+    let check = |st: &FileStat| {
+        if kind(st) != SFlag::S_IFREG {
+            Err(ReadProblem::NotRegular(describe_mode(st)))
+        } else if st.st_size as u64 > max {
+            Err(ReadProblem::TooLarge)
+        } else {
+            Ok(())
+        }
+    };
+    check(&nix::sys::stat::fstatat(&dir, *last, at).map_err(problem)?)?;
+    let fd = openat(&dir, *last, flags, Mode::empty()).map_err(problem)?;
+    check(&nix::sys::stat::fstat(&fd).map_err(problem)?)?;
     let mut bytes = Vec::new();
-    file.take(max + 1)
+    std::fs::File::from(fd)
+        .take(max + 1)
         .read_to_end(&mut bytes)
         .map_err(ReadProblem::Io)?;
     if bytes.len() as u64 > max {
         return Err(ReadProblem::TooLarge);
     }
     Ok(bytes)
+}
+
+/// "a FIFO", "a directory"... for a file that is not a regular file.
+fn describe_mode(st: &FileStat) -> &'static str {
+    match kind(st) {
+        SFlag::S_IFDIR => "a directory",
+        SFlag::S_IFIFO => "a FIFO",
+        SFlag::S_IFCHR => "a character device",
+        SFlag::S_IFBLK => "a block device",
+        SFlag::S_IFSOCK => "a socket",
+        SFlag::S_IFLNK => "a symbolic link",
+        _ => "a special file",
+    }
 }
 
 #[cfg(test)]

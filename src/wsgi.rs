@@ -15,8 +15,6 @@
 //! never by importing it: initd is root at this point, and importing runs
 //! the app's code. Two candidates under one rule are an error naming both.
 
-use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -256,50 +254,18 @@ pub fn callable(top: &TopLevel) -> Result<String, String> {
 /// from its parent's descriptor with O_NOFOLLOW. Nothing but a regular
 /// file of at most 1 MiB is read: a FIFO named app.py must not stall PID 1.
 pub fn read_source(base: &Path, relative: &Path) -> Result<String, String> {
-    use nix::fcntl::{OFlag, openat};
-    use nix::sys::stat::Mode;
-    const MAX: u64 = 1 << 20;
+    use crate::fsafe::{ReadProblem, read_regular_beneath};
     let root = nix::unistd::geteuid().is_root();
-    let unreadable = |e: nix::Error| match e {
-        nix::Error::ELOOP | nix::Error::ENOTDIR if root => {
+    let bytes = read_regular_beneath(base, relative, 1 << 20, !root).map_err(|p| match p {
+        ReadProblem::NotRegular("a symbolic link") => {
             "is or goes through a symbolic link, which initd does not follow as root".to_string()
         }
-        e => format!("cannot be read ({e})"),
-    };
-    let mut dir = File::open(base)
-        .map_err(|e| format!("cannot be read ({e})"))?
-        .into();
-    let parts: Vec<_> = relative.components().collect();
-    let mut file: Option<File> = None;
-    for (i, part) in parts.iter().enumerate() {
-        let last = i + 1 == parts.len();
-        let mut flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
-        if root {
-            flags |= OFlag::O_NOFOLLOW;
-        }
-        if !last {
-            flags |= OFlag::O_DIRECTORY;
-        }
-        let fd = openat(&dir, part.as_os_str(), flags, Mode::empty()).map_err(unreadable)?;
-        if last {
-            file = Some(File::from(fd));
-        } else {
-            dir = fd;
-        }
-    }
-    let file = file.ok_or_else(|| "is not a file".to_string())?;
-    let meta = file.metadata().map_err(|e| format!("cannot be read ({e})"))?;
-    if !meta.is_file() {
-        return Err("is not a regular file".to_string());
-    }
-    if meta.len() > MAX {
-        return Err("is larger than 1 MiB".to_string());
-    }
-    let mut text = String::new();
-    file.take(MAX)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("cannot be read ({e})"))?;
-    Ok(text)
+        ReadProblem::NotRegular(_) => "is not a regular file".to_string(),
+        ReadProblem::TooLarge => "is larger than 1 MiB".to_string(),
+        ReadProblem::Missing => "does not exist".to_string(),
+        ReadProblem::Io(e) => format!("cannot be read ({e})"),
+    })?;
+    String::from_utf8(bytes).map_err(|_| "is not UTF-8 text".to_string())
 }
 
 /// Finds the app in `cwd` following the rules above. `flask_app` is the
