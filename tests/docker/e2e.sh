@@ -436,10 +436,14 @@ pass "ci: both secrets reached the app's process; neither appears in any log or 
 # --- Celery worker (CI file): healthy through a real ping, tasks run, -----
 # --- and a task running when `docker stop` comes still completes ----------
 
-# A field of a JSON object on stdin: json_field KEY [SUBKEY] ('' if absent).
+# A field of a JSON object on stdin: json_field KEY [SUBKEY] ('' if absent,
+# or if the input is no JSON: nginx's error page while the app restarts).
 json_field() {
     python3 -c 'import json, sys
-v = json.load(sys.stdin)
+try:
+    v = json.load(sys.stdin)
+except ValueError:
+    v = {}
 for k in sys.argv[1:]:
     v = v.get(k, "") if isinstance(v, dict) else ""
 print(v)' "$@"
@@ -474,12 +478,12 @@ pass "worker: a task queued at /tasks/sum ran on the worker (sum 42, uid 9500, r
 
 # Healthy only while the worker answers: a stopped (SIGSTOP) Celery is alive
 # but deaf, and the check must say so; SIGCONT brings it back.
-docker exec "$WORKER" kill -STOP "$wserver"
+docker exec "$WORKER" sh -c "kill -STOP $wserver"
 if out=$(docker exec "$WORKER" initd check 2>&1); then
-    docker exec "$WORKER" kill -CONT "$wserver"
+    docker exec "$WORKER" sh -c "kill -CONT $wserver"
     fail "worker: initd check passed while celery was stopped ($out)"
 fi
-docker exec "$WORKER" kill -CONT "$wserver"
+docker exec "$WORKER" sh -c "kill -CONT $wserver"
 [[ $out == unhealthy:*"inspect ping"* ]] || fail "worker: a deaf worker's check says '$out'"
 eventually 60 docker exec "$WORKER" initd check >/dev/null || fail "worker: not healthy again after SIGCONT"
 pass "worker: a worker that does not answer the ping is unhealthy ($out), healthy again once it answers"
