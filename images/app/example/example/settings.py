@@ -106,6 +106,9 @@ CELERY_TASK_TRACK_STARTED = True
 # then never needs more than this (docs/docker.md: the stop arithmetic).
 CELERY_TASK_TIME_LIMIT = 20
 CELERY_RESULT_EXPIRES = 24 * 3600
+# Without Redis, a request to /tasks/sum answers 503 within seconds rather
+# than after the result store's default 20 retries.
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"retry_policy": {"max_retries": 3}}
 
 LOGGING = {
     "version": 1,
