@@ -777,14 +777,23 @@ grep -qx 'COMPOSE_FILE=docker-compose.ci.yml' "$MK/.env" || fail "make up did no
 wait_healthy app
 wait_healthy worker
 [ "$(docker inspect -f '{{.Config.Image}}' "$(cid app)")" = "$IMG/app:ci" ] || fail "make up: the app does not run the CI image"
-before=$(compose ps -q | sort)
+# Each container as "name container-id image-id", sorted.
+project_state() {
+    local c
+    for c in $(compose ps -q); do docker inspect -f '{{.Name}} {{.Id}} {{.Image}}' "$c"; done | sort
+}
+before=$(project_state)
 [ "$(wc -l <<<"$before")" = 5 ] || fail "make up: $(wc -l <<<"$before") containers, expected app, worker, redis, db, nginx"
 # Again, without COMPOSE_FILE: .env still names the CI file, nothing changed,
 # so nothing is recreated.
 mk up >"$WORK/make-up.log" 2>&1 || { tail -n 40 "$WORK/make-up.log" >&2; fail "make up (second time)"; }
-after=$(compose ps -q | sort)
-[ "$before" = "$after" ] || fail "make up (second time) recreated containers"
-for c in $after; do
+after=$(project_state)
+if [ "$before" != "$after" ]; then
+    grep -v '^#' "$WORK/make-up.log" | tail -n 30 >&2
+    printf 'before:\n%s\nafter:\n%s\n' "$before" "$after" >&2
+    fail "make up (second time) recreated containers"
+fi
+for c in $(compose ps -q); do
     [ "$(docker inspect -f '{{.State.Running}}' "$c")" = true ] || fail "make up: $(docker inspect -f '{{.Name}}' "$c") is not running"
 done
 pass "make up COMPOSE_FILE=docker-compose.ci.yml: built, started (5 services, ${MAKE_UP}s), kept the choice in .env; a second make up changed nothing"
