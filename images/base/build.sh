@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # images/base/build.sh — build local stand-ins for the public base images that
 # images/app/Dockerfile, images/nginx/Dockerfile and docker-compose.yml take as
-# build args (python:3.12-slim, node:20-slim, rust:1, nginx, postgres:16, busybox).
+# build args (python:3.12-slim, node:20-slim, rust:1, nginx, postgres:16, redis:7,
+# busybox).
 #
 # Why: the machines this project is built and tested on reach Debian's
 # package mirror, PyPI and crates.io, but no container registry, so
@@ -10,7 +11,7 @@
 # packages added in a chroot, then `tar | docker import`.
 #
 # Usage: images/base/build.sh [--force] [--verify|--no-verify] [IMAGE...]
-#   IMAGE     any of: busybox python nginx postgres node rust (default: all)
+#   IMAGE     any of: busybox python nginx postgres node rust redis (default: all)
 #   --force   rebuild even when an image with the same recipe hash exists
 #   --verify  run the smoke test of every selected image, built or not
 #             (by default only freshly built images are smoke-tested)
@@ -56,7 +57,7 @@ LABEL=org.initd.base.recipe
 # hashed functions that still changes what ends up in the images).
 RECIPE_VERSION=1
 
-ALL_IMAGES=(busybox python nginx postgres node rust)
+ALL_IMAGES=(busybox python nginx postgres node rust redis)
 # PATH for the chroot and for the images (Docker's default order).
 STD_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
@@ -534,6 +535,49 @@ smoke_postgres() {
         [ "$code" = 0 ] && [ "$took" -lt 10 ] || return 1
         docker rm "$id" >/dev/null
     done
+}
+
+# redis: Debian's redis-server (7.0 on bookworm), run as the public redis
+# image runs it: in the foreground as PID 1, as the redis user, data in /data
+# (a volume there keeps it), reachable from other containers without a
+# password. redis-server's built-in default is protected mode, which refuses
+# every peer but loopback when no password is set; the public image builds
+# redis with it off, so the stand-in turns it off on the command line. A
+# compose `command:` replaces all of CMD, as with the public image.
+build_redis() {
+    local tag=$1 hash=$2
+    new_root redis
+    apt_install redis-server
+    in_root 'install -d -o redis -g redis -m 0750 /data'
+    finalize_root
+    import_root "$tag" "$hash" 'USER redis' 'WORKDIR /data' 'VOLUME /data' 'EXPOSE 6379' \
+        'CMD ["redis-server", "--protected-mode", "no", "--dir", "/data"]'
+}
+smoke_redis() {
+    local tag=$1 id
+    id=initd-base-smoke-redis-$$
+    docker network create "$id" >/dev/null
+    # The smoke test runs in a subshell of its own: EXIT cleans up on failure too.
+    # shellcheck disable=SC2064 # the id is fixed now
+    trap "docker rm -f $id >/dev/null 2>&1; docker network rm $id >/dev/null 2>&1" EXIT
+    docker run -d --name "$id" --network "$id" --network-alias redis "$tag" >/dev/null
+    local i
+    for i in $(seq 30); do
+        docker exec "$id" redis-cli ping 2>/dev/null | grep -qx PONG && break
+        [ "$i" = 30 ] && { docker logs "$id" >&2; return 1; }
+        sleep 1
+    done
+    # From another container, as a Celery worker connects.
+    docker run --rm --network "$id" "$tag" sh -euc '
+        redis-cli -h redis set initd-smoke ok >/dev/null
+        test "$(redis-cli -h redis get initd-smoke)" = ok
+        redis-server --version'
+    test "$(docker exec "$id" id -un)" = redis
+    local t0=$SECONDS code
+    docker stop -t 10 "$id" >/dev/null
+    code=$(docker inspect -f '{{.State.ExitCode}}' "$id")
+    echo "stopped in $((SECONDS - t0))s, exit code $code"
+    [ "$code" = 0 ] && [ $((SECONDS - t0)) -lt 10 ]
 }
 
 # node: Debian's nodejs (18 on bookworm) and npm, for an assets build stage.

@@ -13,6 +13,9 @@
 #             every container; `docker stop` is quick and clean, nginx
 #             finishes a request in flight and shows its error page while
 #             the app is down; the drop-in run-scripts start initd as PID 1.
+#             The Celery worker turns healthy through a ping to its own node
+#             (and unhealthy when it stops answering), runs a task queued
+#             through nginx, and on `docker stop` finishes the task in hand.
 #   scaling:  `--scale app=3` on a fresh database: one replica migrates, the
 #             others wait for the lock and find nothing to do; all healthy;
 #             nginx spreads requests over them.
@@ -20,7 +23,10 @@
 #             checkout is served at the next request; the watcher rebuilds
 #             the CSS; with AUTO_START_SERVER=false the container idles and
 #             `docker compose exec app initd exec ...` runs as the app user
-#             with the secrets.
+#             with the secrets. The dev worker restarts on a task edit.
+#   logs:     nginx with LOG_RETENTION=true: two restarts, two dated folders.
+#   make:     make up (COMPOSE_FILE kept in .env), again (no change), make
+#             shell with commands on stdin, make down.
 #   builds:   image sizes, build times, and a rebuild after a code-only change.
 #
 #   bash tests/docker/e2e.sh
@@ -148,15 +154,17 @@ cleanup() {
         say "E2E_KEEP: leaving project $PROJECT ($CURRENT_FILE) and $WORK in place"
         return
     fi
-    local f
+    local f p
     for f in docker-compose.ci.yml docker-compose.yml; do
         "${COMPOSE_CMD[@]}" -f "$ROOT/$f" down -v --remove-orphans --timeout 10 >/dev/null 2>&1 || true
     done
     # Anything of the project compose did not know about (a failed run's
-    # one-off containers), then the scratch space.
-    docker ps -aq --filter "label=com.docker.compose.project=$PROJECT" | xargs -r docker rm -f >/dev/null 2>&1 || true
-    docker network ls -q --filter "label=com.docker.compose.project=$PROJECT" | xargs -r docker network rm >/dev/null 2>&1 || true
-    docker volume ls -q --filter "label=com.docker.compose.project=$PROJECT" | xargs -r docker volume rm >/dev/null 2>&1 || true
+    # one-off containers, the `make` block's project), then the scratch space.
+    for p in "$PROJECT" "$PROJECT-make"; do
+        docker ps -aq --filter "label=com.docker.compose.project=$p" | xargs -r docker rm -f >/dev/null 2>&1 || true
+        docker network ls -q --filter "label=com.docker.compose.project=$p" | xargs -r docker network rm >/dev/null 2>&1 || true
+        docker volume ls -q --filter "label=com.docker.compose.project=$p" | xargs -r docker volume rm >/dev/null 2>&1 || true
+    done
     docker rmi "$IMG/app:warm" >/dev/null 2>&1 || true
     rm -rf "$WORK"
 }
@@ -166,7 +174,7 @@ dump_logs() {
     say "--- $CURRENT_FILE: docker compose ps / logs (last 60 lines each) ---"
     compose ps >&2 2>&1 || true
     local s
-    for s in app db nginx; do
+    for s in app worker redis db nginx; do
         compose logs --no-color --tail=60 "$s" >&2 2>&1 || true
     done
 }
@@ -231,17 +239,26 @@ zombies() {
 # Leaves three orphans in a container (sleepers whose parent exits at once),
 # checks they were re-parented to PID 1, waits until they have exited, and
 # checks nothing is left unreaped.
+# Orphaned sleepers (parent: PID 1) still running, not zombies.
+live_sleepers() {
+    docker exec "$1" sh -c 'for s in /proc/[0-9]*/stat; do cat "$s" 2>/dev/null; done' |
+        awk '/ \(sleep\) / { sub(/^.*\) /, ""); if ($1 != "Z" && $2 == 1) n++ } END { print n + 0 }'
+}
+no_live_sleepers() { [ "$(live_sleepers "$1")" = 0 ]; }
+no_zombies() { [ "$(zombies "$1")" = 0 ]; }
+
 orphans_reaped() {
     local c=$1 name=$2 adopted
-    docker exec "$c" sh -c 'for i in 1 2 3; do (sleep 3 &); done'
+    # 8s, not less: on a loaded machine the `docker exec` that counts them
+    # can take seconds, and a sleeper gone by then is not counted.
+    docker exec "$c" sh -c 'for i in 1 2 3; do (sleep 8 &); done'
     adopted=$(docker exec "$c" sh -c 'for d in /proc/[0-9]*; do
             [ "$(cat $d/comm 2>/dev/null)" = sleep ] && awk "/^PPid:/ { print \$2 }" $d/status; done' |
         grep -cx 1 || true)
     [ "$adopted" = 3 ] || fail "$name: expected 3 orphaned sleepers adopted by PID 1, found $adopted"
-    sleep 5
-    local z
-    z=$(zombies "$c")
-    [ "$z" = 0 ] || fail "$name: $z zombie process(es) left after the orphans exited"
+    eventually 30 no_live_sleepers "$c" || fail "$name: the orphaned sleepers did not exit"
+    # Reaped as soon as they exit; a few seconds of slack for a slow machine.
+    eventually 5 no_zombies "$c" || fail "$name: $(zombies "$c") zombie process(es) left after the orphans exited"
     pass "$name: 3 orphans adopted by PID 1 and reaped (no zombies)"
 }
 
@@ -269,17 +286,18 @@ BUILD_ARGS=()
 if [ "${E2E_BASE:-local}" = public ]; then
     say "base images: the public defaults of the Dockerfiles"
     POSTGRES_IMAGE=postgres:16
+    REDIS_IMAGE=redis:7
     PYTHON_IMAGE=python:3.12-slim
 else
     t0=$SECONDS
     say "base images: images/base/build.sh (cached in /var/cache/initd-base)"
-    base_env=$(bash images/base/build.sh python node rust nginx postgres)
+    base_env=$(bash images/base/build.sh python node rust nginx postgres redis)
     eval "$base_env"
     say "base images ready in $((SECONDS - t0))s"
     BUILD_ARGS=(--build-arg "RUST_IMAGE=$RUST_IMAGE" --build-arg "NODE_IMAGE=$NODE_IMAGE"
         --build-arg "PYTHON_IMAGE=$PYTHON_IMAGE" --build-arg "NGINX_IMAGE=$NGINX_IMAGE")
 fi
-export POSTGRES_IMAGE
+export POSTGRES_IMAGE REDIS_IMAGE
 
 # The build context: the files the Dockerfiles use, copied, so the rebuild
 # after a code change below can change one without touching the checkout.
@@ -423,6 +441,86 @@ for c in $(compose ps -q); do
 done
 no_secret_in "docker compose logs" "$(compose logs --no-color 2>&1)"
 pass "ci: both secrets reached the app's process; neither appears in any log or docker inspect"
+
+# --- Celery worker (CI file): healthy through a real ping, tasks run, -----
+# --- and a task running when `docker stop` comes still completes ----------
+
+# A field of a JSON object on stdin: json_field KEY [SUBKEY] ('' if absent,
+# or if the input is no JSON: nginx's error page while the app restarts).
+json_field() {
+    python3 -c 'import json, sys
+try:
+    v = json.load(sys.stdin)
+except ValueError:
+    v = {}
+for k in sys.argv[1:]:
+    v = v.get(k, "") if isinstance(v, dict) else ""
+print(v)' "$@"
+}
+# Queues slow_sum through nginx; prints the answer (JSON).
+queue_task() { https "/tasks/sum?$1"; }
+task_state() { https "/tasks/$1" | json_field state; }
+
+wait_healthy worker
+WORKER=$(cid worker)
+check=$(docker exec "$WORKER" initd check) || fail "worker: initd check exits non-zero in a healthy container"
+[[ $check == "running: "*"inspect ping"* ]] || fail "worker: initd check says '$check' (no ping probe?)"
+pass "worker: healthy through its HEALTHCHECK, a Celery ping to its own node ($check)"
+
+plan=$(docker exec "$WORKER" initd config 2>&1) || { echo "$plan" >&2; fail "worker: initd config failed"; }
+grep -q '^# wait for: tcp://redis:6379, tcp://db:5432' <<<"$plan" || { echo "$plan" >&2; fail "worker: the plan does not wait for redis and db"; }
+grep -q '^# 1\. server: celery -A example worker' <<<"$plan" || { echo "$plan" >&2; fail "worker: the plan's only step is not the Celery worker (a migration?)"; }
+if grep -q 'Applying \|migrat' <<<"$(docker logs "$WORKER" 2>&1)"; then fail "worker: the worker container migrated"; fi
+wserver=$(main_child "$WORKER")
+[ "$(docker exec "$WORKER" cat "/proc/$wserver/comm")" = celery ] || fail "worker: initd's main child is not celery"
+[ "$(uid_of "$WORKER" "$wserver")" = 9500 ] || fail "worker: celery runs as uid $(uid_of "$WORKER" "$wserver"), not 9500"
+pass "worker: initd waits for redis and db, migrates nothing, and runs celery as its main child (uid 9500)"
+
+answer=$(queue_task "x=2&y=40&wait=25") || fail "worker: /tasks/sum did not answer"
+if [ "$(json_field state <<<"$answer")" != SUCCESS ] || [ "$(json_field result sum <<<"$answer")" != 42 ] ||
+    [ "$(json_field result uid <<<"$answer")" != 9500 ] || [ "$(json_field result worker <<<"$answer")" != "${WORKER:0:12}" ] ||
+    [ "$(json_field result visits <<<"$answer")" -lt 1 ]; then
+    echo "$answer" >&2
+    fail "worker: the task queued through nginx did not come back summed by this worker, as 9500, with the visits from PostgreSQL"
+fi
+pass "worker: a task queued at /tasks/sum ran on the worker (sum 42, uid 9500, read PostgreSQL with the secret)"
+
+# Healthy only while the worker answers: a stopped (SIGSTOP) Celery is alive
+# but deaf, and the check must say so; SIGCONT brings it back.
+docker exec "$WORKER" sh -c "kill -STOP $wserver"
+if out=$(docker exec "$WORKER" initd check 2>&1); then
+    docker exec "$WORKER" sh -c "kill -CONT $wserver"
+    fail "worker: initd check passed while celery was stopped ($out)"
+fi
+docker exec "$WORKER" sh -c "kill -CONT $wserver"
+[[ $out == unhealthy:*"inspect ping"* ]] || fail "worker: a deaf worker's check says '$out'"
+eventually 60 docker exec "$WORKER" initd check >/dev/null || fail "worker: not healthy again after SIGCONT"
+pass "worker: a worker that does not answer the ping is unhealthy ($out), healthy again once it answers"
+
+orphans_reaped "$WORKER" "ci worker (initd)"
+
+# Warm shutdown: a task is running (STARTED) when the stop comes; Celery
+# finishes it, then exits, all within stop_grace_period.
+answer=$(queue_task "x=20&y=22&s=8") || fail "worker: could not queue the long task"
+task=$(json_field id <<<"$answer")
+[ -n "$task" ] || { echo "$answer" >&2; fail "worker: no task id from /tasks/sum"; }
+eventually 30 sh -c "curl -sk 'https://localhost:$HTTPS_PORT/tasks/$task' | grep -q '\"state\": \"STARTED\"'" ||
+    fail "worker: the 8s task never started (state $(task_state "$task"))"
+t0=$(date +%s%N)
+compose stop worker >/dev/null 2>&1
+WORKER_STOP=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
+code=$(docker inspect -f '{{.State.ExitCode}}' "$WORKER")
+wlogs=$(docker logs "$WORKER" 2>&1)
+grep -q 'Warm shutdown' <<<"$wlogs" || { echo "$wlogs" | tail -20 >&2; fail "worker: no warm shutdown in Celery's log"; }
+grep -q "slow_sum\[$task\] succeeded" <<<"$wlogs" || { echo "$wlogs" | tail -20 >&2; fail "worker: the running task did not succeed before the worker exited"; }
+state=$(task_state "$task")
+[ "$state" = SUCCESS ] || fail "worker: the task interrupted by docker stop is $state, not SUCCESS"
+# Celery exits 0 after a warm shutdown (it was not killed by the signal):
+# initd passes that on. 143 would be initd reporting the TERM itself
+# (INITD_STOP_EXIT=keep); 137 or anything else means a kill or a failure.
+[ "$code" = 0 ] || [ "$code" = 143 ] || fail "worker: exit code $code after docker stop (killed before the task finished?)"
+awk -v s="$WORKER_STOP" 'BEGIN { exit !(s < 25) }' || fail "worker: the stop took ${WORKER_STOP}s (reached INITD_STOP_TIMEOUT)"
+pass "worker: docker stop during an 8s task: warm shutdown, the task completed (SUCCESS), exit $code after ${WORKER_STOP}s"
 
 # HUP goes to gunicorn (which reloads its workers).
 docker kill -s HUP "$APP" >/dev/null
@@ -589,6 +687,23 @@ eventually 60 sh -c "curl -sk 'https://localhost:$HTTPS_PORT/static/build/app.cs
 [ "$(stat -c %u "$APP_SRC/static/build/app.css")" = "$DEV_UID" ] || fail "dev: the rebuilt asset is not owned by $DEV_UID on the host"
 grep -q 'assets | built static/build/app.css' <<<"$(compose logs --no-color app)" || fail "dev: no watcher line in the logs"
 pass "dev: the asset watcher rebuilt app.css (owned by $DEV_UID on the host)"
+
+# --- Celery worker (dev file): `initd dev` restarts it on a task edit -------
+
+wait_healthy worker
+WORKER=$(cid worker)
+answer=$(queue_task "x=1&y=2&wait=25")
+if [ "$(json_field result sum <<<"$answer")" != 3 ] || [ "$(json_field result uid <<<"$answer")" != "$DEV_UID" ] ||
+    [ "$(json_field result note <<<"$answer")" != "Summed by the initd example worker." ]; then
+    echo "$answer" >&2
+    fail "dev worker: the task did not run as HOST_UID $DEV_UID with the checkout's code"
+fi
+sed -i 's/^TASK_NOTE = .*/TASK_NOTE = "Edited task, reloaded by initd dev."/' "$APP_SRC/visits/tasks.py"
+note_is_edited() { [ "$(queue_task "x=1&y=2&wait=10" | json_field result note)" = "Edited task, reloaded by initd dev." ]; }
+eventually 120 note_is_edited || fail "dev worker: a task queued after the edit still ran the old code (120s)"
+restarts=$(docker exec "$WORKER" initd check --json | json_field main_restarts)
+[ "${restarts:-0}" -ge 1 ] || fail "dev worker: initd reports $restarts restarts of the worker after the edit"
+pass "dev worker: healthy; after an edit of visits/tasks.py initd dev restarted Celery ($restarts restart(s)) and the next task ran the new code"
 no_secret_in "docker compose logs (dev)" "$(compose logs --no-color 2>&1)"
 no_secret_in "docker inspect (dev app)" "$(docker inspect "$APP")"
 
@@ -627,6 +742,121 @@ pass "dev: docker stop of the idle app: ${STOP_SECS}s, exit 0"
 compose down -v --timeout 10 >/dev/null 2>&1
 
 # ---------------------------------------------------------------------------
+# nginx LOG_RETENTION: each start files the previous logs in a dated folder
+# ---------------------------------------------------------------------------
+
+CURRENT_FILE=docker-compose.ci.yml
+dated='^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}-[0-9]{2}-[0-9]{2}Z(-[0-9]+)?$'
+# The earlier runs used the default (false): nginx appended, no folders.
+if [ -n "$(find "$NGINX_LOG_DIR" -mindepth 1 -type d)" ]; then
+    ls -la "$NGINX_LOG_DIR" >&2
+    fail "logs: LOG_RETENTION=false (the default) left folders in the log directory"
+fi
+say "--- nginx with LOG_RETENTION=true, LOG_RETENTION_DAYS=30 (alone: --no-deps)"
+RET_LOGS=$WORK/nginx-logs-retention
+# A folder from long ago, which LOG_RETENTION_DAYS=30 removes.
+mkdir -p "$RET_LOGS/2020-01-01T00-00-00Z"
+echo 'old run' >"$RET_LOGS/2020-01-01T00-00-00Z/access.log"
+chmod -R a+rX "$RET_LOGS"
+marker_request() { curl -sk -o /dev/null "https://localhost:$HTTPS_PORT/$1" || true; }
+nginx_started_since() { docker logs --since "$1" "$(cid nginx)" 2>&1 | grep -q 'nginx-start: HTTPS on'; }
+restart_nginx() {
+    local since
+    since=$(date +%s)
+    # Folder names have one-second resolution: never two starts in one second.
+    sleep 1
+    compose restart nginx >/dev/null 2>&1 || fail "logs: compose restart nginx"
+    eventually 30 nginx_started_since "$since" || fail "logs: nginx did not start again"
+    eventually 30 sh -c "curl -sk -o /dev/null 'https://localhost:$HTTPS_PORT/'" || fail "logs: nginx does not answer after the restart"
+}
+NGINX_LOG_DIR=$RET_LOGS LOG_RETENTION=true LOG_RETENTION_DAYS=30 compose up -d --no-build --no-deps nginx >"$WORK/up.log" 2>&1 ||
+    { cat "$WORK/up.log" >&2; fail "compose up nginx (LOG_RETENTION=true)"; }
+eventually 30 sh -c "curl -sk -o /dev/null 'https://localhost:$HTTPS_PORT/'" || fail "logs: nginx did not come up"
+[ ! -e "$RET_LOGS/2020-01-01T00-00-00Z" ] || fail "logs: LOG_RETENTION_DAYS=30 left the 2020 folder"
+marker_request e2e-run-one
+restart_nginx
+marker_request e2e-run-two
+restart_nginx
+marker_request e2e-run-three
+mapfile -t folders < <(find "$RET_LOGS" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort)
+if [ "${#folders[@]}" != 2 ] || ! [[ ${folders[0]} =~ $dated ]] || ! [[ ${folders[1]} =~ $dated ]]; then
+    ls -laR "$RET_LOGS" >&2
+    fail "logs: two restarts left ${#folders[@]} folder(s) (${folders[*]}), not two dated ones"
+fi
+first=$RET_LOGS/${folders[0]} second=$RET_LOGS/${folders[1]}
+grep -q e2e-run-one "$first/access.log" && ! grep -q e2e-run-two "$first/access.log" ||
+    fail "logs: ${folders[0]} does not hold exactly the first run's requests"
+grep -q e2e-run-two "$second/access.log" && ! grep -q e2e-run-one "$second/access.log" ||
+    fail "logs: ${folders[1]} does not hold exactly the second run's requests"
+[ -f "$first/error.log" ] && [ -f "$second/error.log" ] || fail "logs: error.log was not kept with each run"
+grep -q e2e-run-three "$RET_LOGS/access.log" && ! grep -q -e e2e-run-one -e e2e-run-two "$RET_LOGS/access.log" ||
+    fail "logs: the current access.log is not fresh"
+nginx_uid=$(docker exec "$(cid nginx)" id -u nginx)
+[ "$(stat -c %u "$first")" = "$nginx_uid" ] && [ "$(stat -c %u "$second")" = "$nginx_uid" ] ||
+    fail "logs: the dated folders were not made by the nginx user (uid $nginx_uid)"
+pass "logs: LOG_RETENTION=true: two restarts left ${folders[0]}/ and ${folders[1]}/, each with its run's logs, made as the nginx user; LOG_RETENTION_DAYS=30 removed the 2020 folder"
+compose down -v --timeout 10 >/dev/null 2>&1
+
+# ---------------------------------------------------------------------------
+# make: up (COMPOSE_FILE kept in .env), up again (idempotent), shell, down
+# ---------------------------------------------------------------------------
+
+# In a copy of the checkout: `make up COMPOSE_FILE=...` writes .env, and a
+# developer's own .env must neither be changed nor read.
+MK=$WORK/make-checkout
+mkdir -p "$MK"
+cp -a Makefile docker-compose.yml docker-compose.ci.yml Cargo.toml Cargo.lock build.rs .cargo src images "$MK/"
+rm -rf "$MK/images/app/example/static/build" "$MK/images/app/example/staticfiles" "$MK/images/app/example/db.sqlite3" "$MK/.env"
+# The base images the builds take (unset with E2E_BASE=public: the defaults).
+export RUST_IMAGE NODE_IMAGE PYTHON_IMAGE NGINX_IMAGE
+export COMPOSE_PROJECT_NAME=$PROJECT-make
+CURRENT_FILE=docker-compose.ci.yml
+mk() { make --no-print-directory -s -C "$MK" "$@"; }
+say "--- make up COMPOSE_FILE=docker-compose.ci.yml (project $COMPOSE_PROJECT_NAME)"
+t0=$SECONDS
+mk up COMPOSE_FILE=docker-compose.ci.yml >"$WORK/make-up.log" 2>&1 || { tail -n 40 "$WORK/make-up.log" >&2; fail "make up COMPOSE_FILE=docker-compose.ci.yml"; }
+MAKE_UP=$((SECONDS - t0))
+grep -qx 'COMPOSE_FILE=docker-compose.ci.yml' "$MK/.env" || fail "make up did not keep COMPOSE_FILE in .env"
+wait_healthy app
+wait_healthy worker
+[ "$(docker inspect -f '{{.Config.Image}}' "$(cid app)")" = "$IMG/app:ci" ] || fail "make up: the app does not run the CI image"
+# Each container as "name container-id image-id", sorted.
+project_state() {
+    local c
+    for c in $(compose ps -q); do docker inspect -f '{{.Name}} {{.Id}} {{.Image}}' "$c"; done | sort
+}
+before=$(project_state)
+[ "$(wc -l <<<"$before")" = 5 ] || fail "make up: $(wc -l <<<"$before") containers, expected app, worker, redis, db, nginx"
+# Again, without COMPOSE_FILE: .env still names the CI file, nothing changed,
+# so nothing is recreated.
+mk up >"$WORK/make-up.log" 2>&1 || { tail -n 40 "$WORK/make-up.log" >&2; fail "make up (second time)"; }
+after=$(project_state)
+if [ "$before" != "$after" ]; then
+    grep -v '^#' "$WORK/make-up.log" | tail -n 30 >&2
+    printf 'before:\n%s\nafter:\n%s\n' "$before" "$after" >&2
+    fail "make up (second time) recreated containers"
+fi
+for c in $(compose ps -q); do
+    [ "$(docker inspect -f '{{.State.Running}}' "$c")" = true ] || fail "make up: $(docker inspect -f '{{.Name}}' "$c") is not running"
+done
+pass "make up COMPOSE_FILE=docker-compose.ci.yml: built, started (5 services, ${MAKE_UP}s), kept the choice in .env; a second make up changed nothing"
+
+out=$(printf '%s\n' 'id -u' 'echo "$USER $PWD"' 'printf %s "$SECRET_KEY" | sha256sum' | mk shell 2>&1) ||
+    { echo "$out" >&2; fail "make shell (commands on stdin) failed"; }
+expected="9500
+app /app
+$(printf '%s' "$SECRET_KEY" | sha256sum)"
+[ "$out" = "$expected" ] || { printf 'got:\n%s\nwanted:\n%s\n' "$out" "$expected" >&2; fail "make shell did not run as the app user with the secrets"; }
+pass "make shell: a shell in the app container as uid 9500 (initd exec), with the secrets"
+
+mk down >"$WORK/make-down.log" 2>&1 || { cat "$WORK/make-down.log" >&2; fail "make down"; }
+[ -z "$(compose ps -q)" ] || fail "make down left containers"
+[ -z "$(docker ps -aq --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME")" ] || fail "make down left containers behind"
+pass "make down: every container of the project is gone"
+compose down -v --timeout 10 >/dev/null 2>&1
+export COMPOSE_PROJECT_NAME=$PROJECT
+
+# ---------------------------------------------------------------------------
 # A code-only change: what a rebuild costs
 # ---------------------------------------------------------------------------
 
@@ -648,7 +878,8 @@ size() { docker image inspect -f '{{.Size}}' "$1" | awk '{ printf "%.0f MB", $1 
     printf '  %-22s %8s  %s\n' "$IMG/app:dev" "$(size "$IMG/app:dev")" "${BUILD_SECS[$IMG/app:dev]} (after app:ci)"
     printf '  %-22s %8s  %s\n' "$IMG/nginx:latest" "$(size "$IMG/nginx:latest")" "${BUILD_SECS[$IMG/nginx:latest]} (after app:ci)"
     printf '  %-22s %8s  %s\n' "code-only change" "" "${BUILD_SECS[$IMG/app:warm]} (app:ci rebuilt)"
-    echo "  docker stop: nginx ${NGINX_STOP}s, app ${APP_STOP}s, db ${DB_STOP}s"
+    echo "  docker stop: nginx ${NGINX_STOP}s, app ${APP_STOP}s, db ${DB_STOP}s, worker ${WORKER_STOP}s (warm, an 8s task running)"
+    echo "  make up with built images: ${MAKE_UP}s"
     echo "  e2e total: $((SECONDS - T_START))s"
 } >&2
 echo "e2e: $PASSED passed, 0 failed"

@@ -95,6 +95,21 @@ STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
 WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
 
+# Celery (example/celery.py): the broker and the result backend are Redis
+# (the compose files' `redis` service). STARTED is recorded, so a page can
+# tell a queued task from a running one (the stop test waits for it).
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://localhost:6379/0")
+CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", CELERY_BROKER_URL)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_TRACK_STARTED = True
+# A task running longer is killed: the worker's warm shutdown (docker stop)
+# then never needs more than this (docs/docker.md: the stop arithmetic).
+CELERY_TASK_TIME_LIMIT = 20
+CELERY_RESULT_EXPIRES = 24 * 3600
+# Without Redis, a request to /tasks/sum answers 503 within seconds rather
+# than after the result store's default 20 retries.
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"retry_policy": {"max_retries": 3}}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

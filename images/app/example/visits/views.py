@@ -6,7 +6,10 @@ from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 
+from celery.result import AsyncResult
+
 from .models import Visit
+from .tasks import slow_sum
 
 # Shown on the front page; the dev-mode test edits this line in a
 # bind-mounted checkout and expects the next request to serve the change.
@@ -52,3 +55,48 @@ def slow(request):
         return HttpResponse("s must be a number of seconds\n", status=400, content_type="text/plain")
     time.sleep(seconds)
     return HttpResponse(f"done after {seconds:g}s\n", content_type="text/plain")
+
+
+def _task_json(result, status=200):
+    body = {"id": result.id, "state": result.state}
+    if result.successful():
+        body["result"] = result.result
+    elif result.failed():
+        body["error"] = repr(result.result)
+    return JsonResponse(body, status=status)
+
+
+def _number(request, name, default, low, high):
+    value = float(request.GET.get(name, default))
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low:g} and {high:g}")
+    return value
+
+
+def task_sum(request):
+    """Queues slow_sum(x, y, s) for the Celery worker and answers with the
+    task's id and state; with ?wait=N it waits up to N seconds for the
+    result. /tasks/<id> shows the task later."""
+    try:
+        x = int(request.GET.get("x", "2"))
+        y = int(request.GET.get("y", "3"))
+        seconds = _number(request, "s", "0", 0, 15)
+        wait = _number(request, "wait", "0", 0, 30)
+    except ValueError as exc:
+        return HttpResponse(f"{exc}\n", status=400, content_type="text/plain")
+    try:
+        result = slow_sum.delay(x, y, seconds)
+    except Exception as exc:  # the broker is down or unreachable
+        return JsonResponse({"state": "NOT QUEUED", "error": f"{exc.__class__.__name__}: {exc}"}, status=503)
+    if wait:
+        try:
+            result.get(timeout=wait, propagate=False)
+        except Exception:  # not done yet: answer with the state it is in
+            pass
+    return _task_json(result, status=202 if not result.ready() else 200)
+
+
+def task_status(request, task_id):
+    """A queued task's state (PENDING, STARTED, SUCCESS, FAILURE) and, once
+    done, its result, from the result backend."""
+    return _task_json(AsyncResult(task_id))
