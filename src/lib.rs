@@ -32,6 +32,7 @@ pub mod steps;
 pub mod supervisor;
 pub mod user;
 pub mod waitfor;
+pub mod watchplan;
 
 /// Settings shared by the property tests next to the parsers.
 #[cfg(test)]
