@@ -13,7 +13,10 @@ use initd::poller::Poller;
 use initd::reload::Filter;
 
 fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes one timespec, which `ts` is.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
@@ -42,8 +45,14 @@ fn make_tree(root: &Path, files: usize) {
 }
 
 fn main() {
-    let files: usize = std::env::var("FILES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
-    let rounds: usize = std::env::var("ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let files: usize = std::env::var("FILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
     // TREE: an existing tree to poll (kept), for profiling the rounds alone.
     let given = std::env::var_os("TREE").map(PathBuf::from);
     let root = given
@@ -57,7 +66,11 @@ fn main() {
     let t0 = thread_cpu();
     let mut poller = Poller::new(&roots, &Filter::default());
     let first = thread_cpu() - t0;
-    assert_eq!(poller.files(), files, "the poller should watch exactly the wanted files");
+    assert_eq!(
+        poller.files(),
+        files,
+        "the poller should watch exactly the wanted files"
+    );
     let mut samples = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         let t = thread_cpu();

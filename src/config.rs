@@ -1488,10 +1488,18 @@ mod tests {
         assert_eq!(d.server.unwrap(), ["python", "app.py"]);
         assert_eq!(d.reload_paths.len(), 2);
         assert_eq!(d.reload_poll, ReloadPoll::Every(Duration::from_millis(500)));
-        let off = from_env(env(&[("INITD_RELOAD_POLL", "off")])).unwrap().pipeline.dev;
+        let off = from_env(env(&[("INITD_RELOAD_POLL", "off")]))
+            .unwrap()
+            .pipeline
+            .dev;
         assert_eq!(off.reload_poll, ReloadPoll::Off);
-        let zero = from_env(env(&[("INITD_RELOAD_POLL", "0")])).unwrap_err().to_string();
-        assert!(zero.contains("INITD_RELOAD_POLL") && zero.contains("or off"), "{zero}");
+        let zero = from_env(env(&[("INITD_RELOAD_POLL", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            zero.contains("INITD_RELOAD_POLL") && zero.contains("or off"),
+            "{zero}"
+        );
         let defaults = from_env(env(&[])).unwrap().pipeline.dev;
         assert!(!defaults.auto_start_server);
         assert!(defaults.watchers.is_empty());

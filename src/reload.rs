@@ -21,8 +21,8 @@ use nix::fcntl::OFlag;
 use notify::Watcher as _;
 use tracing::{debug, info, warn};
 
-use crate::config::human_duration as human;
 use crate::config::ReloadPoll;
+use crate::config::human_duration as human;
 use crate::poller::Poller;
 use crate::watchplan::{DEFAULT_POLL, Method, RootPlan, describe, plan_root};
 
@@ -358,7 +358,11 @@ impl Reloader {
             self.reported.enable();
         }
         let filter = self.filter.clone();
-        let (waker, stop, reported) = (self.waker.clone(), self.stop_poller.clone(), self.reported.clone());
+        let (waker, stop, reported) = (
+            self.waker.clone(),
+            self.stop_poller.clone(),
+            self.reported.clone(),
+        );
         let pace = Pace { every, stretch };
         std::thread::Builder::new()
             .name("initd-poll".into())
@@ -526,7 +530,14 @@ impl Pace {
     }
 }
 
-fn poll_loop(dirs: &[PathBuf], filter: &Filter, pace: Pace, waker: &Waker, stop: &AtomicBool, reported: &Reported) {
+fn poll_loop(
+    dirs: &[PathBuf],
+    filter: &Filter,
+    pace: Pace,
+    waker: &Waker,
+    stop: &AtomicBool,
+    reported: &Reported,
+) {
     let mut poller = Poller::new(dirs, filter);
     debug!(files = poller.files(), "polling for changes");
     let mut pause = pace.every;
@@ -619,11 +630,17 @@ mod tests {
     #[test]
     fn polling_stretches_after_an_expensive_round_unless_the_interval_was_set() {
         let ms = Duration::from_millis;
-        let auto = Pace { every: ms(1000), stretch: true };
+        let auto = Pace {
+            every: ms(1000),
+            stretch: true,
+        };
         assert_eq!(auto.pause(ms(2)), ms(1000));
         // A 20 ms round waits 3 s: polling stays under 1% of a core.
         assert_eq!(auto.pause(ms(20)), ms(3000));
-        let forced = Pace { every: ms(200), stretch: false };
+        let forced = Pace {
+            every: ms(200),
+            stretch: false,
+        };
         assert_eq!(forced.pause(ms(20)), ms(200));
     }
 
@@ -651,7 +668,8 @@ mod tests {
             poll: vec![dir.clone()],
             reason: crate::watchplan::Reason::Unknown,
         };
-        let mut reloader = Reloader::with_plans(std::slice::from_ref(&dir), &Filter::default(), vec![plan]).unwrap();
+        let mut reloader =
+            Reloader::with_plans(std::slice::from_ref(&dir), &Filter::default(), vec![plan]).unwrap();
         assert_eq!(reloader.mode, Mode::InotifyAndPoll(every));
         // Let the poller take its first look.
         collect_for(&mut reloader, every * 2);
@@ -682,7 +700,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("initd-reload-newdir-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
-        let mut reloader = Reloader::start(std::slice::from_ref(&dir), &Filter::default(), ReloadPoll::Off).unwrap();
+        let mut reloader =
+            Reloader::start(std::slice::from_ref(&dir), &Filter::default(), ReloadPoll::Off).unwrap();
         assert_eq!(reloader.mode, Mode::Inotify);
         // Written at once, before initd can have watched the new directories.
         fs::create_dir_all(dir.join("pkg/sub")).unwrap();

@@ -20,8 +20,8 @@ use crate::config::ReloadPoll;
 /// sees it: the disk file systems, overlay (a container's own layers) and
 /// memory file systems.
 pub const LOCAL_FILESYSTEMS: &[&str] = &[
-    "ext2", "ext3", "ext4", "xfs", "btrfs", "bcachefs", "f2fs", "zfs", "jfs", "reiserfs", "nilfs2", "overlay",
-    "tmpfs", "ramfs",
+    "ext2", "ext3", "ext4", "xfs", "btrfs", "bcachefs", "f2fs", "zfs", "jfs", "reiserfs", "nilfs2",
+    "overlay", "tmpfs", "ramfs",
 ];
 
 /// How often a root on a file system not known to be local is polled, by
@@ -139,7 +139,12 @@ pub struct RootPlan {
 /// Decides how `root` is watched, given the text of /proc/self/mountinfo,
 /// INITD_RELOAD_POLL, and which directory names are never watched (a
 /// mount at an ignored path, node_modules say, is not polled for).
-pub fn plan_root(mountinfo: &str, root: &Path, setting: ReloadPoll, ignores_dir: &dyn Fn(&str) -> bool) -> RootPlan {
+pub fn plan_root(
+    mountinfo: &str,
+    root: &Path,
+    setting: ReloadPoll,
+    ignores_dir: &dyn Fn(&str) -> bool,
+) -> RootPlan {
     let plan = |method, poll: Vec<PathBuf>, reason| RootPlan {
         root: root.to_path_buf(),
         method,
@@ -147,7 +152,9 @@ pub fn plan_root(mountinfo: &str, root: &Path, setting: ReloadPoll, ignores_dir:
         reason,
     };
     match setting {
-        ReloadPoll::Every(every) => return plan(Method::Poll(every), vec![root.to_path_buf()], Reason::ForcedPoll),
+        ReloadPoll::Every(every) => {
+            return plan(Method::Poll(every), vec![root.to_path_buf()], Reason::ForcedPoll);
+        }
         ReloadPoll::Off => return plan(Method::Inotify, Vec::new(), Reason::ForcedInotify),
         ReloadPoll::Auto => {}
     }
@@ -401,7 +408,14 @@ mod tests {
         );
         let forced: Vec<RootPlan> = ["/app", "/lib"]
             .iter()
-            .map(|r| plan_root(info, Path::new(r), ReloadPoll::Every(Duration::from_millis(200)), &never))
+            .map(|r| {
+                plan_root(
+                    info,
+                    Path::new(r),
+                    ReloadPoll::Every(Duration::from_millis(200)),
+                    &never,
+                )
+            })
             .collect();
         assert_eq!(
             describe(&forced, human),

@@ -15,6 +15,8 @@ command -v unshare >/dev/null || need+=(util-linux)
 command -v python3 >/dev/null || need+=(python3)
 command -v awk >/dev/null || need+=(gawk)
 command -v gunicorn >/dev/null || need+=(gunicorn)
+# tests/reload_fuse.rs mounts a FUSE view of the app (/dev/fuse must exist).
+command -v bindfs >/dev/null || need+=(bindfs)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if ((${#need[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
