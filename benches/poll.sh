@@ -88,6 +88,7 @@ if ((BUILD_INITD)); then
         || die "cargo build --release failed; fix the build, or point INITD_BIN at an initd binary"
 fi
 [[ -x $INITD_BIN ]] || die "initd binary not found or not executable: $INITD_BIN"
+INITD_BIN=$(realpath "$INITD_BIN")  # the runs change directory
 unshare --pid --fork --mount-proc --kill-child /bin/true 2>/dev/null \
     || die "cannot create a pid namespace here (inside a container this needs --privileged)"
 
@@ -172,7 +173,7 @@ def stop(p):
 
 
 def init_pid(unshare_pid):
-    for _ in range(2000):
+    for _ in range(6000):
         try:
             with open(f"/proc/{unshare_pid}/task/{unshare_pid}/children") as f:
                 kids = f.read().split()
@@ -181,7 +182,7 @@ def init_pid(unshare_pid):
         except OSError:
             pass
         time.sleep(0.005)
-    raise SystemExit(f"no child of unshare {unshare_pid}")
+    raise SystemExit(f"no child of unshare {unshare_pid} after 30 s")
 
 
 def cpu_secs(pid):
@@ -203,14 +204,23 @@ def measure(cwd, extra, secs, log, extra_pids=()):
     CPU seconds of `extra_pids` (a FUSE daemon), and its start-up line."""
     p = spawn(UNSHARE + [INITD, "dev"], cwd, initd_env(extra), log)
     try:
-        pid = init_pid(p.pid)
+        if p.poll() is not None or not os.path.exists(f"/proc/{p.pid}"):
+            raise SystemExit(f"initd exited at once ({p.returncode}):\n" + open(log, errors="replace").read()[-2000:])
+        try:
+            pid = init_pid(p.pid)
+        except SystemExit as e:
+            raise SystemExit(f"{e}; its output:\n" + open(log, errors="replace").read()[-2000:])
         time.sleep(4)  # start-up and the first full look are not idling
         before = cpu_secs(pid), sum(cpu_secs(x) for x in extra_pids)
         time.sleep(secs)
         after = cpu_secs(pid), sum(cpu_secs(x) for x in extra_pids)
     finally:
         stop(p)
-    line = next((l.strip() for l in open(log, errors="replace") if "watching" in l), "?")
+    text = open(log, errors="replace").read().splitlines()
+    line = next((l.strip() for l in text if "watching" in l), "?")
+    slow = next((l.strip() for l in text if "a round:" in l), None)
+    if slow:
+        line += "`, then `" + slow
     return after[0] - before[0], after[1] - before[1], line
 
 
@@ -307,7 +317,7 @@ out(f"| idle, INITD_RELOAD_POLL=1s on the local tree (polling only), {IDLE_SECS}
 out(f"| floor: `find -newer` stat'ing the same wanted files once | {med(find_cpu) * 1000:.2f} ms | "
     f"at 1s: {med(find_cpu) * 100:.2f} % |")
 out("")
-out(f"initd's start-up line in the default run: `{line}`")
+out(f"initd's lines in the default run: `{line}`")
 text = "\n".join(lines) + "\n"
 with open(os.path.join(RESULTS, "poll.md"), "w") as f:
     f.write(text)

@@ -186,7 +186,7 @@ pub type Mode = Method;
 /// many times as long as its last round took, so a tree large enough (or a
 /// file system slow enough) to make a round expensive still costs under 1%
 /// of a core while idle.
-const STRETCH: u32 = 150;
+const STRETCH: u32 = 100;
 
 /// A running watcher: changed paths arrive on a channel, and the wake pipe
 /// becomes readable whenever there are some.
@@ -520,10 +520,12 @@ struct Pace {
 }
 
 impl Pace {
-    /// The pause after a round that took `took`.
+    /// The pause after a round that took `took`: whole milliseconds, so it
+    /// reads well in a message.
     fn pause(&self, took: Duration) -> Duration {
         if self.stretch {
-            self.every.max(took.saturating_mul(STRETCH))
+            let stretched = Duration::from_millis(took.saturating_mul(STRETCH).as_millis() as u64);
+            self.every.max(stretched)
         } else {
             self.every
         }
@@ -541,6 +543,7 @@ fn poll_loop(
     let mut poller = Poller::new(dirs, filter);
     debug!(files = poller.files(), "polling for changes");
     let mut pause = pace.every;
+    let mut said_slow = false;
     // What inotify reported during this round and the one before: a write
     // made while a round runs is seen by the next one.
     let mut before = HashMap::new();
@@ -562,6 +565,20 @@ fn poll_loop(
         }
         before = now;
         pause = pace.pause(took);
+        if pause >= 2 * pace.every && !said_slow {
+            // Once: a reload that takes many seconds should say why.
+            said_slow = true;
+            info!(
+                "polling {} files took {} a round: polling every {} rather than every {}, to stay under 1% \
+                 of a core; INITD_RELOAD_PATHS can narrow what is watched, INITD_RELOAD_POLL={} polls at that \
+                 interval whatever it costs",
+                poller.files(),
+                human(Duration::from_millis(took.as_millis() as u64)),
+                human(pause),
+                human(pace.every),
+                human(pace.every)
+            );
+        }
     }
 }
 
@@ -635,8 +652,9 @@ mod tests {
             stretch: true,
         };
         assert_eq!(auto.pause(ms(2)), ms(1000));
-        // A 20 ms round waits 3 s: polling stays under 1% of a core.
-        assert_eq!(auto.pause(ms(20)), ms(3000));
+        // A 20 ms round waits 2 s: polling stays under 1% of a core.
+        assert_eq!(auto.pause(ms(20)), ms(2000));
+        assert_eq!(auto.pause(Duration::from_micros(12_345)), ms(1234));
         let forced = Pace {
             every: ms(200),
             stretch: false,
