@@ -520,11 +520,16 @@ struct Pace {
 }
 
 impl Pace {
-    /// The pause after a round that took `took`: whole milliseconds, so it
-    /// reads well in a message.
+    /// The pause after a round that took `took`.
     fn pause(&self, took: Duration) -> Duration {
         if self.stretch {
-            let stretched = Duration::from_millis(took.saturating_mul(STRETCH).as_millis() as u64);
+            let millis = took.saturating_mul(STRETCH).as_millis() as u64;
+            // Long pauses in whole seconds (rounded up): `46s`, not `45919ms`.
+            let stretched = if millis >= 2000 {
+                Duration::from_secs(millis.div_ceil(1000))
+            } else {
+                Duration::from_millis(millis)
+            };
             self.every.max(stretched)
         } else {
             self.every
@@ -655,6 +660,7 @@ mod tests {
         // A 20 ms round waits 2 s: polling stays under 1% of a core.
         assert_eq!(auto.pause(ms(20)), ms(2000));
         assert_eq!(auto.pause(Duration::from_micros(12_345)), ms(1234));
+        assert_eq!(auto.pause(ms(459)), Duration::from_secs(46));
         let forced = Pace {
             every: ms(200),
             stretch: false,
