@@ -322,7 +322,7 @@ pub const SETTINGS: &[Setting] = &[
         "INITD_RELOAD_POLL",
         Kind::Duration,
         "",
-        "`initd dev`: poll for changes at this interval instead of inotify (default: inotify, or 1s polling on mounts inotify cannot see)",
+        "`initd dev`: poll for changes at this interval instead of inotify; `off`: inotify only (default: inotify, plus polling every 1s on file systems not known to be local: fuse, 9p, virtiofs, nfs, …)",
         "1s",
     ),
     setting(
@@ -517,7 +517,19 @@ pub struct Dev {
     pub reload_paths: Vec<PathBuf>,
     pub reload_include: Option<Vec<String>>,
     pub reload_ignore: Option<Vec<String>>,
-    pub reload_poll: Option<Duration>,
+    pub reload_poll: ReloadPoll,
+}
+
+/// INITD_RELOAD_POLL: how `initd dev` notices changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReloadPoll {
+    /// Unset: inotify, polling as well on file systems not known to be local.
+    #[default]
+    Auto,
+    /// Poll at this interval, and nothing else.
+    Every(Duration),
+    /// `off`: inotify only, whatever the file system.
+    Off,
 }
 
 /// A dev setup command, skipped when `unless` exists.
@@ -1286,11 +1298,16 @@ fn parse_dev(r: &Reader) -> Result<Dev, ConfigError> {
             .collect(),
         reload_include: list("INITD_RELOAD_INCLUDE"),
         reload_ignore: list("INITD_RELOAD_IGNORE"),
-        reload_poll: r.value(
-            "INITD_RELOAD_POLL",
-            |v| parse_duration(v).filter(|d| !d.is_zero()),
-            DURATION_FORM,
-        )?,
+        reload_poll: r
+            .value(
+                "INITD_RELOAD_POLL",
+                |v| match v.trim() {
+                    "off" => Some(ReloadPoll::Off),
+                    v => parse_duration(v).filter(|d| !d.is_zero()).map(ReloadPoll::Every),
+                },
+                "a duration above zero such as 500ms or 2s, or off",
+            )?
+            .unwrap_or_default(),
     })
 }
 
@@ -1840,7 +1857,19 @@ mod tests {
         assert_eq!(d.watchers[1].1, ["sh", "-c", "a;b"]);
         assert_eq!(d.server.unwrap(), ["python", "app.py"]);
         assert_eq!(d.reload_paths.len(), 2);
-        assert_eq!(d.reload_poll, Some(Duration::from_millis(500)));
+        assert_eq!(d.reload_poll, ReloadPoll::Every(Duration::from_millis(500)));
+        let off = from_env(env(&[("INITD_RELOAD_POLL", "off")]))
+            .unwrap()
+            .pipeline
+            .dev;
+        assert_eq!(off.reload_poll, ReloadPoll::Off);
+        let zero = from_env(env(&[("INITD_RELOAD_POLL", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            zero.contains("INITD_RELOAD_POLL") && zero.contains("or off"),
+            "{zero}"
+        );
         let defaults = from_env(env(&[])).unwrap().pipeline.dev;
         assert!(!defaults.auto_start_server);
         assert!(defaults.watchers.is_empty());

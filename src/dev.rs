@@ -51,7 +51,7 @@ pub struct DevPlan {
     pub server: Option<Vec<String>>,
     pub reload_roots: Vec<PathBuf>,
     pub filter: Filter,
-    pub poll: Option<Duration>,
+    pub poll: crate::config::ReloadPoll,
 }
 
 struct Watcher {

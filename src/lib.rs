@@ -39,6 +39,7 @@ pub mod supervisor;
 mod testdir;
 pub mod user;
 pub mod waitfor;
+pub mod watchplan;
 pub mod wsgi;
 
 /// Settings shared by the property tests next to the parsers.

@@ -1,7 +1,9 @@
-//! Noticing changes by looking: the fallback for mounts where inotify sees
-//! nothing (Docker Desktop's and WSL2's bind mounts) or when INITD_RELOAD_POLL
-//! asks for it. It runs every second for as long as the developer works, on
-//! checkouts of 10,000 files, so a poll does as little as it can:
+//! Noticing changes by looking: next to inotify on file systems not known to
+//! be local (Docker Desktop's and WSL2's bind mounts, FUSE, network mounts:
+//! see [`crate::watchplan`]), or alone when INITD_RELOAD_POLL asks for it.
+//! It runs every second for as long as the developer works, on checkouts of
+//! 10,000 files, so a poll does as little as it can (`cargo bench --bench
+//! poll_round` and benches/poll.sh measure it):
 //!
 //! - one `fstatat` per wanted file, relative to its directory's descriptor
 //!   (no path walk, no allocation), compared with the last stamp in place;

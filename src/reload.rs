@@ -1,27 +1,30 @@
 //! Noticing source changes for the dev server: which files count (include
-//! and ignore patterns), how to watch them (inotify, or polling where
-//! inotify cannot see a bind mount's changes), and coalescing a burst of
-//! writes into one restart.
+//! and ignore patterns), watching them (inotify, polling, or both, as
+//! [`crate::watchplan`] decides per root), and coalescing a burst of writes
+//! into one restart.
 //!
 //! Both watchers report changed paths on a channel and wake the dev loop
 //! through a pipe it polls next to the signalfd, so the loop still sleeps
 //! with no timer while nothing happens.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::fcntl::OFlag;
 use notify::Watcher as _;
 use tracing::{debug, info, warn};
 
+use crate::config::ReloadPoll;
 use crate::config::human_duration as human;
 use crate::poller::Poller;
+use crate::watchplan::{DEFAULT_POLL, Method, RootPlan, describe, plan_root};
 
 /// Python, templates and configuration: what a change to should restart
 /// the dev server.
@@ -49,22 +52,6 @@ pub const DEFAULT_IGNORE: &[&str] = &[
     ".#*",
     "#*#",
     "4913",
-];
-
-/// Filesystems whose changes made on the host never reach inotify inside the
-/// container: Docker Desktop's and WSL2's bind mounts, network mounts.
-const BLIND_FILESYSTEMS: &[&str] = &[
-    "9p",
-    "virtiofs",
-    "fuse.grpcfuse",
-    "fuse.osxfs",
-    "fakeowner",
-    "fuse.sshfs",
-    "vboxsf",
-    "cifs",
-    "smb3",
-    "nfs",
-    "nfs4",
 ];
 
 /// `*` and `?` wildcards over one path component (`?` is one byte).
@@ -138,89 +125,6 @@ impl Filter {
     }
 }
 
-/// One mount, from a line of /proc/self/mountinfo.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
-    pub point: PathBuf,
-    pub fs_type: String,
-}
-
-/// The mounts listed in the text of /proc/self/mountinfo, in its order
-/// (a later mount on the same point covers an earlier one).
-pub fn mounts(mountinfo: &str) -> Vec<Mount> {
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let point = left.split_whitespace().nth(4)?;
-            let fs_type = right.split_whitespace().next()?;
-            Some(Mount {
-                point: PathBuf::from(unescape_mountinfo(point)),
-                fs_type: fs_type.to_string(),
-            })
-        })
-        .collect()
-}
-
-/// The filesystem type of the mount holding `path`: the longest mount
-/// point that is a prefix of it.
-pub fn mount_fs_type(mountinfo: &str, path: &Path) -> Option<String> {
-    holding(&mounts(mountinfo), path).map(|m| m.fs_type.clone())
-}
-
-fn holding<'a>(mounts: &'a [Mount], path: &Path) -> Option<&'a Mount> {
-    let mut best: Option<&Mount> = None;
-    for m in mounts {
-        let longer = best.is_none_or(|b| m.point.as_os_str().len() >= b.point.as_os_str().len());
-        if path.starts_with(&m.point) && longer {
-            best = Some(m);
-        }
-    }
-    best
-}
-
-/// mountinfo writes space, tab, newline and backslash as octal escapes.
-fn unescape_mountinfo(field: &str) -> String {
-    let mut out = String::new();
-    let mut rest = field;
-    while let Some(at) = rest.find('\\') {
-        out.push_str(&rest[..at]);
-        let code = rest
-            .get(at + 1..at + 4)
-            .and_then(|o| u8::from_str_radix(o, 8).ok());
-        match code {
-            Some(byte) => {
-                out.push(byte as char);
-                rest = &rest[at + 4..];
-            }
-            None => {
-                out.push('\\');
-                rest = &rest[at + 1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// The mount under `root` whose changes inotify may not see, if there is
-/// one: the mount holding `root`, or one mounted below it (a checkout
-/// bind-mounted at /app/src while /app is the image's).
-pub fn blind_mount(mountinfo: &str, root: &Path) -> Option<Mount> {
-    let all = mounts(mountinfo);
-    let blind = |m: &&Mount| BLIND_FILESYSTEMS.contains(&m.fs_type.as_str());
-    holding(&all, root)
-        .filter(blind)
-        .or_else(|| {
-            all.iter()
-                .filter(|m| m.point.starts_with(root) && m.point != root)
-                // Only if it is still the mount there, not covered by a later one.
-                .filter(|m| holding(&all, &m.point) == Some(*m))
-                .find(blind)
-        })
-        .cloned()
-}
-
 /// Trailing-edge debounce: the restart happens once the writes have been
 /// quiet for `quiet`, but never later than `max` after the first one, so a
 /// tool that keeps writing cannot hold the server down.
@@ -275,12 +179,14 @@ impl Debounce {
     }
 }
 
-/// How changes are noticed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Inotify,
-    Poll(Duration),
-}
+/// How changes are noticed (for all roots together).
+pub type Mode = Method;
+
+/// When the poller runs at the default interval, it waits at least this
+/// many times as long as its last round took, so a tree large enough (or a
+/// file system slow enough) to make a round expensive still costs under 1%
+/// of a core while idle.
+const STRETCH: u32 = 100;
 
 /// A running watcher: changed paths arrive on a channel, and the wake pipe
 /// becomes readable whenever there are some.
@@ -296,9 +202,47 @@ pub struct Reloader {
     /// Directories created since the last look, to be watched too.
     new_dirs: NewDirs,
     stop_poller: Arc<AtomicBool>,
+    /// What inotify reported while a poller runs as well, so the poller
+    /// does not report the same change again a moment later (a second
+    /// restart for one save).
+    reported: Reported,
 }
 
 type NewDirs = Arc<Mutex<Vec<PathBuf>>>;
+
+/// A file as last reported: modification time, size and inode (`None`:
+/// gone).
+type FileStamp = Option<(SystemTime, u64, u64)>;
+
+fn file_stamp(path: &Path) -> FileStamp {
+    let meta = fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len(), meta.ino()))
+}
+
+/// Paths inotify reported, with their stamps then; `None` while no poller
+/// runs (nothing would take them out again).
+#[derive(Clone, Default)]
+struct Reported(Arc<Mutex<Option<HashMap<PathBuf, FileStamp>>>>);
+
+impl Reported {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<HashMap<PathBuf, FileStamp>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn record(&self, path: &Path) {
+        if let Some(map) = self.lock().as_mut() {
+            map.insert(path.to_path_buf(), file_stamp(path));
+        }
+    }
+
+    fn enable(&self) {
+        self.lock().get_or_insert_with(HashMap::new);
+    }
+
+    fn take(&self) -> HashMap<PathBuf, FileStamp> {
+        self.lock().as_mut().map(std::mem::take).unwrap_or_default()
+    }
+}
 
 impl Drop for Reloader {
     fn drop(&mut self) {
@@ -323,15 +267,31 @@ impl Waker {
 }
 
 impl Reloader {
-    /// Starts watching `roots`. `forced_poll` (INITD_RELOAD_POLL) polls at
-    /// that interval; otherwise inotify, unless a root is on (or holds) a
-    /// mount inotify cannot see into or there are not watches enough, in
-    /// which case it polls every second and says why.
-    pub fn start(
-        roots: &[PathBuf],
-        filter: &Filter,
-        forced_poll: Option<Duration>,
-    ) -> std::io::Result<Reloader> {
+    /// Starts watching `roots`, each as the file system it is on calls for
+    /// (see [`crate::watchplan`]): inotify alone on local file systems,
+    /// polling as well elsewhere, or as INITD_RELOAD_POLL forces. Says in
+    /// one line which method watches which root, and why.
+    pub fn start(roots: &[PathBuf], filter: &Filter, setting: ReloadPoll) -> std::io::Result<Reloader> {
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let ignores = |name: &str| filter.ignores_dir(name);
+        let plans = roots
+            .iter()
+            .map(|root| {
+                // mountinfo has the real paths; the dev loop knows the
+                // roots as given.
+                let real = fs::canonicalize(root).unwrap_or_else(|_| root.clone());
+                let mut plan = plan_root(&mountinfo, &real, setting, &ignores);
+                plan.root = root.clone();
+                for at in &mut plan.poll {
+                    *at = root.join(at.strip_prefix(&real).unwrap_or(Path::new("")));
+                }
+                plan
+            })
+            .collect();
+        Reloader::with_plans(roots, filter, plans)
+    }
+
+    fn with_plans(roots: &[PathBuf], filter: &Filter, plans: Vec<RootPlan>) -> std::io::Result<Reloader> {
         let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
         let (tx, rx) = channel();
         let mut reloader = Reloader {
@@ -347,47 +307,66 @@ impl Reloader {
             inotify: None,
             new_dirs: NewDirs::default(),
             stop_poller: Arc::new(AtomicBool::new(false)),
+            reported: Reported::default(),
         };
-        if let Some(every) = forced_poll {
-            info!(
-                "watching for changes by polling every {} (INITD_RELOAD_POLL)",
-                human(every)
-            );
-            reloader.start_polling(every)?;
-            return Ok(reloader);
-        }
-        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        if let Some((root, mount)) = roots
+        info!("{}", describe(&plans, human));
+        let mut poll_at: Vec<PathBuf> = plans.iter().flat_map(|p| p.poll.iter().cloned()).collect();
+        let (mut every, forced) = plans
             .iter()
-            .find_map(|r| blind_mount(&mountinfo, r).map(|m| (r, m)))
-        {
-            info!(
-                "watching for changes by polling every 1s: {} is a {} mount, where inotify does not see \
-                 changes made on the host",
-                mount.point.display(),
-                mount.fs_type
-            );
-            debug!(root = %root.display(), "blind mount under a reload root");
-            reloader.start_polling(Duration::from_secs(1))?;
-            return Ok(reloader);
-        }
-        match inotify_watcher(roots, filter, reloader.waker.clone(), reloader.new_dirs.clone()) {
-            Ok(watcher) => reloader.inotify = Some(watcher),
-            Err(e) => {
-                info!("watching for changes by polling every 1s: inotify is not usable ({e})");
-                reloader.start_polling(Duration::from_secs(1))?;
+            .find_map(|p| match p.method {
+                Method::Poll(every) => Some((every, true)),
+                Method::InotifyAndPoll(every) => Some((every, false)),
+                Method::Inotify => None,
+            })
+            .unwrap_or((DEFAULT_POLL, false));
+        let inotify_roots: Vec<PathBuf> = plans
+            .iter()
+            .filter(|p| !matches!(p.method, Method::Poll(_)))
+            .map(|p| p.root.clone())
+            .collect();
+        if !inotify_roots.is_empty() {
+            let (waker, pending) = (reloader.waker.clone(), reloader.new_dirs.clone());
+            match inotify_watcher(&inotify_roots, filter, waker, pending, reloader.reported.clone()) {
+                Ok(watcher) => reloader.inotify = Some(watcher),
+                Err(e) => {
+                    info!(
+                        "watching for changes by polling every {} instead: inotify is not usable ({e})",
+                        human(DEFAULT_POLL)
+                    );
+                    poll_at = roots.to_vec();
+                    every = DEFAULT_POLL;
+                }
             }
+        }
+        if !poll_at.is_empty() {
+            reloader.start_polling(poll_at, every, !forced)?;
         }
         Ok(reloader)
     }
 
-    fn start_polling(&mut self, every: Duration) -> std::io::Result<()> {
-        self.mode = Mode::Poll(every);
-        let (roots, filter) = (self.roots.clone(), self.filter.clone());
-        let (waker, stop) = (self.waker.clone(), self.stop_poller.clone());
+    /// Polls `dirs` on a thread of its own, in place of any poller before;
+    /// `stretch`: waits longer after an expensive round (see [`STRETCH`]).
+    fn start_polling(&mut self, dirs: Vec<PathBuf>, every: Duration, stretch: bool) -> std::io::Result<()> {
+        self.mode = if self.inotify.is_some() {
+            Mode::InotifyAndPoll(every)
+        } else {
+            Mode::Poll(every)
+        };
+        self.stop_poller.store(true, Ordering::Relaxed);
+        self.stop_poller = Arc::new(AtomicBool::new(false));
+        if self.inotify.is_some() {
+            self.reported.enable();
+        }
+        let filter = self.filter.clone();
+        let (waker, stop, reported) = (
+            self.waker.clone(),
+            self.stop_poller.clone(),
+            self.reported.clone(),
+        );
+        let pace = Pace { every, stretch };
         std::thread::Builder::new()
             .name("initd-poll".into())
-            .spawn(move || poll_loop(&roots, &filter, every, &waker, &stop))?;
+            .spawn(move || poll_loop(&dirs, &filter, pace, &waker, &stop, &reported))?;
         Ok(())
     }
 
@@ -407,16 +386,23 @@ impl Reloader {
         let new_dirs = std::mem::take(&mut *self.new_dirs.lock().unwrap_or_else(|e| e.into_inner()));
         if let Some(watcher) = self.inotify.as_mut() {
             for root in new_dirs {
-                if let Err(e) = watch_tree(watcher, &root, &self.filter, &mut changes) {
+                let mut found = Vec::new();
+                let watched = watch_tree(watcher, &root, &self.filter, &mut found);
+                for path in &found {
+                    self.reported.record(path);
+                }
+                changes.extend(found);
+                if let Err(e) = watched {
                     // Out of watches: what is not watched would go unseen,
                     // so poll everything from here on.
                     info!(
-                        "watching for changes by polling every 1s from now on: inotify cannot watch {} ({e}); \
+                        "watching for changes by polling every {} from now on: inotify cannot watch {} ({e}); \
                          raising fs.inotify.max_user_watches on the host would allow inotify",
+                        human(DEFAULT_POLL),
                         root.display()
                     );
                     self.inotify = None;
-                    if let Err(e) = self.start_polling(Duration::from_secs(1)) {
+                    if let Err(e) = self.start_polling(self.roots.clone(), DEFAULT_POLL, true) {
                         warn!("cannot start polling for changes ({e}); the server will not reload");
                     }
                     break;
@@ -436,6 +422,7 @@ fn inotify_watcher(
     filter: &Filter,
     waker: Waker,
     pending: NewDirs,
+    reported: Reported,
 ) -> notify::Result<notify::INotifyWatcher> {
     let filter_in_handler = filter.clone();
     let handler = move |event: notify::Result<notify::Event>| {
@@ -457,6 +444,7 @@ fn inotify_watcher(
                         .push(path.clone());
                 }
             }
+            reported.record(&path);
             waker.send(path);
         }
     };
@@ -524,13 +512,77 @@ fn directories(root: &Path, filter: &Filter) -> Vec<PathBuf> {
     out
 }
 
-fn poll_loop(roots: &[PathBuf], filter: &Filter, every: Duration, waker: &Waker, stop: &AtomicBool) {
-    let mut poller = Poller::new(roots, filter);
+/// How often the poller looks.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    every: Duration,
+    stretch: bool,
+}
+
+impl Pace {
+    /// The pause after a round that took `took`.
+    fn pause(&self, took: Duration) -> Duration {
+        if self.stretch {
+            let millis = took.saturating_mul(STRETCH).as_millis() as u64;
+            // Long pauses in whole seconds (rounded up): `46s`, not `45919ms`.
+            let stretched = if millis >= 2000 {
+                Duration::from_secs(millis.div_ceil(1000))
+            } else {
+                Duration::from_millis(millis)
+            };
+            self.every.max(stretched)
+        } else {
+            self.every
+        }
+    }
+}
+
+fn poll_loop(
+    dirs: &[PathBuf],
+    filter: &Filter,
+    pace: Pace,
+    waker: &Waker,
+    stop: &AtomicBool,
+    reported: &Reported,
+) {
+    let mut poller = Poller::new(dirs, filter);
     debug!(files = poller.files(), "polling for changes");
+    let mut pause = pace.every;
+    let mut said_slow = false;
+    // What inotify reported during this round and the one before: a write
+    // made while a round runs is seen by the next one.
+    let mut before = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(every);
-        for path in poller.poll() {
+        std::thread::sleep(pause);
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let started = Instant::now();
+        let changed = poller.poll();
+        let took = started.elapsed();
+        let now = reported.take();
+        for path in changed {
+            let seen = now.get(&path).or_else(|| before.get(&path));
+            if seen.is_some_and(|stamp| *stamp == file_stamp(&path)) {
+                continue;
+            }
             waker.send(path);
+        }
+        before = now;
+        pause = pace.pause(took);
+        if pause >= 2 * pace.every && !said_slow {
+            // Once: a reload that takes many seconds should say why.
+            said_slow = true;
+            info!(
+                "polling {} files took {} a round: polling every {} rather than every {}, to stay under 1% \
+                 of a core; INITD_RELOAD_PATHS can narrow what is watched, INITD_RELOAD_POLL={} polls at that \
+                 interval whatever it costs",
+                poller.files(),
+                human(Duration::from_millis(took.as_millis() as u64)),
+                human(pause),
+                human(pace.every),
+                human(pace.every)
+            );
         }
     }
 }
@@ -567,60 +619,6 @@ mod tests {
     }
 
     #[test]
-    fn mount_types_come_from_the_longest_mount_point() {
-        let info = "\
-22 1 0:21 / / rw,relatime - overlay overlay rw
-30 22 0:40 / /app rw,relatime - fuse.grpcfuse grpcfuse rw
-31 30 0:41 / /app/node_modules rw - ext4 /dev/vda rw
-32 22 0:42 / /my\\040dir rw - 9p host rw
-";
-        assert_eq!(
-            mount_fs_type(info, Path::new("/app/views.py")).as_deref(),
-            Some("fuse.grpcfuse")
-        );
-        assert_eq!(
-            mount_fs_type(info, Path::new("/app/node_modules/x")).as_deref(),
-            Some("ext4")
-        );
-        assert_eq!(mount_fs_type(info, Path::new("/srv")).as_deref(), Some("overlay"));
-        assert_eq!(mount_fs_type(info, Path::new("/my dir/x")).as_deref(), Some("9p"));
-        let blind_type = |root: &str| blind_mount(info, Path::new(root)).map(|m| m.fs_type);
-        assert_eq!(blind_type("/app").as_deref(), Some("fuse.grpcfuse"));
-        assert_eq!(blind_type("/app/src").as_deref(), Some("fuse.grpcfuse"));
-        assert_eq!(blind_type("/srv"), None);
-        // /application is not under /app.
-        assert_eq!(
-            mount_fs_type(info, Path::new("/application")).as_deref(),
-            Some("overlay")
-        );
-    }
-
-    #[test]
-    fn a_blind_mount_below_the_root_counts_unless_covered() {
-        let info = "\
-22 1 0:21 / / rw - overlay overlay rw
-40 22 0:50 / /app/src rw - virtiofs host rw
-41 22 0:51 / /app/cache rw - 9p cache rw
-42 41 0:52 / /app/cache rw - tmpfs tmpfs rw
-43 22 0:53 / /application rw - 9p other rw
-";
-        let found = blind_mount(info, Path::new("/app")).unwrap();
-        assert_eq!(found.point, PathBuf::from("/app/src"));
-        assert_eq!(found.fs_type, "virtiofs");
-        // The 9p mount at /app/cache is covered by tmpfs; /application is
-        // not below /app.
-        let info_without_src = info.replace("virtiofs", "ext4");
-        assert_eq!(blind_mount(&info_without_src, Path::new("/app")), None);
-        assert_eq!(
-            mounts(info)[1],
-            Mount {
-                point: PathBuf::from("/app/src"),
-                fs_type: "virtiofs".into()
-            }
-        );
-    }
-
-    #[test]
     fn a_burst_is_one_restart_after_it_goes_quiet() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
@@ -652,11 +650,82 @@ mod tests {
     }
 
     #[test]
+    fn polling_stretches_after_an_expensive_round_unless_the_interval_was_set() {
+        let ms = Duration::from_millis;
+        let auto = Pace {
+            every: ms(1000),
+            stretch: true,
+        };
+        assert_eq!(auto.pause(ms(2)), ms(1000));
+        // A 20 ms round waits 2 s: polling stays under 1% of a core.
+        assert_eq!(auto.pause(ms(20)), ms(2000));
+        assert_eq!(auto.pause(Duration::from_micros(12_345)), ms(1234));
+        assert_eq!(auto.pause(ms(459)), Duration::from_secs(46));
+        let forced = Pace {
+            every: ms(200),
+            stretch: false,
+        };
+        assert_eq!(forced.pause(ms(20)), ms(200));
+    }
+
+    /// Drains `reloader` until `until` passes, returning everything reported.
+    fn collect_for(reloader: &mut Reloader, until: Duration) -> Vec<PathBuf> {
+        let deadline = Instant::now() + until;
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            seen.extend(reloader.drain());
+        }
+        seen
+    }
+
+    #[test]
+    fn a_change_inotify_saw_is_not_reported_again_by_the_poller() {
+        let dir = std::env::temp_dir().join(format!("initd-reload-both-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("views.py"), "a").unwrap();
+        let every = Duration::from_millis(200);
+        let plan = RootPlan {
+            root: dir.clone(),
+            method: Method::InotifyAndPoll(every),
+            poll: vec![dir.clone()],
+            reason: crate::watchplan::Reason::Unknown,
+        };
+        let mut reloader =
+            Reloader::with_plans(std::slice::from_ref(&dir), &Filter::default(), vec![plan]).unwrap();
+        assert_eq!(reloader.mode, Mode::InotifyAndPoll(every));
+        // Let the poller take its first look.
+        collect_for(&mut reloader, every * 2);
+        let views = dir.join("views.py");
+        fs::write(&views, "changed").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut first = Vec::new();
+        while !first.contains(&views) {
+            assert!(Instant::now() < deadline, "not reported: {first:?}");
+            std::thread::sleep(Duration::from_millis(5));
+            first.extend(reloader.drain());
+        }
+        // The poller's next rounds find the same change: not news.
+        let later = collect_for(&mut reloader, every * 4);
+        assert!(!later.contains(&views), "reported again: {later:?}");
+        // A change inotify cannot see (here: none is made through inotify's
+        // eyes, so fake one by forgetting the watch) still comes from the poller.
+        reloader.inotify = None;
+        fs::write(&views, "changed again, longer").unwrap();
+        let polled = collect_for(&mut reloader, every * 4);
+        assert!(polled.contains(&views), "the poller missed it: {polled:?}");
+        drop(reloader);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn files_written_into_a_new_directory_before_its_watch_are_reported() {
         let dir = std::env::temp_dir().join(format!("initd-reload-newdir-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
-        let mut reloader = Reloader::start(std::slice::from_ref(&dir), &Filter::default(), None).unwrap();
+        let mut reloader =
+            Reloader::start(std::slice::from_ref(&dir), &Filter::default(), ReloadPoll::Off).unwrap();
         assert_eq!(reloader.mode, Mode::Inotify);
         // Written at once, before initd can have watched the new directories.
         fs::create_dir_all(dir.join("pkg/sub")).unwrap();

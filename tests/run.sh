@@ -20,6 +20,8 @@ command -v gunicorn >/dev/null || need+=(gunicorn)
 # tests/flask.rs makes a virtualenv with Flask and gunicorn from PyPI.
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 command -v tini >/dev/null || need+=(tini)
+# tests/reload_fuse.rs mounts a FUSE view of the app (/dev/fuse must exist).
+command -v bindfs >/dev/null || need+=(bindfs)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if ((${#need[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
