@@ -303,7 +303,7 @@ export POSTGRES_IMAGE REDIS_IMAGE
 # after a code change below can change one without touching the checkout.
 CTX=$WORK/context
 mkdir -p "$CTX"
-cp -a Cargo.toml Cargo.lock build.rs .cargo src images "$CTX/"
+cp -a Cargo.toml Cargo.lock build.rs .cargo src benches images "$CTX/"
 rm -rf "$CTX/images/app/example/static/build" "$CTX/images/app/example/staticfiles" "$CTX/images/app/example/db.sqlite3"
 
 declare -A BUILD_SECS=()
@@ -805,7 +805,7 @@ compose down -v --timeout 10 >/dev/null 2>&1
 # developer's own .env must neither be changed nor read.
 MK=$WORK/make-checkout
 mkdir -p "$MK"
-cp -a Makefile docker-compose.yml docker-compose.ci.yml Cargo.toml Cargo.lock build.rs .cargo src images "$MK/"
+cp -a Makefile docker-compose.yml docker-compose.ci.yml Cargo.toml Cargo.lock build.rs .cargo src benches images "$MK/"
 rm -rf "$MK/images/app/example/static/build" "$MK/images/app/example/staticfiles" "$MK/images/app/example/db.sqlite3" "$MK/.env"
 # The base images the builds take (unset with E2E_BASE=public: the defaults).
 export RUST_IMAGE NODE_IMAGE PYTHON_IMAGE NGINX_IMAGE
