@@ -102,9 +102,9 @@ pub enum LockError {
 /// (a 6 s timeout ends after 6.001 s).
 fn whole(after: Duration) -> String {
     if after >= Duration::from_secs(1) {
-        crate::config::human_duration(Duration::from_secs(after.as_secs()))
+        crate::units::human_duration(Duration::from_secs(after.as_secs()))
     } else {
-        crate::config::human_duration(after)
+        crate::units::human_duration(after)
     }
 }
 

@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::cpus;
-use crate::wsgi::{self, WsgiError};
+use crate::pipeline::cpus;
+use crate::pipeline::wsgi::{self, WsgiError};
 
 /// Everything that decides the server command, as read from the
 /// environment, the working directory and the cgroup.
@@ -199,7 +199,7 @@ pub fn plan(inputs: &ServerInputs) -> Result<ServerPlan, ServerError> {
             "{source} sets the graceful timeout to {theirs}s, but initd sends SIGKILL \
              INITD_STOP_TIMEOUT={} after the stop signal; lower it to {graceful} or raise \
              INITD_STOP_TIMEOUT above {theirs}s (and the runtime's stop timeout above that)",
-            crate::config::human_duration(inputs.stop_timeout)
+            crate::units::human_duration(inputs.stop_timeout)
         ));
     }
 

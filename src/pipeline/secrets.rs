@@ -889,11 +889,6 @@ fn json_escaped(text: &str) -> String {
     out
 }
 
-/// Replaces every secret value (at least [`MIN_REDACT_LEN`] bytes) with `***`.
-pub fn redact(text: &str, secrets: &[Secret]) -> String {
-    Redactor::new(secrets).redact(text).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1493,7 +1488,10 @@ mod tests {
         )
         .unwrap();
         let line = "login abcdef ok abc; key line-two; pem -----KEY-----\nline-two";
-        assert_eq!(redact(line, &r.secrets), "login *** ok abc; key ***; pem ***");
+        assert_eq!(
+            Redactor::new(&r.secrets).redact(line),
+            "login *** ok abc; key ***; pem ***"
+        );
     }
 
     #[test]
@@ -1530,7 +1528,7 @@ mod tests {
             &[("/a", "pass"), ("/b", "password99")],
         )
         .unwrap();
-        assert_eq!(redact("x password99 pass", &r.secrets), "x *** ***");
+        assert_eq!(Redactor::new(&r.secrets).redact("x password99 pass"), "x *** ***");
         let redactor = Redactor::new(&r.secrets);
         assert!(matches!(redactor.redact("clean"), Cow::Borrowed("clean")));
         assert!(!format!("{redactor:?}").contains("pass"));

@@ -9,11 +9,11 @@ use std::process::Command;
 
 use tracing::{debug, error, info};
 
-use crate::child;
 use crate::cmdline;
-use crate::exit::Fate;
-use crate::resolve;
-use crate::supervisor::Supervisor;
+use crate::pid1::child;
+use crate::pid1::exit::Fate;
+use crate::pid1::resolve;
+use crate::pid1::supervisor::Supervisor;
 
 /// The environment and directory every command of the pipeline runs with.
 #[derive(Clone)]
@@ -30,9 +30,9 @@ pub struct Launcher {
 pub fn spawn_failed(what: &str, program: &str, e: &std::io::Error) -> Halt {
     error!("{what}: cannot execute {program}: {e}");
     Halt(if e.kind() == std::io::ErrorKind::NotFound {
-        crate::exit::NOT_FOUND
+        crate::pid1::exit::NOT_FOUND
     } else {
-        crate::exit::NOT_EXECUTABLE
+        crate::pid1::exit::NOT_EXECUTABLE
     })
 }
 
@@ -92,7 +92,7 @@ impl Launcher {
         }
         info!("{what}: {}", cmdline::join(argv));
         sup.status()
-            .set_phase(crate::status::Phase::Starting, format!("{what} running"));
+            .set_phase(crate::pid1::status::Phase::Starting, format!("{what} running"));
         let pid = self.start(what, argv)?;
         let fate = sup.run_step(pid);
         if sup.stop_requested().is_some() {
@@ -111,7 +111,7 @@ impl Launcher {
             Fate::Signaled(sig) => {
                 error!(
                     "{what} was killed by {}: {}; the server was not started",
-                    crate::signals::short_name(sig),
+                    crate::pid1::signals::short_name(sig),
                     cmdline::join(argv)
                 );
                 Err(Halt(sup.finish(Some(fate))))

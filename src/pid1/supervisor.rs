@@ -21,13 +21,13 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 use tracing::{debug, info, warn};
 
-use crate::cmdprobe::{self, Channel, Runner};
-use crate::config::human_duration as human;
-use crate::exit::{self, Fate, StopOutcome};
-use crate::procfs;
-use crate::reaper;
-use crate::signals::{self, Mapped, SignalMap, Target, short_name};
-use crate::status::{Phase, Status};
+use crate::health::cmdprobe::{self, Channel, Runner};
+use crate::pid1::exit::{self, Fate, StopOutcome};
+use crate::pid1::procfs;
+use crate::pid1::reaper;
+use crate::pid1::signals::{self, Mapped, SignalMap, Target, short_name};
+use crate::pid1::status::{Phase, Status};
+use crate::units::human_duration as human;
 
 /// How signals are forwarded and how a stop proceeds.
 #[derive(Debug, Clone)]

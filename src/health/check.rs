@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, UnixAddr, sockopt};
 use nix::sys::time::TimeVal;
 
-use crate::config::human_duration as human;
-use crate::config::parse_duration;
-use crate::health::{self, DEFAULT_CHECK_TIMEOUT, DEFAULT_SOCKET};
-use crate::protocol::{self, Report, Request};
+use crate::health::probe::{self as health, DEFAULT_CHECK_TIMEOUT, DEFAULT_SOCKET};
+use crate::health::protocol::{self, Report, Request};
+use crate::units::human_duration as human;
+use crate::units::parse_duration;
 
 pub const HEALTHY: i32 = 0;
 pub const UNHEALTHY: i32 = 1;
@@ -423,7 +423,7 @@ fn uptime(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{ProbeReport, ProcessReport};
+    use crate::health::protocol::{ProbeReport, ProcessReport};
 
     fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
         move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())

@@ -119,6 +119,7 @@ impl WireName {
         Ok(WireName(wire))
     }
 
+    #[cfg(test)]
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }

@@ -256,7 +256,7 @@ mod tests {
     use super::*;
 
     fn human(d: Duration) -> String {
-        crate::config::human_duration(d)
+        crate::units::human_duration(d)
     }
 
     /// A mountinfo with / on overlay and /app on `fs_type`.

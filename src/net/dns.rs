@@ -29,7 +29,7 @@ pub use conf::ResolvConf;
 pub use hosts::Hosts;
 use message::{Answer, NameError, ParseError, QType, WireName};
 
-use crate::netio::{self, Interrupt, NetError};
+use crate::net::netio::{self, Interrupt, NetError};
 
 pub const HOSTS_PATH: &str = "/etc/hosts";
 pub const RESOLV_CONF_PATH: &str = "/etc/resolv.conf";
@@ -110,10 +110,6 @@ impl Resolver {
     pub fn from_files(hosts: &Path, resolv_conf: &Path) -> Resolver {
         let read = |path: &Path| std::fs::read_to_string(path).unwrap_or_default();
         Resolver::new(Hosts::parse(&read(hosts)), ResolvConf::parse(&read(resolv_conf)))
-    }
-
-    pub fn conf(&self) -> &ResolvConf {
-        &self.conf
     }
 
     /// The addresses of `host` (an IP literal is its own answer). Never

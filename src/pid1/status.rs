@@ -24,18 +24,6 @@ pub enum Phase {
     Stopping,
 }
 
-impl Phase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Starting => "starting",
-            Phase::Running => "running",
-            Phase::Idle => "idle",
-            Phase::Draining => "draining",
-            Phase::Stopping => "stopping",
-        }
-    }
-}
-
 /// One supervised process other than the main child (a dev-mode watcher or
 /// the dev server).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +115,7 @@ impl Status {
         inner.reason = reason.into();
     }
 
+    #[cfg(test)]
     pub fn phase(&self) -> Phase {
         self.lock().phase
     }

@@ -5,7 +5,7 @@ use nix::errno::Errno;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use crate::exit::Fate;
+use crate::pid1::exit::Fate;
 
 /// What one reaping pass found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -25,14 +25,14 @@ use nix::unistd::Pid;
 use tokio::sync::oneshot;
 use tracing::debug;
 
-use crate::child;
 use crate::cmdline;
-use crate::config::human_duration as human;
-use crate::exit::Fate;
-use crate::health::Outcome;
-use crate::secrets::Redactor;
-use crate::signals::short_name;
-use crate::steps::Launcher;
+use crate::health::probe::Outcome;
+use crate::pid1::child;
+use crate::pid1::exit::Fate;
+use crate::pid1::signals::short_name;
+use crate::pid1::steps::Launcher;
+use crate::pipeline::secrets::Redactor;
+use crate::units::human_duration as human;
 
 /// How much of a probe's output is kept; writing more fails (EPERM), which
 /// a probe that chatty deserves.
@@ -325,7 +325,7 @@ mod tests {
     #[test]
     fn no_piece_of_a_secret_survives_a_cut() {
         let secret = "s3cr3t-planted-value";
-        let redactor = Redactor::new(&[crate::secrets::Secret::for_test("DB_PASSWORD", secret)]);
+        let redactor = Redactor::new(&[crate::pipeline::secrets::Secret::for_test("DB_PASSWORD", secret)]);
         let shown = |output: &str, cut| last_line(output.as_bytes(), cut, &redactor);
         // Whole, across the length cut, with a control character inside
         // it, or with one that joins its pieces once taken out.

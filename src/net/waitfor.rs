@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use tracing::{debug, info};
 
-use crate::config::human_duration as human;
-use crate::dns::message::WireName;
-use crate::dns::{DnsError, Resolver};
-use crate::exit;
-use crate::netio::{self, Interrupt, NetError};
+use crate::net::dns::message::WireName;
+use crate::net::dns::{DnsError, Resolver};
+use crate::net::netio::{self, Interrupt, NetError};
+use crate::pid1::exit;
+use crate::units::human_duration as human;
 
 const FORMS: &str = "tcp://host:port, http://host[:port]/path or host:port";
 const HTTP_PORT: u16 = 80;
@@ -92,6 +92,7 @@ pub enum TargetError {
 }
 
 impl TargetError {
+    #[cfg(test)]
     pub fn exit_code(&self) -> i32 {
         exit::CONFIG
     }
@@ -627,7 +628,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::thread;
 
-    use crate::dns::{Hosts, ResolvConf};
+    use crate::net::dns::{Hosts, ResolvConf};
 
     fn tcp(host: &str, port: u16) -> Target {
         Target::Tcp {

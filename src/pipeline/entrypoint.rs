@@ -16,26 +16,26 @@ use std::time::{Duration, Instant};
 use tracing::{debug, error, info, warn};
 
 use crate::cmdline;
-use crate::cmdprobe;
 use crate::config::{self, Loaded, Migrate, MigrateLock, Settings};
-use crate::control;
-use crate::dns;
-use crate::exit;
-use crate::gunicorn;
-use crate::handover;
-use crate::health::Probe;
+use crate::health::cmdprobe;
+use crate::health::control;
+use crate::health::probe::Probe;
 use crate::logging;
-use crate::migrate_lock;
-use crate::netio;
-use crate::resolve;
-use crate::role::{self, Role};
-use crate::secrets::{self, Redactor};
-use crate::signals;
-use crate::status::{LockHolder, LockWait, Phase, Status};
-use crate::steps::{Halt, Launcher};
-use crate::supervisor::{Policy, Supervisor};
-use crate::user::{self, AppUser, DropDecision};
-use crate::waitfor;
+use crate::net::dns;
+use crate::net::netio;
+use crate::net::waitfor;
+use crate::pid1::exit;
+use crate::pid1::resolve;
+use crate::pid1::signals;
+use crate::pid1::status::{LockHolder, LockWait, Phase, Status};
+use crate::pid1::steps::{Halt, Launcher};
+use crate::pid1::supervisor::{Policy, Supervisor};
+use crate::pipeline::gunicorn;
+use crate::pipeline::handover;
+use crate::pipeline::migrate_lock;
+use crate::pipeline::role::{self, Role};
+use crate::pipeline::secrets::{self, Redactor};
+use crate::pipeline::user::{self, AppUser, DropDecision};
 
 /// What the pipeline ends in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +71,7 @@ pub struct Plan {
 
 pub struct DevParts {
     pub setup: Vec<config::SetupStep>,
-    pub plan: crate::dev::DevPlan,
+    pub plan: crate::dev::devloop::DevPlan,
 }
 
 pub struct Step {
@@ -179,7 +179,7 @@ pub fn plan(prepared: &Prepared, main: &Main) -> Result<Plan, (String, i32)> {
             } else {
                 d.reload_paths.iter().map(|r| prepared.cwd.join(r)).collect()
             };
-            let mut filter = crate::reload::Filter::default();
+            let mut filter = crate::dev::filter::Filter::default();
             if let Some(include) = &d.reload_include {
                 filter.include = include.clone();
             }
@@ -189,7 +189,7 @@ pub fn plan(prepared: &Prepared, main: &Main) -> Result<Plan, (String, i32)> {
             let main = server.clone().unwrap_or_default();
             dev = Some(DevParts {
                 setup: d.setup.clone(),
-                plan: crate::dev::DevPlan {
+                plan: crate::dev::devloop::DevPlan {
                     watchers: d.watchers.clone(),
                     server,
                     reload_roots: roots,
@@ -457,7 +457,7 @@ pub fn run(main: Main) -> i32 {
         None
     };
     if std::process::id() != 1 {
-        match crate::reaper::become_subreaper() {
+        match crate::pid1::reaper::become_subreaper() {
             Ok(()) => debug!("not PID 1: registered as child subreaper, so orphans are still reaped here"),
             Err(e) => {
                 error!("becoming a child subreaper failed: {e}");
@@ -501,8 +501,8 @@ fn open_control_socket(
         warn!(
             "INITD_HEALTH_TIMEOUT ({}) is not below INITD_CHECK_TIMEOUT ({}): a slow probe makes \
              `initd check` give up before the probe does",
-            config::human_duration(health.probe_timeout),
-            config::human_duration(health.check_timeout)
+            crate::units::human_duration(health.probe_timeout),
+            crate::units::human_duration(health.check_timeout)
         );
     }
     let path = listener.path().to_path_buf();
@@ -595,14 +595,14 @@ fn execute(prepared: &Prepared, plan: &Plan, sup: &mut Supervisor, role: &Role) 
     }
     checkpoint(sup)?;
     if let Some(dev) = &plan.dev {
-        let dev_plan = crate::dev::DevPlan {
+        let dev_plan = crate::dev::devloop::DevPlan {
             watchers: dev.plan.watchers.clone(),
             server: dev.plan.server.clone(),
             reload_roots: dev.plan.reload_roots.clone(),
             filter: dev.plan.filter.clone(),
             poll: dev.plan.poll,
         };
-        return Ok(crate::dev::run(sup, &launcher, dev_plan));
+        return Ok(crate::dev::devloop::run(sup, &launcher, dev_plan));
     }
     // `initd exec` stands in for tini: its command's output should be all
     // there is. The server's start is worth a line.
@@ -732,7 +732,7 @@ fn run_locked(
     };
     info!(
         "taking the migration lock on {target} (giving up after {}, INITD_MIGRATE_LOCK_TIMEOUT)",
-        crate::config::human_duration(timeout)
+        crate::units::human_duration(timeout)
     );
     sup.start_serving();
     let lock_name = format!(

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::exit;
+use crate::pid1::exit;
 
 #[derive(Debug, Error)]
 pub enum ResolveError {

@@ -29,15 +29,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, warn};
 
-use crate::cmdprobe::Channel;
 use crate::config::Health;
-use crate::config::human_duration as human;
-use crate::health::{self, Outcome, Probe};
-use crate::protocol::{
+use crate::health::cmdprobe::Channel;
+use crate::health::probe::{self as health, Outcome, Probe};
+use crate::health::protocol::{
     self, Frame, LockHolderReport, LockReport, ProbeReport, ProcessReport, Report, Request, RequestError,
 };
-use crate::secrets::Redactor;
-use crate::status::Status;
+use crate::pid1::status::Status;
+use crate::pipeline::secrets::Redactor;
+use crate::units::human_duration as human;
 
 /// A client has this long to send its request after connecting.
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
@@ -721,7 +721,7 @@ async fn read_request(stream: &mut tokio::net::UnixStream) -> io::Result<Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::Phase;
+    use crate::pid1::status::Phase;
     use std::io::{Read, Write};
 
     fn settings(dir: &Path, probe: &str) -> Health {

@@ -19,16 +19,17 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use tracing::{debug, error, info, warn};
 
-use crate::child;
 use crate::cmdline;
-use crate::exit::Fate;
-use crate::prefix::{self, Label, Outputs};
-use crate::reaper;
-use crate::reload::{Debounce, Filter, Reloader};
-use crate::signals::{Target, short_name};
-use crate::status::{Phase, Process};
-use crate::steps::{Launcher, spawn_failed};
-use crate::supervisor::{Action, Supervisor, action};
+use crate::dev::filter::Filter;
+use crate::dev::prefix::{self, Label, Outputs};
+use crate::dev::reload::{Debounce, Reloader};
+use crate::pid1::child;
+use crate::pid1::exit::Fate;
+use crate::pid1::reaper;
+use crate::pid1::signals::{Target, short_name};
+use crate::pid1::status::{Phase, Process};
+use crate::pid1::steps::{Launcher, spawn_failed};
+use crate::pid1::supervisor::{Action, Supervisor, action};
 
 /// Restart delays for a watcher that keeps exiting: doubling from 1 s up to
 /// 30 s, back to 1 s once it has run for a minute.

@@ -5,11 +5,12 @@
 use std::fmt::Write;
 
 use crate::cmdline;
-use crate::config::{Health, Kind, Layers, Raw, SETTINGS, Source, human_duration, text_of};
-use crate::health::Probe;
-use crate::pipeline::Plan;
-use crate::secrets::LeftAlone;
-use crate::user::DropDecision;
+use crate::config::{Health, Kind, Layers, Raw, SETTINGS, Source, text_of};
+use crate::health::probe::Probe;
+use crate::pipeline::entrypoint::Plan;
+use crate::pipeline::secrets::LeftAlone;
+use crate::pipeline::user::DropDecision;
+use crate::units::human_duration;
 
 pub fn settings(layers: &Layers) -> String {
     let mut out = String::from("# initd configuration: every setting, with where its value came from\n");
@@ -270,7 +271,7 @@ mod tests {
 
     #[test]
     fn file_variables_left_alone_are_listed_one_line_each() {
-        use crate::secrets::Why;
+        use crate::pipeline::secrets::Why;
         assert_eq!(left_alone(&[]), "");
         let text = left_alone(&[
             LeftAlone {

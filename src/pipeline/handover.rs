@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use tracing::{debug, info, warn};
 
-use crate::chown::{self, ChownError, ChownReport};
-use crate::user::{self, AppUser, UserError};
+use crate::pipeline::chown::{self, ChownError, ChownReport};
+use crate::pipeline::user::{self, AppUser, UserError};
 
 /// Renumbers `user` if asked (see [`renumber`]), then chowns `paths` to it.
 /// Returns the user as it is afterwards.

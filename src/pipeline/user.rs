@@ -143,11 +143,13 @@ pub enum UserError {
     #[error("cannot update /etc/{file}: it is not a regular file")]
     EtcNotRegular { file: &'static str },
     #[error("INITD_CHOWN: {source}")]
-    ChownPath { source: crate::chown::ChownError },
+    ChownPath {
+        source: crate::pipeline::chown::ChownError,
+    },
     #[error("HOST_UID/HOST_GID: cannot chown the home directory of {user:?}: {source}")]
     Home {
         user: String,
-        source: crate::chown::ChownError,
+        source: crate::pipeline::chown::ChownError,
     },
     #[error("cannot apply HOST_UID/HOST_GID: user {user:?} is not in /etc/passwd")]
     RemapUserMissing { user: String },
@@ -1054,29 +1056,6 @@ pub enum DropError {
     RegainedRoot,
 }
 
-impl DropError {
-    /// For `pre_exec`, whose error reaches the parent as an errno only.
-    pub fn errno(self) -> Errno {
-        match self {
-            DropError::SetGroups(e) | DropError::SetGid(e) | DropError::SetUid(e) | DropError::Query(e) => e,
-            DropError::Mismatch | DropError::RegainedRoot => Errno::EPERM,
-        }
-    }
-
-    /// A fixed message, writable to stderr in a forked child without
-    /// allocating.
-    pub fn message(self) -> &'static str {
-        match self {
-            DropError::SetGroups(_) => "initd: setgroups failed while dropping privileges\n",
-            DropError::SetGid(_) => "initd: setresgid failed while dropping privileges\n",
-            DropError::SetUid(_) => "initd: setresuid failed while dropping privileges\n",
-            DropError::Query(_) => "initd: cannot read back ids after dropping privileges\n",
-            DropError::Mismatch => "initd: ids are wrong after dropping privileges\n",
-            DropError::RegainedRoot => "initd: could regain root after dropping privileges\n",
-        }
-    }
-}
-
 /// Everything a drop needs, allocated up front so [`DropPlan::apply`] only
 /// makes syscalls.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1820,10 +1799,7 @@ audio:x:29:app\n";
     }
 
     #[test]
-    fn drop_errors_map_to_errno_and_static_messages() {
-        assert_eq!(DropError::SetUid(Errno::EAGAIN).errno(), Errno::EAGAIN);
-        assert_eq!(DropError::RegainedRoot.errno(), Errno::EPERM);
-        assert!(DropError::RegainedRoot.message().contains("could regain root"));
+    fn drop_errors_say_what_failed() {
         assert_eq!(
             DropError::RegainedRoot.to_string(),
             "could regain root after dropping privileges"

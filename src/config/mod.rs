@@ -18,7 +18,8 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::cmdline;
-use crate::signals::{SignalMap, Target};
+use crate::pid1::signals::{SignalMap, Target};
+use crate::units::parse_duration;
 
 /// How a setting's text is read, which also decides how a TOML value is
 /// turned into it and how `initd config` prints it.
@@ -473,7 +474,7 @@ pub struct Health {
     /// entrypoint, never a guest, whether set or not).
     pub socket_set: bool,
     pub check_timeout: Duration,
-    pub probe: crate::health::Probe,
+    pub probe: crate::health::probe::Probe,
     pub probe_timeout: Duration,
     pub drain: Duration,
 }
@@ -490,7 +491,7 @@ pub struct Pipeline {
     pub host_uid: Option<u32>,
     pub host_gid: Option<u32>,
     pub chown: Vec<PathBuf>,
-    pub wait_for: Vec<crate::waitfor::Target>,
+    pub wait_for: Vec<crate::net::waitfor::Target>,
     pub wait_timeout: Duration,
     pub migrate: Migrate,
     pub migrate_lock: MigrateLock,
@@ -1016,13 +1017,14 @@ pub fn parse(layers: &Layers) -> Result<Settings, ConfigError> {
     let r = Reader { layers };
     let signal_map = match layers.text("INITD_SIGNAL_MAP") {
         None => SignalMap::default(),
-        Some(text) => text
-            .parse()
-            .map_err(|e: crate::signals::SignalMapError| ConfigError::Refused {
-                name: "INITD_SIGNAL_MAP",
-                detail: e.to_string(),
-                value: text,
-            })?,
+        Some(text) => {
+            text.parse()
+                .map_err(|e: crate::pid1::signals::SignalMapError| ConfigError::Refused {
+                    name: "INITD_SIGNAL_MAP",
+                    detail: e.to_string(),
+                    value: text,
+                })?
+        }
     };
     Ok(Settings {
         signal_target: r
@@ -1065,15 +1067,15 @@ pub fn parse(layers: &Layers) -> Result<Settings, ConfigError> {
 fn parse_health(r: &Reader) -> Result<Health, ConfigError> {
     let socket_text = r.layers.text("INITD_SOCKET").filter(|t| !t.trim().is_empty());
     let socket = match &socket_text {
-        None => Some(PathBuf::from(crate::health::DEFAULT_SOCKET)),
-        Some(text) => crate::health::parse_socket(text).map_err(|expected| ConfigError::Invalid {
+        None => Some(PathBuf::from(crate::health::probe::DEFAULT_SOCKET)),
+        Some(text) => crate::health::probe::parse_socket(text).map_err(|expected| ConfigError::Invalid {
             name: "INITD_SOCKET".into(),
             value: text.clone(),
             expected,
         })?,
     };
     let probe = match r.layers.text("INITD_HEALTH") {
-        None => crate::health::Probe::Alive,
+        None => crate::health::probe::Probe::Alive,
         Some(text) => text.parse().map_err(|expected| ConfigError::Invalid {
             name: "INITD_HEALTH".into(),
             value: text.clone(),
@@ -1090,7 +1092,7 @@ fn parse_health(r: &Reader) -> Result<Health, ConfigError> {
                 |v| parse_duration(v).and_then(positive),
                 POSITIVE_DURATION_FORM,
             )?
-            .unwrap_or(crate::health::DEFAULT_CHECK_TIMEOUT),
+            .unwrap_or(crate::health::probe::DEFAULT_CHECK_TIMEOUT),
         probe,
         probe_timeout: r
             .value(
@@ -1098,7 +1100,7 @@ fn parse_health(r: &Reader) -> Result<Health, ConfigError> {
                 |v| parse_duration(v).and_then(positive),
                 POSITIVE_DURATION_FORM,
             )?
-            .unwrap_or(crate::health::DEFAULT_PROBE_TIMEOUT),
+            .unwrap_or(crate::health::probe::DEFAULT_PROBE_TIMEOUT),
         drain: r
             .value("INITD_DRAIN", parse_duration, DURATION_FORM)?
             .unwrap_or(Duration::ZERO),
@@ -1116,11 +1118,12 @@ fn parse_pipeline(r: &Reader) -> Result<Pipeline, ConfigError> {
         .filter(|s| !s.is_empty())
         .collect()
     };
-    let wait_for =
-        crate::waitfor::parse_targets(&list("INITD_WAIT_FOR").join(",")).map_err(|e| ConfigError::Entry {
+    let wait_for = crate::net::waitfor::parse_targets(&list("INITD_WAIT_FOR").join(",")).map_err(|e| {
+        ConfigError::Entry {
             name: "INITD_WAIT_FOR",
             detail: e.to_string(),
-        })?;
+        }
+    })?;
     let migrate = match r.layers.text("INITD_MIGRATE") {
         None => Migrate::Auto,
         Some(text) => match text.trim().to_ascii_lowercase().as_str() {
@@ -1196,7 +1199,7 @@ fn host_id(r: &Reader, name: &'static str, alias: &'static str) -> Result<Option
         match r.layers.text(var) {
             None => Ok(None),
             Some(text) if text.is_empty() => Ok(None),
-            Some(text) => crate::user::parse_host_id(&text)
+            Some(text) => crate::pipeline::user::parse_host_id(&text)
                 .map(Some)
                 .map_err(|_| ConfigError::Invalid {
                     name: var.to_string(),
@@ -1340,53 +1343,6 @@ const DURATION_FORM: &str = "a duration such as 500ms, 8s or 1m";
 
 const POSITIVE_DURATION_FORM: &str = "a duration above zero such as 500ms, 2s or 1m";
 
-/// A duration as people write it, in a form [`parse_duration`] reads back:
-/// `250ms`, `8s`, `1.5s`, `2m`, `1h`, to three significant digits (a
-/// deadline 7.9996s away is `8s`, never `7999ms` or `7.999s`).
-pub fn human_duration(d: Duration) -> String {
-    let trimmed = |n: f64| {
-        let text = format!("{n:.3}");
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
-    };
-    let ms = d.as_nanos() as f64 / 1e6;
-    if ms == 0.0 {
-        return "0s".to_string();
-    }
-    // Three significant digits.
-    let scale = 10f64.powi(3 - ms.log10().ceil() as i32);
-    let ms = (ms * scale).round() / scale;
-    if ms < 1000.0 {
-        return format!("{}ms", trimmed(ms));
-    }
-    let secs = ms / 1000.0;
-    if secs % 3600.0 == 0.0 {
-        format!("{}h", secs / 3600.0)
-    } else if secs % 60.0 == 0.0 {
-        format!("{}m", secs / 60.0)
-    } else {
-        format!("{}s", trimmed(secs))
-    }
-}
-
-/// Parses `500ms`, `8s`, `1.5s`, `2m`, `1h`; a bare number means seconds.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let scale = match unit.trim() {
-        "ms" => 0.001,
-        "" | "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => return None,
-    };
-    let secs = number * scale;
-    (0.0..1e9).contains(&secs).then(|| Duration::from_secs_f64(secs))
-}
-
 /// `true/1/yes/on` and `false/0/no/off` (and empty for false), as the
 /// scripts initd replaces accepted them.
 pub fn parse_bool(text: &str) -> Option<bool> {
@@ -1468,7 +1424,7 @@ mod tests {
         assert_eq!(s.signal_target, Target::Group);
         assert_eq!(
             s.signal_map.map(Signal::SIGTERM),
-            crate::signals::Mapped::To(Signal::SIGQUIT)
+            crate::pid1::signals::Mapped::To(Signal::SIGQUIT)
         );
         assert_eq!(s.stop_timeout, Duration::from_millis(500));
         assert!(!s.keep_signal_status);
@@ -1907,7 +1863,7 @@ mod tests {
         assert_eq!(h.socket, Some(PathBuf::from("/run/initd/initd.sock")));
         assert!(!h.socket_set);
         assert_eq!(h.check_timeout, Duration::from_secs(2));
-        assert_eq!(h.probe, crate::health::Probe::Alive);
+        assert_eq!(h.probe, crate::health::probe::Probe::Alive);
         assert_eq!(h.probe_timeout, Duration::from_secs(1));
         assert_eq!(h.drain, Duration::ZERO);
         let h = from_env(env(&[
@@ -1942,50 +1898,6 @@ mod tests {
             "INITD_CHECK_TIMEOUT=\"0\": expected a duration above zero such as 500ms, 2s or 1m"
         );
         assert!(err("INITD_DRAIN", "soon").starts_with("INITD_DRAIN=\"soon\": expected a duration"));
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("8"), Some(Duration::from_secs(8)));
-        assert_eq!(parse_duration("8s"), Some(Duration::from_secs(8)));
-        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
-        assert_eq!(parse_duration("-1s"), None);
-        assert_eq!(parse_duration("s"), None);
-        assert_eq!(parse_duration("1d"), None);
-        assert_eq!(parse_duration("1e99"), None);
-    }
-
-    #[test]
-    fn durations_are_printed_as_people_write_them() {
-        for (d, text) in [
-            (Duration::ZERO, "0s"),
-            (Duration::from_millis(250), "250ms"),
-            (Duration::from_micros(500), "0.5ms"),
-            (Duration::from_secs(8), "8s"),
-            (Duration::from_millis(1500), "1.5s"),
-            (Duration::from_millis(8000), "8s"),
-            (Duration::from_secs(90), "90s"),
-            (Duration::from_millis(61_500), "61.5s"),
-            (Duration::from_secs(120), "2m"),
-            (Duration::from_secs(3600), "1h"),
-            (Duration::from_secs(5400), "90m"),
-        ] {
-            assert_eq!(human_duration(d), text, "{d:?}");
-            assert_eq!(parse_duration(text), Some(d), "{text}");
-        }
-        // What is left of a deadline: rounded as people would say it.
-        for (d, text) in [
-            (Duration::from_millis(7999), "8s"),
-            (Duration::from_micros(7_999_600), "8s"),
-            (Duration::from_micros(999_700), "1s"),
-            (Duration::from_millis(1234), "1.23s"),
-            (Duration::from_micros(1_234), "1.23ms"),
-        ] {
-            assert_eq!(human_duration(d), text, "{d:?}");
-        }
     }
 
     #[test]
@@ -2179,14 +2091,6 @@ mod props {
                 }
                 Err(e) => prop_assert!(e.to_string().contains("/etc/initd.toml"), "{}", e),
             }
-        }
-
-        #[test]
-        fn durations_never_panic_and_read_back(text in any::<String>(), n in 0u64..1_000_000) {
-            let _ = parse_duration(&text);
-            prop_assert_eq!(parse_duration(&format!("{n}ms")), Some(Duration::from_millis(n)));
-            prop_assert_eq!(parse_duration(&format!(" {n}s ")), Some(Duration::from_secs(n)));
-            prop_assert_eq!(parse_duration(&format!("{n}m")), Some(Duration::from_secs(n * 60)));
         }
 
         #[test]

@@ -13,8 +13,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::cmdline;
-use crate::status::{Phase, Snapshot};
-use crate::waitfor::{self, Target};
+use crate::net::waitfor::{self, Target};
+use crate::pid1::status::{Phase, Snapshot};
 
 pub const DEFAULT_SOCKET: &str = "/run/initd/initd.sock";
 pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(2);

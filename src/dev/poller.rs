@@ -1,6 +1,6 @@
 //! Noticing changes by looking: next to inotify on file systems not known to
 //! be local (Docker Desktop's and WSL2's bind mounts, FUSE, network mounts:
-//! see [`crate::watchplan`]), or alone when INITD_RELOAD_POLL asks for it.
+//! see [`crate::dev::watchplan`]), or alone when INITD_RELOAD_POLL asks for it.
 //! It runs every second for as long as the developer works, on checkouts of
 //! 10,000 files, so a poll does as little as it can (`cargo bench --bench
 //! poll_round` and benches/poll.sh measure it):
@@ -28,7 +28,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use nix::fcntl::{AtFlags, OFlag, open};
 use nix::sys::stat::{FileStat, Mode, fstat, fstatat};
 
-use crate::reload::Filter;
+use crate::dev::filter::Filter;
 
 /// Every this many polls each directory is listed whatever its mtime says.
 pub const FULL_LIST_EVERY: u32 = 10;
