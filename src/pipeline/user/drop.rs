@@ -97,7 +97,7 @@ pub fn drop_privileges(user: &AppUser) -> Result<(), DropError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::user::fixtures::db;
+    use crate::pipeline::user::accounts::fixtures::db;
     use crate::pipeline::user::resolve::resolve;
     use crate::testdir::skip_unless_root;
 

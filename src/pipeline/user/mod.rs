@@ -9,8 +9,6 @@ pub(crate) mod renumber;
 pub(crate) mod resolve;
 
 #[cfg(test)]
-mod fixtures;
-#[cfg(test)]
 mod props;
 
 // The names the rest of the pipeline uses, whichever file they live in.

@@ -199,7 +199,7 @@ pub fn user_env(user: &AppUser) -> [(&'static str, OsString); 3] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::user::fixtures::{GROUP, PASSWD, db};
+    use crate::pipeline::user::accounts::fixtures::{GROUP, PASSWD, db};
     use std::path::Path;
 
     #[test]
@@ -393,5 +393,21 @@ mod tests {
             DropDecision::Skip(_)
         ));
         assert!(plan_drop(0, 0, Some("root"), &db(), false).is_err());
+    }
+
+    #[test]
+    fn huge_files_are_fine() {
+        // Dense ids from 1000 up also exercise the free-id search.
+        let mut passwd = String::from("app:x:1000:1000::/home/app:/bin/sh\n");
+        let mut group = String::from("team:x:999:app\n");
+        for i in 1001..201_001u32 {
+            passwd.push_str(&format!("u{i}:x:{i}:{i}::/home/u{i}:/bin/sh\n"));
+            group.push_str(&format!("g{i}:x:{i}:u{i}\n"));
+        }
+        let db = Db::parse(passwd.as_bytes(), group.as_bytes());
+        assert_eq!(resolve("app", &db, false).unwrap().groups, [1000, 999]);
+        assert_eq!(resolve("u200000", &db, false).unwrap().groups, [200000]);
+        let err = resolve("web", &db, false).unwrap_err();
+        assert!(matches!(err, UserError::UserNotFound { id: 201_001, .. }));
     }
 }
