@@ -6,6 +6,8 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use thiserror::Error;
+
 use crate::cmdline;
 use crate::pid1::signals::{SignalMap, Target};
 use crate::units::parse_duration;
@@ -401,6 +403,35 @@ fn parse_pipeline(r: &Reader) -> Result<Pipeline, ConfigError> {
     })
 }
 
+/// The highest id `HOST_UID`/`HOST_GID` accept: ids above `i32::MAX` are
+/// read as negative by many tools (and `(uid_t)-1` means "no change"), so
+/// they would make /etc/passwd unusable rather than renumber anything.
+pub const MAX_HOST_ID: u32 = i32::MAX as u32;
+
+/// Why a `HOST_UID`/`HOST_GID` value is not an id; the value itself is
+/// named by the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum HostIdError {
+    #[error("not a decimal number")]
+    NotDecimal,
+    #[error("above {MAX_HOST_ID}")]
+    TooLarge,
+}
+
+/// Parses a `HOST_UID`/`HOST_GID` value, the output of `id -u`: ASCII
+/// digits only (no sign, spaces, hex or exponent), 0 to [`MAX_HOST_ID`].
+/// Whether 0 is allowed is for the renumbering to decide.
+pub fn parse_host_id(value: &str) -> Result<u32, HostIdError> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(HostIdError::NotDecimal);
+    }
+    // All digits: only the size can fail, whatever the number of them.
+    match value.parse::<u32>() {
+        Ok(id) if id <= MAX_HOST_ID => Ok(id),
+        _ => Err(HostIdError::TooLarge),
+    }
+}
+
 const HOST_ID_FORM: &str =
     "a decimal id from 1 to 2147483647 such as the output of `id -u` (0 only with INITD_ALLOW_ROOT)";
 
@@ -413,13 +444,11 @@ fn host_id(r: &Reader, name: &'static str, alias: &'static str) -> Result<Option
         match r.layers.text(var) {
             None => Ok(None),
             Some(text) if text.is_empty() => Ok(None),
-            Some(text) => crate::pipeline::user::parse_host_id(&text)
-                .map(Some)
-                .map_err(|_| ConfigError::Invalid {
-                    name: var.to_string(),
-                    value: text,
-                    expected: HOST_ID_FORM.to_string(),
-                }),
+            Some(text) => parse_host_id(&text).map(Some).map_err(|_| ConfigError::Invalid {
+                name: var.to_string(),
+                value: text,
+                expected: HOST_ID_FORM.to_string(),
+            }),
         }
     };
     match (read(name)?, read(alias)?) {
@@ -987,6 +1016,25 @@ mod tests {
         }
         assert_eq!(parse_bool("maybe"), None);
     }
+
+    #[test]
+    fn host_ids_parse() {
+        assert_eq!(parse_host_id("501"), Ok(501));
+        assert_eq!(parse_host_id("0"), Ok(0));
+        assert_eq!(parse_host_id("2147483647"), Ok(2147483647));
+        assert_eq!(parse_host_id("000501"), Ok(501));
+        for bad in ["", " 501", "501\n", "+5", "-1", "0x10", "1e3", "1.5", "abc", "٣"] {
+            assert_eq!(parse_host_id(bad), Err(HostIdError::NotDecimal), "{bad:?}");
+        }
+        for big in [
+            "2147483648",
+            "4294967295",
+            "4294967296",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(parse_host_id(big), Err(HostIdError::TooLarge), "{big:?}");
+        }
+    }
 }
 
 /// Property tests: settings arrive from the environment and a TOML file
@@ -1099,5 +1147,27 @@ mod props {
             };
             prop_assert_eq!(parse_bool(&text), expected);
         }
+
+    /// `HOST_UID`/`HOST_GID`: exactly the decimal numbers 0 to
+    /// 2147483647 are ids, whatever else is typed.
+    #[test]
+    fn host_ids_are_exactly_the_small_decimal_numbers(text in prop_oneof![
+        "[0-9]{1,12}",
+        "[ +-]?[0-9]{1,10}[ \n]?",
+        "0x[0-9a-f]{1,8}",
+        "\\PC{0,12}",
+    ]) {
+        let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+        let value = text.parse::<u64>().ok().filter(|_| digits);
+        match parse_host_id(&text) {
+            Ok(id) => {
+                prop_assert!(digits);
+                prop_assert_eq!(Some(u64::from(id)), value);
+                prop_assert!(id <= MAX_HOST_ID);
+            }
+            Err(HostIdError::TooLarge) => prop_assert!(digits && value.is_none_or(|v| v > u64::from(MAX_HOST_ID))),
+            Err(HostIdError::NotDecimal) => prop_assert!(!digits),
+        }
+    }
     }
 }
