@@ -239,7 +239,7 @@ fn rewrite_group(text: &[u8], old_gid: u32, gid: u32) -> Vec<u8> {
 /// only a failing rename, rare by then, could leave one file updated.
 ///
 /// All of it on descriptors: the files are reached through links and
-/// directories only root owns ([`fsafe::resolve_trusted`]), read and written
+/// directories only root owns ([`crate::fsafe::resolve_trusted`]), read and written
 /// relative to the directory's descriptor, and never through a link at the
 /// temporary name.
 pub fn apply_remap(
