@@ -3,10 +3,10 @@
 //! from, and parsing them into typed settings, so that a malformed value is
 //! reported with its name, its value and the form that was expected.
 
-pub mod error;
-pub mod layers;
-pub mod parse;
-pub mod settings;
+pub(crate) mod error;
+pub(crate) mod layers;
+pub(crate) mod parse;
+pub(crate) mod settings;
 
 // One path for every user of the configuration, whichever file an item
 // lives in.
