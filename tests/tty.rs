@@ -1,0 +1,336 @@
+//! initd on a terminal, as `docker run -it` and `docker compose run` give
+//! it: PID 1 of a pid namespace, session leader, with a pseudo-terminal as
+//! its controlling terminal and its stdin, stdout and stderr. The test holds
+//! the terminal's other side and types Ctrl-C into it, or closes it (a
+//! hangup), as a developer closing the window would.
+//!
+//! - `initd dev` keeps the terminal for itself: Ctrl-C and hangup stop the
+//!   whole set (dev server and watchers), and initd exits 0.
+//! - `initd exec -- CMD` hands CMD the terminal, as tini does: Ctrl-C is
+//!   CMD's to handle.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use common::*;
+use nix::fcntl::OFlag;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// A pseudo-terminal whose slave side is initd's controlling terminal.
+/// Everything written to it is collected as a screen would show it.
+struct Tty {
+    master: Option<fs::File>,
+    child: Child,
+    screen: Arc<Mutex<Vec<u8>>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Tty {
+    /// Starts `initd ARGS` as PID 1 of a new pid namespace, in a session
+    /// of its own on a new terminal (`setsid --ctty` execs initd in place,
+    /// so PID 1 is initd and the session leader, as in a container).
+    fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Tty {
+        // Close-on-exec and no controlling terminal for the test process:
+        // the other tests spawn processes concurrently.
+        let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).unwrap();
+        nix::pty::grantpt(&master).unwrap();
+        nix::pty::unlockpt(&master).unwrap();
+        let slave_path = nix::pty::ptsname_r(&master).unwrap();
+        let slave: OwnedFd = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+            .open(&slave_path)
+            .unwrap()
+            .into();
+        let mut initd_args = vec!["setsid", "--ctty", INITD];
+        initd_args.extend_from_slice(args);
+        let prefix = pid1_prefix();
+        let mut cmd = Command::new(prefix[0]);
+        cmd.args(&prefix[1..]).args(&initd_args);
+        realistic_env(&mut cmd)
+            .env("INITD_ALLOW_ROOT", "true")
+            .env("INITD_SOCKET", NO_SOCKET)
+            .env("HOME", dir)
+            .envs(env.iter().copied())
+            .current_dir(dir)
+            .stdin(Stdio::from(slave.try_clone().unwrap()))
+            .stdout(Stdio::from(slave.try_clone().unwrap()))
+            .stderr(Stdio::from(slave));
+        let child = cmd.spawn().unwrap();
+        drop(cmd);
+        let master = fs::File::from(OwnedFd::from(master));
+        let screen = Arc::new(Mutex::new(Vec::new()));
+        let mut from = master.try_clone().unwrap();
+        let into = screen.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // EIO once nothing holds the slave side any more.
+            while let Ok(n @ 1..) = from.read(&mut buf) {
+                into.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Tty {
+            master: Some(master),
+            child,
+            screen,
+            reader: Some(reader),
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.screen.lock().unwrap()).into_owned()
+    }
+
+    fn wait_text(&self, needle: &str) {
+        let found = wait_or_give_up(|| self.text().contains(needle));
+        assert!(found, "never saw {needle:?} on the terminal:\n{}", self.text());
+    }
+
+    fn type_keys(&self, keys: &[u8]) {
+        self.master.as_ref().unwrap().write_all(keys).unwrap();
+    }
+
+    /// Closes the terminal's only other side: the kernel hangs it up.
+    fn hang_up(&mut self) {
+        self.master = None;
+    }
+
+    /// Waits for initd to exit; everything on the screen until then.
+    fn exit(&mut self) -> (ExitStatus, String) {
+        let status = wait_or_none(&mut self.child, LIMIT);
+        let Some(status) = status else {
+            panic!("initd is still running after {LIMIT:?}:\n{}", self.text());
+        };
+        // The namespace is gone with initd: nothing holds the slave side.
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        (status, self.text())
+    }
+}
+
+impl Drop for Tty {
+    fn drop(&mut self) {
+        // unshare --kill-child takes initd and its pid namespace along.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `probe` for up to [`LIMIT`].
+fn wait_or_give_up(mut probe: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + LIMIT;
+    while std::time::Instant::now() < deadline {
+        if probe() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    probe()
+}
+
+fn have_python(test: &str) -> bool {
+    if which::which("python3").is_ok() {
+        return true;
+    }
+    note(&format!("{test}: skipped, python3 is not installed"));
+    false
+}
+
+/// A Python program, written to `dir` (outside the watched tree), that
+/// prints `NAME ready`, records in `NAME.got` each stop signal it receives,
+/// and exits 0 on one. Returns the command that runs it.
+fn recorder(dir: &Path, name: &str) -> String {
+    let got = dir.join(format!("{name}.got"));
+    let script = dir.join(format!("{name}.py"));
+    fs::write(
+        &script,
+        format!(
+            "import signal, sys, time\n\
+             def stop(n, _):\n\
+             \x20   open({got:?}, 'a').write(signal.Signals(n).name + '\\n')\n\
+             \x20   sys.exit(0)\n\
+             for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):\n\
+             \x20   signal.signal(s, stop)\n\
+             print('{name} ready', flush=True)\n\
+             while True:\n\
+             \x20   time.sleep(1)\n",
+            got = got.display().to_string()
+        ),
+    )
+    .unwrap();
+    format!("python3 {}", script.display())
+}
+
+/// A project directory: `app/` is initd's working directory (and the
+/// watched tree); the recorders write next to it.
+fn project(tag: &str) -> (Scratch, PathBuf) {
+    let scratch = Scratch::new(tag);
+    let app = scratch.path("app");
+    fs::create_dir(&app).unwrap();
+    fs::write(app.join("app.py"), "print('hello')\n").unwrap();
+    (scratch, app)
+}
+
+fn dev_env<'a>(server: &'a str, watcher: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("AUTO_START_SERVER", "true"),
+        ("INITD_DEV_SERVER", server),
+        ("INITD_WATCHERS", watcher),
+        ("INITD_MIGRATE", "off"),
+    ]
+}
+
+fn got(scratch: &Scratch, name: &str) -> String {
+    fs::read_to_string(scratch.path(&format!("{name}.got"))).unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------
+// initd dev
+
+#[test]
+fn dev_ctrl_c_stops_the_server_and_the_watchers_and_initd_exits_zero() {
+    if !have_python("dev_ctrl_c_stops_the_server_and_the_watchers_and_initd_exits_zero") {
+        return;
+    }
+    let (scratch, app) = project("tty-dev-int");
+    let server = recorder(&scratch.0, "server");
+    let watcher = format!("css={}", recorder(&scratch.0, "watcher"));
+    let mut tty = Tty::start(&app, &["dev"], &dev_env(&server, &watcher));
+    tty.wait_text("server ready");
+    tty.wait_text("watcher ready");
+    tty.type_keys(b"\x03");
+    let (status, screen) = tty.exit();
+    assert_eq!(status.code(), Some(0), "{screen}");
+    assert!(screen.contains("initd: stopping on INT"), "{screen}");
+    assert!(screen.contains("initd: stopped"), "{screen}");
+    assert!(!screen.contains("starts again on the next change"), "{screen}");
+    // Each got the stop once, from initd, and ended on it: none was killed.
+    assert_eq!(got(&scratch, "server"), "SIGINT\n", "{screen}");
+    assert_eq!(got(&scratch, "watcher"), "SIGINT\n", "{screen}");
+    assert!(!screen.contains("SIGKILL"), "{screen}");
+}
+
+#[test]
+fn dev_hangup_stops_the_server_and_the_watchers() {
+    if !have_python("dev_hangup_stops_the_server_and_the_watchers") {
+        return;
+    }
+    let (scratch, app) = project("tty-dev-hup");
+    let server = recorder(&scratch.0, "server");
+    let watcher = format!("css={}", recorder(&scratch.0, "watcher"));
+    let mut tty = Tty::start(&app, &["dev"], &dev_env(&server, &watcher));
+    tty.wait_text("server ready");
+    tty.wait_text("watcher ready");
+    tty.hang_up();
+    let (status, screen) = tty.exit();
+    assert_eq!(status.code(), Some(0), "{screen}");
+    // The stop signal (TERM) went to each, once: a hangup is no reload.
+    assert_eq!(got(&scratch, "server"), "SIGTERM\n", "{screen}");
+    assert_eq!(got(&scratch, "watcher"), "SIGTERM\n", "{screen}");
+}
+
+#[test]
+fn dev_keeps_the_terminal_so_the_server_is_in_the_background() {
+    if !have_python("dev_keeps_the_terminal_so_the_server_is_in_the_background") {
+        return;
+    }
+    let (_scratch, app) = project("tty-dev-fg");
+    let script = app.join("../fg.py");
+    fs::write(
+        &script,
+        "import os, time\n\
+         print('server fg=%s' % (os.tcgetpgrp(2) == os.getpgrp()), flush=True)\n\
+         time.sleep(1000)\n",
+    )
+    .unwrap();
+    let server = format!("python3 {}", script.display());
+    let mut tty = Tty::start(&app, &["dev"], &dev_env(&server, ""));
+    tty.wait_text("server fg=");
+    assert!(tty.text().contains("server fg=False"), "{}", tty.text());
+    tty.type_keys(b"\x03");
+    let (status, screen) = tty.exit();
+    assert_eq!(status.code(), Some(0), "{screen}");
+}
+
+#[test]
+fn idle_dev_stops_at_once_on_ctrl_c() {
+    let (_scratch, app) = project("tty-idle-int");
+    let mut tty = Tty::start(&app, &["dev"], &[("AUTO_START_SERVER", "false")]);
+    tty.wait_text("AUTO_START_SERVER is off");
+    tty.type_keys(b"\x03");
+    let (status, screen) = tty.exit();
+    assert_eq!(status.code(), Some(0), "{screen}");
+    assert!(screen.contains("initd: stopping on INT"), "{screen}");
+}
+
+#[test]
+fn idle_dev_stops_at_once_on_hangup() {
+    let (_scratch, app) = project("tty-idle-hup");
+    let mut tty = Tty::start(&app, &["dev"], &[("AUTO_START_SERVER", "false")]);
+    tty.wait_text("AUTO_START_SERVER is off");
+    tty.hang_up();
+    let (status, screen) = tty.exit();
+    assert_eq!(status.code(), Some(0), "{screen}");
+}
+
+// ---------------------------------------------------------------------------
+// initd exec
+
+#[test]
+fn exec_gives_ctrl_c_to_an_interactive_command_which_keeps_running() {
+    if !have_python("exec_gives_ctrl_c_to_an_interactive_command_which_keeps_running") {
+        return;
+    }
+    let (_scratch, app) = project("tty-exec-shell");
+    // A REPL in miniature, as `python manage.py shell` handles Ctrl-C.
+    let script = "import sys\n\
+                  while True:\n\
+                  \x20   try:\n\
+                  \x20       print('>>> ', end='', flush=True)\n\
+                  \x20       line = sys.stdin.readline()\n\
+                  \x20   except KeyboardInterrupt:\n\
+                  \x20       print('KeyboardInterrupt', flush=True)\n\
+                  \x20       continue\n\
+                  \x20   if line.strip() == 'quit':\n\
+                  \x20       sys.exit(7)\n\
+                  \x20   print('echo ' + line.strip(), flush=True)\n";
+    let mut tty = Tty::start(&app, &["exec", "--", "python3", "-c", script], &[]);
+    tty.wait_text(">>> ");
+    tty.type_keys(b"\x03");
+    tty.wait_text("KeyboardInterrupt");
+    tty.type_keys(b"still here\n");
+    tty.wait_text("echo still here");
+    tty.type_keys(b"quit\n");
+    let (status, screen) = tty.exit();
+    assert_eq!(status.code(), Some(7), "{screen}");
+    assert!(!screen.contains("stopping"), "{screen}");
+}
+
+#[test]
+fn exec_sleep_dies_of_ctrl_c_and_initd_exits_130() {
+    let (_scratch, app) = project("tty-exec-sleep");
+    let mut tty = Tty::start(
+        &app,
+        &["exec", "--", "sh", "-c", "echo sleeping; sleep 1000"],
+        &[],
+    );
+    // The shell and sleep share the foreground group: both die of INT,
+    // whichever is running when the key is typed.
+    tty.wait_text("sleeping");
+    tty.type_keys(b"\x03");
+    let (status, screen) = tty.exit();
+    assert_eq!(status.code(), Some(130), "{screen}");
+    assert!(!screen.contains("stopping"), "{screen}");
+}
