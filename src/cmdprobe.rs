@@ -30,9 +30,9 @@ use crate::cmdline;
 use crate::config::human_duration as human;
 use crate::exit::Fate;
 use crate::health::Outcome;
+use crate::launch::Launcher;
 use crate::secrets::Redactor;
 use crate::signals::short_name;
-use crate::steps::Launcher;
 
 /// How much of a probe's output is kept; writing more fails (EPERM), which
 /// a probe that chatty deserves.

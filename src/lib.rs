@@ -16,6 +16,7 @@ pub mod fsafe;
 pub mod gunicorn;
 pub mod handover;
 pub mod health;
+pub mod launch;
 pub mod logging;
 pub mod migrate_lock;
 pub mod nbout;
@@ -34,6 +35,7 @@ pub mod show;
 pub mod signals;
 pub mod status;
 pub mod steps;
+pub mod stopseq;
 pub mod supervisor;
 #[cfg(test)]
 mod testdir;

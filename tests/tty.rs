@@ -13,16 +13,18 @@ mod common;
 
 use std::fs;
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use common::*;
 use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -33,6 +35,8 @@ struct Tty {
     child: Child,
     screen: Arc<Mutex<Vec<u8>>>,
     reader: Option<JoinHandle<()>>,
+    /// Tells the reader to close its copy of the master side.
+    closing: Arc<AtomicBool>,
 }
 
 impl Tty {
@@ -73,11 +77,26 @@ impl Tty {
         let screen = Arc::new(Mutex::new(Vec::new()));
         let mut from = master.try_clone().unwrap();
         let into = screen.clone();
+        let closing = Arc::new(AtomicBool::new(false));
+        let close = closing.clone();
         let reader = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
-            // EIO once nothing holds the slave side any more.
-            while let Ok(n @ 1..) = from.read(&mut buf) {
-                into.lock().unwrap().extend_from_slice(&buf[..n]);
+            loop {
+                // Wakes now and then to see whether the test hangs up: the
+                // terminal hangs up only once this copy is closed too.
+                let mut fds = [PollFd::new(from.as_fd(), PollFlags::POLLIN)];
+                let ready = poll(&mut fds, PollTimeout::from(50u16)).unwrap_or(0);
+                if close.load(Ordering::SeqCst) {
+                    return;
+                }
+                if ready == 0 {
+                    continue;
+                }
+                // EIO once nothing holds the slave side any more.
+                match from.read(&mut buf) {
+                    Ok(n @ 1..) => into.lock().unwrap().extend_from_slice(&buf[..n]),
+                    _ => return,
+                }
             }
         });
         Tty {
@@ -85,6 +104,7 @@ impl Tty {
             child,
             screen,
             reader: Some(reader),
+            closing,
         }
     }
 
@@ -104,6 +124,10 @@ impl Tty {
     /// Closes the terminal's only other side: the kernel hangs it up.
     fn hang_up(&mut self) {
         self.master = None;
+        self.closing.store(true, Ordering::SeqCst);
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
     }
 
     /// Waits for initd to exit; everything on the screen until then.
