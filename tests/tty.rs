@@ -25,6 +25,7 @@ use std::time::Duration;
 use common::*;
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -44,6 +45,12 @@ impl Tty {
     /// of its own on a new terminal (`setsid --ctty` execs initd in place,
     /// so PID 1 is initd and the session leader, as in a container).
     fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Tty {
+        Tty::start_with(dir, args, env, false)
+    }
+
+    /// [`Tty::start`]; with `tostop`, a background process that writes to
+    /// the terminal gets SIGTTOU (`stty tostop`).
+    fn start_with(dir: &Path, args: &[&str], env: &[(&str, &str)], tostop: bool) -> Tty {
         // Close-on-exec and no controlling terminal for the test process:
         // the other tests spawn processes concurrently.
         let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).unwrap();
@@ -57,6 +64,11 @@ impl Tty {
             .open(&slave_path)
             .unwrap()
             .into();
+        if tostop {
+            let mut modes = tcgetattr(&slave).unwrap();
+            modes.local_flags |= LocalFlags::TOSTOP;
+            tcsetattr(&slave, SetArg::TCSANOW, &modes).unwrap();
+        }
         let mut initd_args = vec!["setsid", "--ctty", INITD];
         initd_args.extend_from_slice(args);
         let prefix = pid1_prefix();
@@ -216,6 +228,18 @@ fn dev_env<'a>(server: &'a str, watcher: &'a str) -> Vec<(&'a str, &'a str)> {
     ]
 }
 
+/// `initd dev` on a terminal with a server and a watcher that record the
+/// stop signals they get, once both are ready.
+fn dev_set(tag: &str) -> (Scratch, Tty) {
+    let (scratch, app) = project(tag);
+    let server = recorder(&scratch.0, "server");
+    let watcher = format!("css={}", recorder(&scratch.0, "watcher"));
+    let tty = Tty::start(&app, &["dev"], &dev_env(&server, &watcher));
+    tty.wait_text("server ready");
+    tty.wait_text("watcher ready");
+    (scratch, tty)
+}
+
 fn got(scratch: &Scratch, name: &str) -> String {
     fs::read_to_string(scratch.path(&format!("{name}.got"))).unwrap_or_default()
 }
@@ -228,12 +252,7 @@ fn dev_ctrl_c_stops_the_server_and_the_watchers_and_initd_exits_zero() {
     if !have_python("dev_ctrl_c_stops_the_server_and_the_watchers_and_initd_exits_zero") {
         return;
     }
-    let (scratch, app) = project("tty-dev-int");
-    let server = recorder(&scratch.0, "server");
-    let watcher = format!("css={}", recorder(&scratch.0, "watcher"));
-    let mut tty = Tty::start(&app, &["dev"], &dev_env(&server, &watcher));
-    tty.wait_text("server ready");
-    tty.wait_text("watcher ready");
+    let (scratch, mut tty) = dev_set("tty-dev-int");
     tty.type_keys(b"\x03");
     let (status, screen) = tty.exit();
     assert_eq!(status.code(), Some(0), "{screen}");
@@ -251,12 +270,7 @@ fn dev_hangup_stops_the_server_and_the_watchers() {
     if !have_python("dev_hangup_stops_the_server_and_the_watchers") {
         return;
     }
-    let (scratch, app) = project("tty-dev-hup");
-    let server = recorder(&scratch.0, "server");
-    let watcher = format!("css={}", recorder(&scratch.0, "watcher"));
-    let mut tty = Tty::start(&app, &["dev"], &dev_env(&server, &watcher));
-    tty.wait_text("server ready");
-    tty.wait_text("watcher ready");
+    let (scratch, mut tty) = dev_set("tty-dev-hup");
     tty.hang_up();
     let (status, screen) = tty.exit();
     assert_eq!(status.code(), Some(0), "{screen}");
@@ -357,4 +371,31 @@ fn exec_sleep_dies_of_ctrl_c_and_initd_exits_130() {
     let (status, screen) = tty.exit();
     assert_eq!(status.code(), Some(130), "{screen}");
     assert!(!screen.contains("stopping"), "{screen}");
+}
+
+#[test]
+fn exec_on_a_terminal_the_child_is_the_foreground_and_gets_ctrl_c() {
+    if !have_python("exec_on_a_terminal_the_child_is_the_foreground_and_gets_ctrl_c") {
+        return;
+    }
+    let (_scratch, app) = project("tty-exec-fg");
+    let script = "import os, time\n\
+                  print('fg=%s' % (os.tcgetpgrp(0) == os.getpgrp()), flush=True)\n\
+                  time.sleep(30)";
+    // TOSTOP makes a background writer get SIGTTOU: initd, no longer in the
+    // foreground, must still be able to log its last line.
+    let mut tty = Tty::start_with(&app, &["python3", "-c", script], &[], true);
+    tty.wait_text("fg=");
+    assert!(
+        tty.text().contains("fg=True"),
+        "child is not the foreground group: {}",
+        tty.text()
+    );
+    tty.type_keys(b"\x03");
+    let (status, screen) = tty.exit();
+    // The terminal sent INT to the child's group, not to initd: no stop
+    // sequence, and the child's death by INT is reported as 130.
+    assert_eq!(status.code(), Some(130), "{screen}");
+    assert!(!screen.contains("stopping"), "{screen}");
+    assert!(screen.contains("main child was killed by INT"), "{screen}");
 }

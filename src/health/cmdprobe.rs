@@ -30,7 +30,6 @@ use crate::health::probe::Outcome;
 use crate::pid1::child;
 use crate::pid1::exit::Fate;
 use crate::pid1::launch::Launcher;
-use crate::pid1::signals::short_name;
 use crate::pipeline::secrets::Redactor;
 use crate::units::human_duration as human;
 
@@ -202,11 +201,8 @@ impl Runner {
         let redactor = self.spec.as_ref().map_or(&unknown, |s| &*s.redactor);
         let (output, cut) = read_output(&mut run.output);
         let tail = last_line(&output, cut, redactor);
-        let (ok, mut detail) = match fate {
-            Fate::Exited(0) => (true, "exited with status 0".to_string()),
-            Fate::Exited(code) => (false, format!("exited with status {code}")),
-            Fate::Signaled(sig) => (false, format!("was killed by {}", short_name(sig))),
-        };
+        let ok = fate == Fate::Exited(0);
+        let mut detail = fate.to_string();
         if !ok && !tail.is_empty() {
             detail = format!("{detail}: {tail}");
         }
