@@ -73,6 +73,19 @@ pub fn command(program: &Path, argv: &[OsString], setup: Setup) -> Command {
     cmd
 }
 
+/// Takes the terminal's foreground back for initd's own process group once
+/// the child it was handed to has ended, so that the next Ctrl-C reaches
+/// initd rather than a group that no longer exists (between pipeline steps,
+/// and before dev mode, which keeps the terminal). initd blocks SIGTTOU, so
+/// it may do this from the background.
+pub fn reclaim_terminal() -> io::Result<()> {
+    // SAFETY: plain system calls on stdin, no memory passed.
+    if unsafe { libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpgrp()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Starts the command, returning the child's pid (which is also its process
 /// group id).
 pub fn spawn(mut cmd: Command) -> io::Result<Pid> {

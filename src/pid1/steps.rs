@@ -3,9 +3,10 @@
 //! command. A failing step or a stop ends the pipeline: nothing after it
 //! starts.
 
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 use crate::cmdline;
+use crate::pid1::child;
 use crate::pid1::exit::{Fate, Halt};
 use crate::pid1::launch::{Launcher, Terminal};
 use crate::pid1::supervisor::{MainKind, Supervisor};
@@ -21,6 +22,11 @@ pub fn run_step(launcher: &Launcher, sup: &mut Supervisor, what: &str, argv: &[S
         .set_phase(crate::pid1::status::Phase::Starting, format!("{what} running"));
     let pid = launcher.start(what, argv, Terminal::Foreground)?;
     let fate = sup.run_step(pid);
+    if launcher.foreground
+        && let Err(e) = child::reclaim_terminal()
+    {
+        debug!("taking the terminal back after {what} failed: {e}");
+    }
     if sup.stop_requested().is_some() {
         info!("{what} ended by the stop; the server will not start");
         return Err(Halt::with(sup.finish(Some(fate))));
