@@ -15,6 +15,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +29,17 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
 
 const LIMIT: Duration = Duration::from_secs(30);
+
+/// Who leads the terminal's session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leader {
+    /// initd, PID 1 of its namespace: `docker run -it`.
+    Initd,
+    /// `unshare`, outside initd's pid namespace, with initd in its process
+    /// group: a shell running `unshare --pid --fork initd dev`, as
+    /// run-scripts/demo.sh does.
+    Outside,
+}
 
 /// A pseudo-terminal whose slave side is initd's controlling terminal.
 /// Everything written to it is collected as a screen would show it.
@@ -45,12 +57,13 @@ impl Tty {
     /// of its own on a new terminal (`setsid --ctty` execs initd in place,
     /// so PID 1 is initd and the session leader, as in a container).
     fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Tty {
-        Tty::start_with(dir, args, env, false)
+        Tty::start_with(dir, args, env, Leader::Initd, false)
     }
 
-    /// [`Tty::start`]; with `tostop`, a background process that writes to
-    /// the terminal gets SIGTTOU (`stty tostop`).
-    fn start_with(dir: &Path, args: &[&str], env: &[(&str, &str)], tostop: bool) -> Tty {
+    /// [`Tty::start`] with the session led by `leader`; with `tostop`, a
+    /// background process that writes to the terminal gets SIGTTOU (`stty
+    /// tostop`).
+    fn start_with(dir: &Path, args: &[&str], env: &[(&str, &str)], leader: Leader, tostop: bool) -> Tty {
         // Close-on-exec and no controlling terminal for the test process:
         // the other tests spawn processes concurrently.
         let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).unwrap();
@@ -69,7 +82,10 @@ impl Tty {
             modes.local_flags |= LocalFlags::TOSTOP;
             tcsetattr(&slave, SetArg::TCSANOW, &modes).unwrap();
         }
-        let mut initd_args = vec!["setsid", "--ctty", INITD];
+        let mut initd_args = match leader {
+            Leader::Initd => vec!["setsid", "--ctty", INITD],
+            Leader::Outside => vec![INITD],
+        };
         initd_args.extend_from_slice(args);
         let prefix = pid1_prefix();
         let mut cmd = Command::new(prefix[0]);
@@ -83,6 +99,17 @@ impl Tty {
             .stdin(Stdio::from(slave.try_clone().unwrap()))
             .stdout(Stdio::from(slave.try_clone().unwrap()))
             .stderr(Stdio::from(slave));
+        if leader == Leader::Outside {
+            // SAFETY: setsid and ioctl are async-signal-safe.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let child = cmd.spawn().unwrap();
         drop(cmd);
         let master = fs::File::from(OwnedFd::from(master));
@@ -232,11 +259,11 @@ fn dev_env<'a>(server: &'a str, watcher: &'a str) -> Vec<(&'a str, &'a str)> {
 
 /// `initd dev` on a terminal with a server and a watcher that record the
 /// stop signals they get, once both are ready.
-fn dev_set(tag: &str) -> (Scratch, Tty) {
+fn dev_set(tag: &str, leader: Leader) -> (Scratch, Tty) {
     let (scratch, app) = project(tag);
     let server = recorder(&scratch.0, "server");
     let watcher = format!("css={}", recorder(&scratch.0, "watcher"));
-    let tty = Tty::start(&app, &["dev"], &dev_env(&server, &watcher));
+    let tty = Tty::start_with(&app, &["dev"], &dev_env(&server, &watcher), leader, false);
     tty.wait_text("server ready");
     tty.wait_text("watcher ready");
     (scratch, tty)
@@ -254,7 +281,19 @@ fn dev_ctrl_c_stops_the_server_and_the_watchers_and_initd_exits_zero() {
     if !have_python("dev_ctrl_c_stops_the_server_and_the_watchers_and_initd_exits_zero") {
         return;
     }
-    let (scratch, mut tty) = dev_set("tty-dev-int");
+    dev_ctrl_c("tty-dev-int", Leader::Initd);
+}
+
+#[test]
+fn dev_ctrl_c_stops_everything_when_a_shell_outside_leads_the_session() {
+    if !have_python("dev_ctrl_c_stops_everything_when_a_shell_outside_leads_the_session") {
+        return;
+    }
+    dev_ctrl_c("tty-dev-int-outside", Leader::Outside);
+}
+
+fn dev_ctrl_c(tag: &str, leader: Leader) {
+    let (scratch, mut tty) = dev_set(tag, leader);
     tty.type_keys(b"\x03");
     let (status, screen) = tty.exit();
     assert_eq!(status.code(), Some(0), "{screen}");
@@ -272,7 +311,7 @@ fn dev_hangup_stops_the_server_and_the_watchers() {
     if !have_python("dev_hangup_stops_the_server_and_the_watchers") {
         return;
     }
-    let (scratch, mut tty) = dev_set("tty-dev-hup");
+    let (scratch, mut tty) = dev_set("tty-dev-hup", Leader::Initd);
     tty.hang_up();
     let (status, screen) = tty.exit();
     assert_eq!(status.code(), Some(0), "{screen}");
@@ -386,7 +425,7 @@ fn exec_on_a_terminal_the_child_is_the_foreground_and_gets_ctrl_c() {
                   time.sleep(30)";
     // TOSTOP makes a background writer get SIGTTOU: initd, no longer in the
     // foreground, must still be able to log its last line.
-    let mut tty = Tty::start_with(&app, &["python3", "-c", script], &[], true);
+    let mut tty = Tty::start_with(&app, &["python3", "-c", script], &[], Leader::Initd, true);
     tty.wait_text("fg=");
     assert!(
         tty.text().contains("fg=True"),
