@@ -395,11 +395,9 @@ impl Supervisor {
         // change how the main child's end reads.
         let stop = self.seq.outcome();
         self.stop_leftovers();
-        let keep = self.policy.keep_signal_status;
-        match (fate, stop.or(self.seq.outcome())) {
-            (Some(fate), _) => exit::code(fate, stop, keep),
-            (None, Some(stop)) => 128 + stop.sent as i32,
-            (None, None) => 0,
+        match fate {
+            Some(fate) => exit::code(fate, stop, self.policy.keep_signal_status),
+            None => self.seq.outcome().map_or(0, |stop| 128 + stop.sent as i32),
         }
     }
 
