@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use tracing::{debug, info, warn};
 
-use crate::pipeline::chown::{self, ChownError, ChownReport};
+use crate::pipeline::user::chown::{self, ChownError, ChownReport};
 use crate::pipeline::user::{self, AppUser, UserError};
 
 /// Renumbers `user` if asked (see [`renumber`]), then chowns `paths` to it.

@@ -2,7 +2,6 @@
 //! `initd config`: the plan, the app user, secrets, migrations and the lock
 //! around them, the gunicorn command and the CPU count that sizes it.
 
-pub(crate) mod chown;
 pub(crate) mod cpus;
 pub mod entrypoint;
 pub mod gunicorn;
