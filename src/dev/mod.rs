@@ -1,4 +1,4 @@
-//! `initd dev`: the development loop, asset watchers and their prefixed
+//! `initd dev`: its rules on the supervisor's one loop, asset watchers and their prefixed
 //! output, and source watching (inotify, polling where inotify is blind,
 //! the filter of which files count).
 
