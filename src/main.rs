@@ -39,7 +39,12 @@ fn real_main() -> i32 {
 fn config() -> i32 {
     let prepared = match pipeline::prepare() {
         Ok(p) => p,
-        Err(code) => return code,
+        Err(halt) => {
+            if let Some(message) = &halt.message {
+                logging::early_error(message);
+            }
+            return halt.code;
+        }
     };
     print!("{}", show::settings(&prepared.loaded.layers));
     print!("{}", show::left_alone(&prepared.left_alone));
@@ -49,15 +54,17 @@ fn config() -> i32 {
             print!("{}", prepared.redactor.redact(&show::plan(&plan)));
             0
         }
-        Err((message, code)) => {
+        Err(halt) => {
             // The reason once, on stderr like every error; stdout, which
             // may be a file, only notes that the plan is missing.
             println!(
                 "
 # the plan cannot be made; the reason is on stderr"
             );
-            logging::early_error(&prepared.redactor.redact(&message));
-            code
+            if let Some(message) = &halt.message {
+                logging::early_error(&prepared.redactor.redact(message));
+            }
+            halt.code
         }
     }
 }

@@ -1,6 +1,6 @@
-//! `initd dev`: the development loop, asset watchers and their prefixed
-//! output, and source watching (inotify, polling where inotify is blind,
-//! the filter of which files count).
+//! `initd dev`: its rules on the supervisor's one loop, asset watchers and
+//! their prefixed output, and source watching (inotify, polling where
+//! inotify is blind, the filter of which files count).
 
 pub(crate) mod devloop;
 pub mod filter;

@@ -29,8 +29,7 @@ use crate::cmdline;
 use crate::health::probe::Outcome;
 use crate::pid1::child;
 use crate::pid1::exit::Fate;
-use crate::pid1::signals::short_name;
-use crate::pid1::steps::Launcher;
+use crate::pid1::launch::Launcher;
 use crate::pipeline::secrets::Redactor;
 use crate::units::human_duration as human;
 
@@ -137,8 +136,9 @@ impl Runner {
         self.running.as_ref().map(|r| r.deadline)
     }
 
-    /// Starts a probe for new requests and ends one that ran out of time.
-    pub fn service(&mut self, now: Instant) {
+    /// Starts a probe for new requests and ends one that ran out of time;
+    /// the pid of a probe it started, for the supervisor's table.
+    pub fn service(&mut self, now: Instant) -> Option<Pid> {
         if let Some(run) = self.running.as_ref()
             && now >= run.deadline
         {
@@ -152,11 +152,11 @@ impl Runner {
         }
         let new = self.channel.take();
         if new.is_empty() {
-            return;
+            return None;
         }
         if let Some(run) = self.running.as_mut() {
             run.waiters.extend(new);
-            return;
+            return None;
         }
         let Some(spec) = self.spec.as_ref() else {
             reply(
@@ -165,7 +165,7 @@ impl Runner {
                 "the probe command is not set up yet".into(),
                 Duration::ZERO,
             );
-            return;
+            return None;
         };
         match start(spec) {
             Ok((pid, output)) => {
@@ -181,8 +181,12 @@ impl Runner {
                     output,
                     waiters: new,
                 });
+                Some(pid)
             }
-            Err(detail) => reply(new, false, detail, Duration::ZERO),
+            Err(detail) => {
+                reply(new, false, detail, Duration::ZERO);
+                None
+            }
         }
     }
 
@@ -197,11 +201,8 @@ impl Runner {
         let redactor = self.spec.as_ref().map_or(&unknown, |s| &*s.redactor);
         let (output, cut) = read_output(&mut run.output);
         let tail = last_line(&output, cut, redactor);
-        let (ok, mut detail) = match fate {
-            Fate::Exited(0) => (true, "exited with status 0".to_string()),
-            Fate::Exited(code) => (false, format!("exited with status {code}")),
-            Fate::Signaled(sig) => (false, format!("was killed by {}", short_name(sig))),
-        };
+        let ok = fate == Fate::Exited(0);
+        let mut detail = fate.to_string();
         if !ok && !tail.is_empty() {
             detail = format!("{detail}: {tail}");
         }

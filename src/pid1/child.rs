@@ -75,12 +75,26 @@ pub fn command(program: &Path, argv: &[OsString], setup: Setup) -> Command {
 
 /// Takes the terminal's foreground back for initd's own process group once
 /// the child it was handed to has ended, so that the next Ctrl-C reaches
-/// initd rather than a group that no longer exists. (initd blocks SIGTTOU,
-/// so it may do this from the background.)
+/// initd rather than a group that no longer exists (between pipeline steps,
+/// and before dev mode, which keeps the terminal). initd blocks SIGTTOU, so
+/// it may do this from the background.
 pub fn reclaim_terminal() -> io::Result<()> {
     // SAFETY: plain system calls on stdin, no memory passed.
-    if unsafe { libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpgrp()) } != 0 {
-        return Err(io::Error::last_os_error());
+    unsafe {
+        let mut group = libc::getpgrp();
+        if group == 0 {
+            // initd's group is led from outside its pid namespace (`unshare
+            // --pid --fork` run from a shell, as run-scripts/demo.sh does),
+            // so it has no number here to hand the terminal to: initd
+            // leads a group of its own instead.
+            if libc::setpgid(0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            group = libc::getpid();
+        }
+        if libc::tcsetpgrp(libc::STDIN_FILENO, group) != 0 {
+            return Err(io::Error::last_os_error());
+        }
     }
     Ok(())
 }

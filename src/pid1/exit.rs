@@ -2,7 +2,11 @@
 //! codes initd uses for its own failures (sysexits-style, so they never
 //! collide with 126/127 or the 128+N range of a signalled child).
 
+use std::fmt;
+
 use nix::sys::signal::Signal;
+
+use crate::pid1::signals::short_name;
 
 /// Bad command line.
 pub const USAGE: i32 = 2;
@@ -50,6 +54,42 @@ pub enum Fate {
     Signaled(Signal),
 }
 
+/// Reads as the end of a sentence about a child: "the server {fate}".
+impl fmt::Display for Fate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fate::Exited(code) => write!(f, "exited with status {code}"),
+            Fate::Signaled(sig) => write!(f, "was killed by {}", short_name(*sig)),
+        }
+    }
+}
+
+/// initd must exit now, with `code`. `message` is set when the reason is
+/// initd's own error (a bad setting, a command that cannot run), printed
+/// once, at the top, as `initd: error: ...`; it is `None` when the reason
+/// was already reported where it happened (a step's end, a stop).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .message.as_deref().unwrap_or("exiting"))]
+pub struct Halt {
+    pub code: i32,
+    pub message: Option<String>,
+}
+
+impl Halt {
+    /// Exit with `code`; nothing more to say.
+    pub fn with(code: i32) -> Halt {
+        Halt { code, message: None }
+    }
+
+    /// initd's own error: the message and its exit status.
+    pub fn error(code: i32, message: impl Into<String>) -> Halt {
+        Halt {
+            code,
+            message: Some(message.into()),
+        }
+    }
+}
+
 /// What initd knows about a stop it was asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StopOutcome {
@@ -90,6 +130,12 @@ mod tests {
         sent: Signal::SIGTERM,
         killed: false,
     });
+
+    #[test]
+    fn a_fate_reads_as_the_end_of_a_sentence() {
+        assert_eq!(Fate::Exited(3).to_string(), "exited with status 3");
+        assert_eq!(Fate::Signaled(Signal::SIGINT).to_string(), "was killed by INT");
+    }
 
     #[test]
     fn exit_status_passes_through() {

@@ -4,10 +4,12 @@
 
 pub(crate) mod child;
 pub(crate) mod exit;
+pub(crate) mod launch;
 pub mod procfs;
 pub(crate) mod reaper;
 pub(crate) mod resolve;
 pub(crate) mod signals;
 pub(crate) mod status;
 pub(crate) mod steps;
+pub(crate) mod stopseq;
 pub(crate) mod supervisor;

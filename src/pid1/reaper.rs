@@ -7,55 +7,10 @@ use nix::unistd::Pid;
 
 use crate::pid1::exit::Fate;
 
-/// What one reaping pass found.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Pass {
-    /// The main child's end, if it ended in this pass.
-    pub main: Option<Fate>,
-    /// How many other processes were reaped.
-    pub orphans: u32,
-    /// Whether any child is still alive. With none left, no descendant is
-    /// left either: every live descendant has a live ancestor that is our
-    /// child, or it would have been re-parented to us.
-    pub children_left: bool,
-}
-
-/// Reaps every child that has ended, without blocking. Children other than
-/// `main` are counted as orphans and shown to `other`, which may know them
-/// (a health probe).
-pub fn reap(main: Pid, mut other: impl FnMut(Pid, Fate)) -> Pass {
-    let mut pass = Pass::default();
-    loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) => {
-                pass.children_left = true;
-                return pass;
-            }
-            Ok(status) => {
-                let fate = match status {
-                    WaitStatus::Exited(_, code) => Some(Fate::Exited(code)),
-                    WaitStatus::Signaled(_, sig, _) => Some(Fate::Signaled(sig)),
-                    _ => None,
-                };
-                match (status.pid(), fate) {
-                    (Some(pid), Some(fate)) if pid == main => pass.main = Some(fate),
-                    (Some(pid), Some(fate)) => {
-                        pass.orphans += 1;
-                        other(pid, fate);
-                    }
-                    _ => {}
-                }
-            }
-            Err(Errno::EINTR) => continue,
-            // ECHILD: nobody left. Any other error cannot happen with these
-            // arguments; treat it as "nothing to reap" rather than spin.
-            Err(_) => return pass,
-        }
-    }
-}
-
-/// Reaps every child that has ended, without blocking, and says which ended
-/// how; for loops that supervise several children at once.
+/// Reaps every child that has ended, without blocking: which ended how,
+/// and whether any child is still alive. With none left, no descendant is
+/// left either: every live descendant has a live ancestor that is our
+/// child, or it would have been re-parented to us.
 pub fn reap_any() -> (Vec<(Pid, Fate)>, bool) {
     let mut ended = Vec::new();
     loop {
@@ -65,6 +20,8 @@ pub fn reap_any() -> (Vec<(Pid, Fate)>, bool) {
             Ok(WaitStatus::Signaled(pid, sig, _)) => ended.push((pid, Fate::Signaled(sig))),
             Ok(_) => {}
             Err(Errno::EINTR) => continue,
+            // ECHILD: nobody left. Any other error cannot happen with these
+            // arguments; treat it as "nothing to reap" rather than spin.
             Err(_) => return (ended, false),
         }
     }

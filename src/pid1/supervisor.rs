@@ -1,14 +1,17 @@
-//! The PID-1 loop: sleep until a signal arrives (SIGCHLD included), forward
-//! it, reap, and run the stop sequence — stop signal, grace period, SIGKILL.
+//! The one PID-1 loop, for every mode. It supervises a set of children,
+//! each with a [`Role`] whose [`OnExit`] policy says what its end means:
+//! the main command and pipeline steps end the run, dev mode's server and
+//! watchers are restarted by [`Rules`] (on a change, with backoff), health
+//! probes are only reported. Signals, the control socket's first client,
+//! probe requests and the rules' own sources (file changes) are all file
+//! descriptors of one poll(2).
 //!
-//! There is no timer while idle: the loop blocks in poll(2) on a signalfd
-//! (and the health probe's wake-up pipe) with no timeout; only a drain, a
-//! stop or a probe in progress gives it a deadline.
+//! There is no timer while idle: the poll has a timeout only while a
+//! drain, a stop, a probe or one of the rules' moments is due.
 //!
-//! With `INITD_DRAIN`, the first stop signal during the main child's run is
-//! held back: checks fail (`draining`) for the drain period, so load
-//! balancers move traffic away, and only then does the server get the stop
-//! signal. A second stop signal ends the drain early.
+//! The stop itself — drain, stop signal, grace period, SIGKILL — is the
+//! pure state machine of [`crate::pid1::stopseq`]; this loop only carries out
+//! what it says.
 
 use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::sync::Arc;
@@ -22,11 +25,12 @@ use nix::unistd::Pid;
 use tracing::{debug, info, warn};
 
 use crate::health::cmdprobe::{self, Channel, Runner};
-use crate::pid1::exit::{self, Fate, StopOutcome};
+use crate::pid1::exit::{self, Fate};
 use crate::pid1::procfs;
 use crate::pid1::reaper;
 use crate::pid1::signals::{self, Mapped, SignalMap, Target, short_name};
 use crate::pid1::status::{Phase, Status};
+use crate::pid1::stopseq::{self, Effect, StopSeq};
 use crate::units::human_duration as human;
 
 /// How signals are forwarded and how a stop proceeds.
@@ -50,6 +54,142 @@ impl Policy {
         }
     }
 }
+
+/// What the main command is, for the lines that name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MainKind {
+    /// `initd exec -- CMD`.
+    Command,
+    /// `initd run`: gunicorn or INITD_SERVER.
+    Server,
+    /// `initd dev`'s server.
+    DevServer,
+}
+
+impl std::fmt::Display for MainKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MainKind::Command => "command",
+            MainKind::Server => "server",
+            MainKind::DevServer => "dev server",
+        })
+    }
+}
+
+/// Why a child runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Main(MainKind),
+    /// A pre-start or dev setup command, run to completion.
+    Step,
+    DevServer,
+    /// Dev mode's asset watcher number N.
+    Watcher(usize),
+    /// A `cmd:` health probe (started by [`cmdprobe::Runner`]).
+    Probe,
+}
+
+/// What a child's end means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnExit {
+    /// The run is over (the main command, a step).
+    EndRun,
+    /// Started again after a delay that grows while it keeps failing.
+    RestartWithBackoff,
+    /// Started again on the next change of the source files.
+    RestartOnChange,
+    /// Its result is reported to whoever asked; nothing else.
+    ReportOnly,
+}
+
+impl Role {
+    pub fn on_exit(self) -> OnExit {
+        match self {
+            Role::Main(_) | Role::Step => OnExit::EndRun,
+            Role::DevServer => OnExit::RestartOnChange,
+            Role::Watcher(_) => OnExit::RestartWithBackoff,
+            Role::Probe => OnExit::ReportOnly,
+        }
+    }
+}
+
+/// The supervised children that are running, by pid.
+#[derive(Debug, Default)]
+pub struct Children {
+    members: Vec<(Pid, Role)>,
+}
+
+impl Children {
+    pub fn add(&mut self, pid: Pid, role: Role) {
+        self.members.push((pid, role));
+    }
+
+    fn remove(&mut self, pid: Pid) -> Option<Role> {
+        let i = self.members.iter().position(|(p, _)| *p == pid)?;
+        Some(self.members.swap_remove(i).1)
+    }
+
+    /// The running child that ends the run, if one runs.
+    pub fn main(&self) -> Option<Pid> {
+        self.members
+            .iter()
+            .find(|(_, role)| role.on_exit() == OnExit::EndRun)
+            .map(|(pid, _)| *pid)
+    }
+
+    pub fn with_role(&self, role: Role) -> Option<Pid> {
+        self.members.iter().find(|(_, r)| *r == role).map(|(p, _)| *p)
+    }
+
+    /// Whether dev mode's server or a watcher runs.
+    fn runs_a_set(&self) -> bool {
+        self.members
+            .iter()
+            .any(|(_, role)| matches!(role, Role::DevServer | Role::Watcher(_)))
+    }
+}
+
+/// What [`Rules`] may touch while the loop runs.
+pub struct Ctx<'a> {
+    pub children: &'a mut Children,
+    pub status: &'a Status,
+    pub policy: &'a Policy,
+}
+
+/// A policy set on the loop: what restarts, when, and what else wakes the
+/// loop. Dev mode is one; the main command and the steps need none.
+pub trait Rules {
+    /// Starts the set's first children, before the loop's first sleep.
+    fn start(&mut self, _now: Instant, _ctx: &mut Ctx) {}
+    /// Readable when the rules have news (files changed).
+    fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+    /// The next moment [`Rules::tick`] has something to do.
+    fn due(&self) -> Option<Instant> {
+        None
+    }
+    /// After every wake-up, before children are reaped.
+    fn tick(&mut self, _now: Instant, _ctx: &mut Ctx) {}
+    /// A child whose role restarts ended.
+    fn ended(&mut self, _pid: Pid, _role: Role, _fate: Fate, _now: Instant, _ctx: &mut Ctx) {}
+    /// A stop began: from now on nothing starts again.
+    fn stopping(&mut self) {}
+    /// Where a signal that is not a stop goes; `None`: the loop's rule
+    /// (the main child, or between children whatever is left).
+    fn forward_to(&self, _children: &Children) -> Option<Vec<Pid>> {
+        None
+    }
+    /// initd keeps the terminal's foreground (dev mode): a hangup from it
+    /// stops the whole set.
+    fn keeps_terminal(&self) -> bool {
+        false
+    }
+}
+
+/// No rules: the main command or a step, which ends the run.
+struct NoRules;
+impl Rules for NoRules {}
 
 /// What to do with one received signal (pure, so the rules are unit-tested).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,27 +218,40 @@ pub fn action(received: Signal, map: &SignalMap) -> Action {
     }
 }
 
-/// One signalfd, one stop state, for the whole life of initd: a stop asked
-/// for during a pre-start step still holds when the next step would start.
+/// A signal as the signalfd reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    pub sig: Signal,
+    /// Raised by the kernel (the terminal: Ctrl-C, a hangup), not sent
+    /// with kill(2) by a process (`docker stop`, `docker kill`).
+    pub from_kernel: bool,
+}
+
+/// [`action`], and one rule on top: while initd keeps the terminal for a
+/// set of children (dev mode), the terminal hanging up stops them all with
+/// the stop signal, as closing foreman's window does. From a process, HUP
+/// is forwarded as usual (a reload for gunicorn).
+pub fn action_for(received: Received, map: &SignalMap, stop_signal: Signal, keeps_terminal: bool) -> Action {
+    if received.sig == Signal::SIGHUP && received.from_kernel && keeps_terminal {
+        return Action::Stop(stop_signal);
+    }
+    action(received.sig, map)
+}
+
+/// One signalfd, one stop sequence, for the whole life of initd: a stop
+/// asked for during a pre-start step still holds when the next step would
+/// start.
 pub struct Supervisor {
     pid1: bool,
     policy: Policy,
     signals: SignalFd,
-    /// The child signals are forwarded to, while one runs.
-    main: Option<Pid>,
-    /// Set once a stop was asked for: the signal sent and whether the main
-    /// child had to be killed.
-    stop: Option<StopOutcome>,
-    deadline: Option<Instant>,
-    /// SIGKILL already went to everything; nothing is left to ask politely.
-    killed_all: bool,
+    children: Children,
+    seq: StopSeq,
     /// Whether a child was still alive at the last reaping pass.
     children_left: bool,
     status: Arc<Status>,
     /// Supervising the main command (not a pre-start step): a stop drains.
     in_main: bool,
-    /// While draining: when the stop signal goes to the main child.
-    drain_until: Option<Instant>,
     /// `cmd:` health probes, started and reaped by this loop.
     probes: Runner,
     /// Starts serving the control socket. Held until the first client
@@ -107,6 +260,15 @@ pub struct Supervisor {
     /// `initd exec` never pays for the socket's thread.
     serve: Option<Box<dyn FnOnce()>>,
     serve_fd: Option<RawFd>,
+}
+
+/// When the loop returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Until {
+    /// The child that ends the run ended.
+    MainEnds,
+    /// A stop is under way and no child is left.
+    AllStopped,
 }
 
 impl Supervisor {
@@ -119,16 +281,13 @@ impl Supervisor {
         )?;
         Ok(Supervisor {
             pid1: std::process::id() == 1,
+            seq: StopSeq::new(policy.stop_timeout, policy.drain),
             policy,
             signals,
-            main: None,
-            stop: None,
-            deadline: None,
-            killed_all: false,
+            children: Children::default(),
             children_left: false,
             status,
             in_main: false,
-            drain_until: None,
             probes: Runner::new(Channel::new()?),
             serve: None,
             serve_fd: None,
@@ -162,35 +321,10 @@ impl Supervisor {
         self.probes.configure(spec);
     }
 
-    /// Readable while a probe run is wanted; for loops that sleep on their
-    /// own (dev mode), with [`Supervisor::service_probes`].
-    pub fn probe_wake_fd(&self) -> BorrowedFd<'_> {
-        self.probes.wake_fd()
-    }
-
-    /// Starts wanted probe runs and ends overdue ones.
-    pub fn service_probes(&mut self, now: Instant) {
-        self.probes.service(now);
-    }
-
-    /// When the running probe must be killed, if one runs.
-    pub fn probe_deadline(&self) -> Option<Instant> {
-        self.probes.deadline()
-    }
-
-    /// Takes a reaped child's status if it was a probe.
-    pub fn probe_reaped(&mut self, pid: Pid, fate: Fate) -> bool {
-        self.probes.reaped(pid, fate)
-    }
-
     /// What `initd check` reports; the pipeline sets the phases before the
     /// server, the supervisor those of the stop.
     pub fn status(&self) -> &Arc<Status> {
         &self.status
-    }
-
-    pub fn policy(&self) -> &Policy {
-        &self.policy
     }
 
     /// Readable whenever a signal is pending: a wait outside this loop
@@ -200,98 +334,70 @@ impl Supervisor {
         self.signals.as_fd()
     }
 
-    /// Reads the pending signals without acting on them, for a loop that
-    /// applies its own rules (dev mode supervises several children).
-    pub fn read_signals(&mut self) -> Vec<Signal> {
-        let mut out = Vec::new();
-        loop {
-            match self.signals.read_signal() {
-                Ok(Some(info)) => out.extend(Signal::try_from(info.ssi_signo as i32).ok()),
-                Ok(None) => return out,
-                Err(Errno::EINTR) => continue,
-                Err(err) => {
-                    warn!("reading signals failed: {err}");
-                    return out;
-                }
-            }
-        }
-    }
-
     /// The stop signal received so far, if any.
     pub fn stop_requested(&self) -> Option<Signal> {
-        self.stop.map(|s| s.sent)
+        self.seq.outcome().map(|s| s.sent)
     }
 
     /// Acts on pending signals and reaps, without blocking. Only between
-    /// children: while one runs, [`Supervisor::run_step`] owns the reaping,
-    /// and reaping here would lose its exit status.
+    /// children.
     pub fn handle_pending(&mut self) {
-        debug_assert!(self.main.is_none(), "handle_pending while a child runs");
-        self.drain_signals();
-        self.probes.service(Instant::now());
-        let probes = &mut self.probes;
-        self.children_left = reaper::reap(Pid::from_raw(0), |pid, fate| {
-            probes.reaped(pid, fate);
-        })
-        .children_left;
+        debug_assert!(
+            self.children.main().is_none(),
+            "handle_pending while a child runs"
+        );
+        self.pass(&mut NoRules, Instant::now());
     }
 
-    /// Supervises `pid` until it ends, forwarding signals to it, and returns
-    /// how it ended. Processes it leaves behind are not waited for here.
+    /// Supervises `pid`, a pipeline step, until it ends, forwarding
+    /// signals to it, and returns how it ended. Processes it leaves behind
+    /// are not waited for here.
     pub fn run_step(&mut self, pid: Pid) -> Fate {
-        self.main = Some(pid);
-        loop {
-            self.sleep();
-            self.check_deadline();
-            self.drain_signals();
-            self.probes.service(Instant::now());
-            let probes = &mut self.probes;
-            let pass = reaper::reap(pid, |pid, fate| {
-                probes.reaped(pid, fate);
-            });
-            self.children_left = pass.children_left;
-            if pass.orphans > 0 {
-                debug!(count = pass.orphans, "reaped orphans");
-            }
-            if let Some(fate) = pass.main {
-                self.main = None;
-                return fate;
-            }
-        }
+        self.children.add(pid, Role::Step);
+        self.supervise(&mut NoRules, Until::MainEnds)
+            .expect("the loop ends with the step")
     }
 
     /// Supervises the main child to its end, then whatever it left behind,
     /// and returns initd's exit status.
-    pub fn run_main(&mut self, pid: Pid) -> i32 {
+    pub fn run_main(&mut self, pid: Pid, kind: MainKind) -> i32 {
         self.status.set_main(Some(pid.as_raw() as u32));
+        self.children.add(pid, Role::Main(kind));
         self.in_main = true;
-        let fate = self.run_step(pid);
+        let fate = self
+            .supervise(&mut NoRules, Until::MainEnds)
+            .expect("the loop ends with the main child");
         self.in_main = false;
-        self.drain_until = None;
         self.status.set_main(None);
-        self.status.set_phase(
-            Phase::Stopping,
-            format!("the main child {}; stopping", describe(fate)),
-        );
+        self.status
+            .set_phase(Phase::Stopping, format!("the main child {fate}; stopping"));
         match fate {
             // A command that succeeded needs no epitaph among its output.
             Fate::Exited(0) => debug!("main child exited with status 0"),
-            Fate::Exited(code) => info!("main child exited with status {code}"),
-            Fate::Signaled(sig) => info!("main child was killed by {}", short_name(sig)),
+            _ => info!("main child {fate}"),
         }
         self.finish(Some(fate))
+    }
+
+    /// Runs a set of children under `rules` (dev mode) until a stop has
+    /// ended them all.
+    pub fn run_set(&mut self, rules: &mut dyn Rules) {
+        rules.start(Instant::now(), &mut self.ctx());
+        self.supervise(rules, Until::AllStopped);
     }
 
     /// Ends initd's work: stops what is left (stop signal, the grace period,
     /// SIGKILL) and returns the exit status for the last child's `fate`, or,
     /// when a stop came while no child ran, 128+N for its signal.
     pub fn finish(&mut self, fate: Option<Fate>) -> i32 {
+        // The exit status is the main child's, as the stop stood when it
+        // ended: a stop that arrives while leftovers are stopped does not
+        // change how the main child's end reads.
+        let stop = self.seq.outcome();
         self.stop_leftovers();
-        let keep = self.policy.keep_signal_status;
-        match (fate, self.stop) {
-            (Some(fate), stop) => exit::code(fate, stop, keep),
-            (None, Some(stop)) => 128 + stop.sent as i32,
-            (None, None) => 0,
+        match fate {
+            Some(fate) => exit::code(fate, stop, self.policy.keep_signal_status),
+            None => self.seq.outcome().map_or(0, |stop| 128 + stop.sent as i32),
         }
     }
 
@@ -300,37 +406,87 @@ impl Supervisor {
         if !self.children_left {
             return;
         }
-        if !self.killed_all {
-            // Daemonised grandchildren get the same courtesy as the main
-            // child: the stop signal, the grace period, and only then
-            // SIGKILL. Within a stop already under way the original deadline
-            // stands, so the whole stop still fits inside Docker's timeout.
-            let sig = self
-                .stop
-                .map(|s| s.sent)
-                .unwrap_or_else(|| self.policy.stop_signal());
-            let deadline = *self
-                .deadline
-                .get_or_insert_with(|| Instant::now() + self.policy.stop_timeout);
+        // Daemonised grandchildren get the same courtesy as the main
+        // child: the stop signal, the grace period, and only then SIGKILL.
+        // Within a stop already under way the original deadline stands,
+        // so the whole stop still fits inside Docker's timeout.
+        let now = Instant::now();
+        if let Some(Effect::Ask(sig)) = self.seq.leftovers(now, self.policy.stop_signal()) {
+            let deadline = self.seq.due().unwrap_or(now);
             info!(
                 "stopping leftover processes: {}, SIGKILL in {}",
                 short_name(sig),
-                human(deadline.saturating_duration_since(Instant::now()))
+                human(deadline.saturating_duration_since(now))
             );
             self.signal_all(sig);
         }
-        while self.children_left {
-            self.sleep();
-            self.check_deadline();
-            self.handle_pending();
+        self.supervise(&mut NoRules, Until::AllStopped);
+    }
+
+    fn ctx(&mut self) -> Ctx<'_> {
+        Ctx {
+            children: &mut self.children,
+            status: &self.status,
+            policy: &self.policy,
         }
     }
 
+    /// The loop: sleep, then act on what woke it, until `until`.
+    fn supervise(&mut self, rules: &mut dyn Rules, until: Until) -> Option<Fate> {
+        loop {
+            self.sleep(rules);
+            if let Some(fate) = self.pass(rules, Instant::now())
+                && until == Until::MainEnds
+            {
+                return Some(fate);
+            }
+            let stopped = self.seq.phase() != stopseq::Phase::Running && !self.children_left;
+            if until == Until::AllStopped && stopped {
+                return None;
+            }
+        }
+    }
+
+    /// One pass over every source, without blocking; the fate of the child
+    /// that ends the run, if it ended.
+    fn pass(&mut self, rules: &mut dyn Rules, now: Instant) -> Option<Fate> {
+        self.tick(now);
+        for received in self.read_signals() {
+            self.on_signal(received, rules, now);
+        }
+        if let Some(probe) = self.probes.service(now) {
+            self.children.add(probe, Role::Probe);
+        }
+        rules.tick(now, &mut self.ctx());
+        let (ended, children_left) = reaper::reap_any();
+        self.children_left = children_left;
+        let mut main = None;
+        let mut orphans = 0;
+        for (pid, fate) in ended {
+            match self.children.remove(pid) {
+                Some(role) => match role.on_exit() {
+                    OnExit::EndRun => main = Some(fate),
+                    OnExit::ReportOnly => {
+                        self.probes.reaped(pid, fate);
+                    }
+                    OnExit::RestartWithBackoff | OnExit::RestartOnChange => {
+                        rules.ended(pid, role, fate, Instant::now(), &mut self.ctx());
+                    }
+                },
+                None => orphans += 1,
+            }
+        }
+        if orphans > 0 {
+            debug!(count = orphans, "reaped orphans");
+        }
+        main
+    }
+
     /// Blocks until a signal is pending, a probe is wanted, a first client
-    /// connects to the control socket, or the drain, the stop or a probe is
+    /// connects to the control socket, the rules have news, or something is
     /// due.
-    fn sleep(&mut self) {
-        let due = [self.deadline, self.drain_until, self.probes.deadline()]
+    fn sleep(&mut self, rules: &dyn Rules) {
+        let due = [self.seq.due(), self.probes.deadline(), rules.due()]
             .into_iter()
             .flatten()
             .min();
@@ -353,6 +509,9 @@ impl Supervisor {
         if let Some(fd) = listening {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
         }
+        if let Some(fd) = rules.wake_fd() {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        }
         match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(err) => warn!("poll failed: {err}"),
@@ -364,79 +523,144 @@ impl Supervisor {
         }
     }
 
-    fn drain_signals(&mut self) {
+    fn read_signals(&mut self) -> Vec<Received> {
+        let mut out = Vec::new();
         loop {
             match self.signals.read_signal() {
                 Ok(Some(info)) => {
-                    if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
-                        self.on_signal(sig);
-                    }
+                    out.extend(Signal::try_from(info.ssi_signo as i32).ok().map(|sig| Received {
+                        sig,
+                        from_kernel: info.ssi_code == libc::SI_KERNEL,
+                    }))
                 }
-                Ok(None) => return,
+                Ok(None) => return out,
                 Err(Errno::EINTR) => continue,
                 Err(err) => {
                     warn!("reading signals failed: {err}");
-                    return;
+                    return out;
                 }
             }
         }
     }
 
-    fn on_signal(&mut self, received: Signal) {
-        match action(received, &self.policy.map) {
+    fn on_signal(&mut self, received: Received, rules: &mut dyn Rules, now: Instant) {
+        let stop_signal = self.policy.stop_signal();
+        let name = short_name(received.sig);
+        match action_for(received, &self.policy.map, stop_signal, rules.keeps_terminal()) {
             Action::Reap => {}
-            Action::Ignore => debug!(signal = short_name(received), "signal not forwarded"),
-            Action::Forward(sig) => self.forward(sig),
+            Action::Ignore => debug!(signal = name, "signal not forwarded"),
+            Action::Forward(sig) => self.forward(sig, rules),
             Action::Stop(sig) => {
-                if self.stop.is_none() && self.drains() {
-                    self.stop = Some(StopOutcome {
-                        sent: sig,
-                        killed: false,
-                    });
-                    let drain = self.policy.drain;
-                    info!(
-                        "draining on {}: checks fail for {}, then {} goes to the server (another {} stops it now)",
-                        short_name(received),
-                        human(drain),
+                let can_drain = self.in_main && self.children.main().is_some();
+                let first = self.seq.outcome().is_none();
+                let (step, effect) = self.seq.request(now, sig, can_drain);
+                rules.stopping();
+                self.report(step, name, sig, first);
+                if let Some(Effect::Ask(sig)) = effect {
+                    self.ask(sig, rules);
+                }
+            }
+        }
+    }
+
+    /// The log line and the published phase for a step of the stop.
+    fn report(&self, step: stopseq::Step, received: &str, sig: Signal, first: bool) {
+        let grace = self.seq.grace();
+        match step {
+            stopseq::Step::DrainStarted => {
+                let drain = self.seq.drain();
+                info!(
+                    "draining on {received}: checks fail for {}, then {} goes to the server (another {received} stops it now)",
+                    human(drain),
+                    short_name(sig),
+                );
+                self.status.set_phase(
+                    Phase::Draining,
+                    format!(
+                        "draining on {received} for {}: the server is stopped afterwards",
+                        human(drain)
+                    ),
+                );
+            }
+            stopseq::Step::DrainCut => {
+                info!("{received} again: the drain is cut short");
+                self.stopping_line(sig);
+            }
+            stopseq::Step::DrainOver => self.stopping_line(sig),
+            stopseq::Step::Stopping => {
+                match self.children.main() {
+                    Some(main) => info!(
+                        "stopping: {} to pid {main}, SIGKILL in {}",
                         short_name(sig),
-                        short_name(received)
-                    );
-                    self.status.set_phase(
-                        Phase::Draining,
-                        format!(
-                            "draining on {} for {}: the server is stopped afterwards",
-                            short_name(received),
-                            human(drain)
-                        ),
-                    );
-                    self.drain_until = Some(Instant::now() + drain);
-                    return;
+                        human(grace)
+                    ),
+                    None if self.children.runs_a_set() => info!(
+                        "stopping on {received}: {} to the server and watchers",
+                        short_name(sig)
+                    ),
+                    None => info!("stopping on {received}: nothing more will start"),
                 }
-                if self.drain_until.is_some() {
-                    info!("{} again: the drain is cut short", short_name(received));
-                    self.end_drain();
-                    return;
-                }
-                if self.stop.is_none() {
-                    let grace = self.policy.stop_timeout;
-                    match self.main {
-                        Some(main) => info!(
-                            "stopping: {} to pid {main}, SIGKILL in {}",
-                            short_name(sig),
-                            human(grace)
-                        ),
-                        None => info!("stopping on {}: nothing more will start", short_name(received)),
+                self.status
+                    .set_phase(Phase::Stopping, format!("stopping on {received}"));
+            }
+            stopseq::Step::Again if first => {
+                // A stop signal while leftovers were being stopped.
+                self.status
+                    .set_phase(Phase::Stopping, format!("stopping on {received}"));
+            }
+            stopseq::Step::Again | stopseq::Step::Killing => {}
+        }
+    }
+
+    fn stopping_line(&self, sig: Signal) {
+        if let Some(main) = self.children.main() {
+            info!(
+                "stopping: {} to pid {main}, SIGKILL in {}",
+                short_name(sig),
+                human(self.seq.grace())
+            );
+        }
+        self.status.set_phase(
+            Phase::Stopping,
+            format!("stopping: {} sent to the server", short_name(sig)),
+        );
+    }
+
+    /// Asks the supervised set to stop: the child that ends the run (and
+    /// the daemons it left), or, for a set of children or between children,
+    /// everything.
+    fn ask(&self, sig: Signal, rules: &dyn Rules) {
+        match self.children.main() {
+            Some(main) => {
+                self.forward(sig, rules);
+                self.stop_adopted(main, sig);
+            }
+            None => self.signal_all(sig),
+        }
+    }
+
+    /// Ends a drain or a grace period that is over.
+    fn tick(&mut self, now: Instant) {
+        let main = self.children.main();
+        let Some((step, effect)) = self.seq.tick(now, main.is_some()) else {
+            return;
+        };
+        match effect {
+            Effect::Ask(sig) => {
+                self.report(step, "", sig, false);
+                self.ask(sig, &NoRules);
+            }
+            Effect::KillAll => {
+                match main {
+                    Some(main) => {
+                        warn!("grace period over; sending SIGKILL to pid {main} and everything left")
                     }
-                    self.stop = Some(StopOutcome {
-                        sent: sig,
-                        killed: false,
-                    });
-                    self.status
-                        .set_phase(Phase::Stopping, format!("stopping on {}", short_name(received)));
-                    self.deadline = Some(Instant::now() + grace);
+                    None if self.children.runs_a_set() => {
+                        warn!("grace period over; sending SIGKILL to everything left")
+                    }
+                    None => warn!("grace period over; sending SIGKILL to the leftover processes"),
                 }
-                self.forward(sig);
-                self.stop_adopted(sig);
+                self.signal_all(Signal::SIGKILL);
             }
         }
     }
@@ -445,11 +669,7 @@ impl Supervisor {
     /// parent is left to pass a stop on to them, so they get it from initd,
     /// with the same grace period as the main child. The main child's own
     /// children are not touched: a pre-fork server stops its workers itself.
-    fn stop_adopted(&self, sig: Signal) {
-        let Some(main) = self.main else {
-            // Between children `forward` reached everything already.
-            return;
-        };
+    fn stop_adopted(&self, main: Pid, sig: Signal) {
         let me = std::process::id() as i32;
         let skip_group = (self.policy.target == Target::Group).then_some(main.as_raw());
         let adopted = procfs::adopted(&procfs::snapshot(), me, main.as_raw(), skip_group);
@@ -470,71 +690,28 @@ impl Supervisor {
         }
     }
 
-    /// Sends a signal on: to the running child (or its group), or, between
-    /// children, to whatever earlier ones left behind.
-    fn forward(&self, sig: Signal) {
-        let Some(main) = self.main else {
-            self.signal_all(sig);
-            return;
-        };
-        let result = match self.policy.target {
-            Target::Child => kill(main, sig),
-            Target::Group => killpg(main, sig),
-        };
-        match result {
-            Ok(()) => debug!(signal = short_name(sig), target = %self.policy.target, "forwarded"),
-            // Already gone; its SIGCHLD is on its way.
-            Err(Errno::ESRCH) => {}
-            Err(err) => warn!("forwarding {} failed: {err}", short_name(sig)),
-        }
-    }
-
-    /// Whether a first stop signal starts a drain: while the main command
-    /// runs, with a drain configured.
-    fn drains(&self) -> bool {
-        self.in_main && self.main.is_some() && !self.policy.drain.is_zero()
-    }
-
-    /// The drain is over: the held-back stop signal goes to the main child
-    /// and the grace period starts.
-    fn end_drain(&mut self) {
-        self.drain_until = None;
-        let Some(stop) = self.stop else { return };
-        let grace = self.policy.stop_timeout;
-        if let Some(main) = self.main {
-            info!(
-                "stopping: {} to pid {main}, SIGKILL in {}",
-                short_name(stop.sent),
-                human(grace)
-            );
-        }
-        self.status.set_phase(
-            Phase::Stopping,
-            format!("stopping: {} sent to the server", short_name(stop.sent)),
-        );
-        self.deadline = Some(Instant::now() + grace);
-        self.forward(stop.sent);
-    }
-
-    fn check_deadline(&mut self) {
-        if self.drain_until.is_some_and(|d| Instant::now() >= d) {
-            self.end_drain();
-        }
-        if self.deadline.is_none_or(|d| Instant::now() < d) {
-            return;
-        }
-        self.deadline = None;
-        match self.main {
-            Some(main) => {
-                warn!("grace period over; sending SIGKILL to pid {main} and everything left");
-                if let Some(stop) = self.stop.as_mut() {
-                    stop.killed = true;
+    /// Sends a signal on: where the rules say, else to the running child
+    /// (or its group), or, between children, to whatever earlier ones left
+    /// behind.
+    fn forward(&self, sig: Signal, rules: &dyn Rules) {
+        let targets = match rules.forward_to(&self.children) {
+            Some(targets) => targets,
+            None => match self.children.main() {
+                Some(main) => vec![main],
+                None => {
+                    self.signal_all(sig);
+                    return;
                 }
-            }
-            None => warn!("grace period over; sending SIGKILL to the leftover processes"),
+            },
+        };
+        for pid in targets {
+            self.send(pid, sig);
         }
-        self.signal_all(Signal::SIGKILL);
-        self.killed_all = true;
+    }
+
+    /// Sends `sig` to one supervised child, or its group.
+    pub fn send(&self, pid: Pid, sig: Signal) {
+        send(self.policy.target, pid, sig);
     }
 
     /// Signals every process initd is responsible for. As PID 1 that is the
@@ -557,10 +734,18 @@ impl Supervisor {
     }
 }
 
-fn describe(fate: Fate) -> String {
-    match fate {
-        Fate::Exited(code) => format!("exited with status {code}"),
-        Fate::Signaled(sig) => format!("was killed by {}", short_name(sig)),
+/// Sends `sig` to `pid`, or to its process group, as INITD_SIGNAL_TARGET
+/// says.
+pub fn send(target: Target, pid: Pid, sig: Signal) {
+    let result = match target {
+        Target::Child => kill(pid, sig),
+        Target::Group => killpg(pid, sig),
+    };
+    match result {
+        Ok(()) => debug!(signal = short_name(sig), %target, "forwarded"),
+        // Already gone; its SIGCHLD is on its way.
+        Err(Errno::ESRCH) => {}
+        Err(err) => warn!("forwarding {} failed: {err}", short_name(sig)),
     }
 }
 
@@ -612,6 +797,32 @@ mod tests {
     }
 
     #[test]
+    fn a_hangup_of_the_terminal_initd_keeps_stops_the_set() {
+        let none = SignalMap::default();
+        let hup = |from_kernel| Received {
+            sig: Signal::SIGHUP,
+            from_kernel,
+        };
+        let quit = Signal::SIGQUIT;
+        assert_eq!(action_for(hup(true), &none, quit, true), Action::Stop(quit));
+        // `docker kill -s HUP`: a reload, as ever.
+        assert_eq!(
+            action_for(hup(false), &none, quit, true),
+            Action::Forward(Signal::SIGHUP)
+        );
+        // `initd exec`: the command has the terminal and gets the hangup.
+        assert_eq!(
+            action_for(hup(true), &none, quit, false),
+            Action::Forward(Signal::SIGHUP)
+        );
+        let int = Received {
+            sig: Signal::SIGINT,
+            from_kernel: true,
+        };
+        assert_eq!(action_for(int, &none, quit, true), Action::Stop(Signal::SIGINT));
+    }
+
+    #[test]
     fn stop_signal_follows_the_map() {
         let policy = |m: &str| Policy {
             target: Target::Child,
@@ -623,6 +834,22 @@ mod tests {
         assert_eq!(policy("").stop_signal(), Signal::SIGTERM);
         assert_eq!(policy("TERM:QUIT").stop_signal(), Signal::SIGQUIT);
         assert_eq!(policy("TERM:none").stop_signal(), Signal::SIGTERM);
+    }
+
+    #[test]
+    fn roles_have_their_policies() {
+        assert_eq!(Role::Main(MainKind::Server).on_exit(), OnExit::EndRun);
+        assert_eq!(Role::Step.on_exit(), OnExit::EndRun);
+        assert_eq!(Role::DevServer.on_exit(), OnExit::RestartOnChange);
+        assert_eq!(Role::Watcher(0).on_exit(), OnExit::RestartWithBackoff);
+        assert_eq!(Role::Probe.on_exit(), OnExit::ReportOnly);
+        let mut children = Children::default();
+        children.add(Pid::from_raw(10), Role::Watcher(0));
+        assert_eq!(children.main(), None);
+        children.add(Pid::from_raw(11), Role::Step);
+        assert_eq!(children.main(), Some(Pid::from_raw(11)));
+        assert_eq!(children.remove(Pid::from_raw(11)), Some(Role::Step));
+        assert_eq!(children.remove(Pid::from_raw(11)), None);
     }
 
     #[test]

@@ -25,11 +25,13 @@ use crate::net::dns;
 use crate::net::netio;
 use crate::net::waitfor;
 use crate::pid1::exit;
+use crate::pid1::exit::Halt;
+use crate::pid1::launch::Launcher;
 use crate::pid1::resolve;
 use crate::pid1::signals;
 use crate::pid1::status::{LockHolder, LockWait, Phase, Status};
-use crate::pid1::steps::{Halt, Launcher};
-use crate::pid1::supervisor::{Policy, Supervisor};
+use crate::pid1::steps;
+use crate::pid1::supervisor::{MainKind, Policy, Supervisor};
 use crate::pipeline::gunicorn;
 use crate::pipeline::handover;
 use crate::pipeline::migrate_lock;
@@ -56,7 +58,7 @@ pub struct Plan {
     /// (what, argv, whether the migration lock is held around it)
     pub steps: Vec<Step>,
     pub main: Vec<String>,
-    pub main_what: &'static str,
+    pub main_kind: MainKind,
     /// How gunicorn's WSGI app was chosen (INITD_APP, FLASK_APP, a file).
     pub app_rule: Option<String>,
     /// Variables every command gets unless the environment sets them:
@@ -108,33 +110,26 @@ pub struct Prepared {
 
 /// Reads secrets and settings. Errors are printed (redacted) and mapped to
 /// an exit status; logging is not set up yet, so they go to stderr plainly.
-pub fn prepare() -> Result<Prepared, i32> {
+pub fn prepare() -> Result<Prepared, Halt> {
     // The secrets are about to be in initd's memory: no core file may carry
     // them to disk, and nobody but root may read that memory through
     // /proc/PID/mem, ptrace or /proc/PID/environ (with `USER app`, the app
     // runs under initd's own uid). The children are not affected: exec
     // makes a process dumpable again.
     if let Err(e) = nix::sys::prctl::set_dumpable(false) {
-        logging::early_error(&format!(
-            "cannot make initd's memory private (PR_SET_DUMPABLE): {e}"
+        return Err(Halt::error(
+            exit::INTERNAL,
+            format!("cannot make initd's memory private (PR_SET_DUMPABLE): {e}"),
         ));
-        return Err(exit::INTERNAL);
     }
     // Read before the secrets, which they are about.
-    let selection = secrets::Selection::from_env().map_err(|e| {
-        logging::early_error(&e.to_string());
-        exit::CONFIG
-    })?;
-    let resolved = secrets::resolve(std::env::vars_os(), &selection).map_err(|e| {
-        logging::early_error(&e.to_string());
-        exit::CONFIG
-    })?;
+    let selection = secrets::Selection::from_env().map_err(|e| Halt::error(exit::CONFIG, e.to_string()))?;
+    let resolved = secrets::resolve(std::env::vars_os(), &selection)
+        .map_err(|e| Halt::error(exit::CONFIG, e.to_string()))?;
     let redactor = Arc::new(Redactor::new(&resolved.secrets));
     let names: Vec<String> = resolved.secrets.iter().map(|s| s.name.clone()).collect();
-    let loaded = config::load(resolved.env.clone(), &names).map_err(|e| {
-        logging::early_error(&redactor.redact(&e.to_string()));
-        exit::CONFIG
-    })?;
+    let loaded = config::load(resolved.env.clone(), &names)
+        .map_err(|e| Halt::error(exit::CONFIG, redactor.redact(&e.to_string())))?;
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     Ok(Prepared {
         env: resolved.env,
@@ -146,31 +141,31 @@ pub fn prepare() -> Result<Prepared, i32> {
 }
 
 /// Works out the whole plan without side effects.
-pub fn plan(prepared: &Prepared, main: &Main) -> Result<Plan, (String, i32)> {
+pub fn plan(prepared: &Prepared, main: &Main) -> Result<Plan, Halt> {
     let settings = &prepared.loaded.settings;
     let p = &settings.pipeline;
-    let user = plan_user(settings).map_err(|e| (e.to_string(), exit::NOPERM))?;
+    let user = plan_user(settings).map_err(|e| Halt::error(exit::NOPERM, e.to_string()))?;
     let mut warnings = settings.signal_map.warnings();
     let mut steps = Vec::new();
     let mut dev = None;
     let mut app_rule = None;
-    let (main_argv, main_what) = match main {
+    let (main_argv, main_kind) = match main {
         Main::Command(argv) => (
             argv.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
-            "command",
+            MainKind::Command,
         ),
         Main::Server => {
             steps.extend(pre_start_steps(prepared, &mut warnings)?);
-            let server = server_plan(prepared).map_err(|e| (e, exit::CONFIG))?;
+            let server = server_plan(prepared).map_err(|e| Halt::error(exit::CONFIG, e))?;
             warnings.extend(server.warnings);
             app_rule = server.app_rule;
-            (server.argv, "server")
+            (server.argv, MainKind::Server)
         }
         Main::Dev => {
             let d = &p.dev;
             let server = if d.auto_start_server {
                 steps.extend(pre_start_steps(prepared, &mut warnings)?);
-                Some(dev_server(prepared).map_err(|e| (e, exit::CONFIG))?)
+                Some(dev_server(prepared).map_err(|e| Halt::error(exit::CONFIG, e))?)
             } else {
                 None
             };
@@ -197,7 +192,7 @@ pub fn plan(prepared: &Prepared, main: &Main) -> Result<Plan, (String, i32)> {
                     poll: d.reload_poll,
                 },
             });
-            (main, "dev server")
+            (main, MainKind::DevServer)
         }
     };
     // Every command must exist before the first one starts (watchers may
@@ -222,7 +217,7 @@ pub fn plan(prepared: &Prepared, main: &Main) -> Result<Plan, (String, i32)> {
         .chain(probe_cmd)
     {
         resolve::resolve(argv[0].as_ref(), path, &prepared.cwd)
-            .map_err(|e| (e.to_string(), e.exit_code()))?;
+            .map_err(|e| Halt::error(e.exit_code(), e.to_string()))?;
     }
     Ok(Plan {
         user,
@@ -233,7 +228,7 @@ pub fn plan(prepared: &Prepared, main: &Main) -> Result<Plan, (String, i32)> {
         },
         steps,
         main: main_argv,
-        main_what,
+        main_kind,
         app_rule,
         env_defaults: env_defaults(&prepared.loaded.layers, main),
         warnings,
@@ -243,7 +238,7 @@ pub fn plan(prepared: &Prepared, main: &Main) -> Result<Plan, (String, i32)> {
 }
 
 /// The migration (auto-detected or configured) and the pre-start commands.
-fn pre_start_steps(prepared: &Prepared, warnings: &mut Vec<String>) -> Result<Vec<Step>, (String, i32)> {
+fn pre_start_steps(prepared: &Prepared, warnings: &mut Vec<String>) -> Result<Vec<Step>, Halt> {
     let p = &prepared.loaded.settings.pipeline;
     let mut steps = Vec::new();
     let migrate = match &p.migrate {
@@ -260,7 +255,8 @@ fn pre_start_steps(prepared: &Prepared, warnings: &mut Vec<String>) -> Result<Ve
         if locked {
             // A missing or malformed DATABASE_URL is a setting's fault: say
             // so now, not after the wait for the database.
-            migrate_lock::target_from_vars(&prepared.env).map_err(|e| (e.to_string(), exit::CONFIG))?;
+            migrate_lock::target_from_vars(&prepared.env)
+                .map_err(|e| Halt::error(exit::CONFIG, e.to_string()))?;
         }
         steps.push(Step {
             what: "migration".into(),
@@ -390,7 +386,8 @@ fn server_plan(prepared: &Prepared) -> Result<gunicorn::ServerPlan, String> {
     gunicorn::plan(&inputs).map_err(|e| e.to_string())
 }
 
-/// Runs the pipeline to its end and returns initd's exit status.
+/// Runs the pipeline to its end and returns initd's exit status. Every
+/// error of initd's own ends here, printed once.
 pub fn run(main: Main) -> i32 {
     // Block first: a TERM that arrives while secrets are read or files are
     // chowned must wait for the supervisor, not kill initd half-way (or, as
@@ -401,7 +398,13 @@ pub fn run(main: Main) -> i32 {
     }
     let prepared = match prepare() {
         Ok(p) => p,
-        Err(code) => return code,
+        Err(halt) => {
+            // Logging is not set up yet: plainly, on stderr.
+            if let Some(message) = &halt.message {
+                logging::early_error(message);
+            }
+            return halt.code;
+        }
     };
     let settings = prepared.loaded.settings.clone();
     logging::init(
@@ -409,27 +412,33 @@ pub fn run(main: Main) -> i32 {
         settings.log_format,
         Some(prepared.redactor.clone()),
     );
+    let code = match supervise(&prepared, &main) {
+        Ok(code) => code,
+        Err(halt) => {
+            if let Some(message) = &halt.message {
+                error!("{message}");
+            }
+            halt.code
+        }
+    };
+    logging::report_dropped();
+    code
+}
+
+/// From the plan to the end: the supervisor, the control socket, the
+/// pipeline's commands.
+fn supervise(prepared: &Prepared, main: &Main) -> Result<i32, Halt> {
+    let settings = &prepared.loaded.settings;
     for name in &prepared.loaded.layers.ignored {
         debug!("{name}: a Kubernetes service variable (a Service named initd), not a setting; ignored");
     }
-    let plan = match plan(&prepared, &main) {
-        Ok(plan) => plan,
-        Err((message, code)) => {
-            error!("{message}");
-            return code;
-        }
-    };
+    let plan = plan(prepared, main)?;
     for warning in &plan.warnings {
         warn!("{warning}");
     }
     let status = Status::new();
-    let mut sup = match Supervisor::new(Policy::from(&settings), status.clone()) {
-        Ok(sup) => sup,
-        Err(e) => {
-            error!("opening a signalfd failed: {e}");
-            return exit::INTERNAL;
-        }
-    };
+    let mut sup = Supervisor::new(Policy::from(settings), status.clone())
+        .map_err(|e| Halt::error(exit::INTERNAL, format!("opening a signalfd failed: {e}")))?;
     let role = role::decide(settings.health.socket.as_deref());
     status.set_role(role.describe());
     match &role {
@@ -446,35 +455,23 @@ pub fn run(main: Main) -> i32 {
     }
     // Before the drop: the socket's directory may need root to be made.
     let socket = if role.is_entrypoint() {
-        match open_control_socket(&settings, &plan, &mut sup, &prepared.redactor) {
-            Ok(socket) => socket,
-            Err(message) => {
-                error!("{message}");
-                return exit::CONFIG;
-            }
-        }
+        open_control_socket(settings, &plan, &mut sup, &prepared.redactor)
+            .map_err(|message| Halt::error(exit::CONFIG, message))?
     } else {
         None
     };
     if std::process::id() != 1 {
-        match crate::pid1::reaper::become_subreaper() {
-            Ok(()) => debug!("not PID 1: registered as child subreaper, so orphans are still reaped here"),
-            Err(e) => {
-                error!("becoming a child subreaper failed: {e}");
-                return exit::INTERNAL;
-            }
-        }
+        crate::pid1::reaper::become_subreaper()
+            .map_err(|e| Halt::error(exit::INTERNAL, format!("becoming a child subreaper failed: {e}")))?;
+        debug!("not PID 1: registered as child subreaper, so orphans are still reaped here");
     }
-    let code = match execute(&prepared, &plan, &mut sup, &role) {
-        Ok(code) | Err(Halt(code)) => code,
-    };
+    let result = execute(prepared, &plan, &mut sup, &role);
     if let Some(path) = socket {
         // Not always permitted once initd is the app user; a socket left
         // behind is recognised as stale and replaced at the next start.
         let _ = std::fs::remove_file(path);
     }
-    logging::report_dropped();
-    code
+    result
 }
 
 /// Opens the control socket for `initd check` and has the supervisor
@@ -571,7 +568,7 @@ fn execute(prepared: &Prepared, plan: &Plan, sup: &mut Supervisor, role: &Role) 
                 continue;
             }
             sup.status().set_phase(Phase::Starting, "dev setup running");
-            launcher.run_step(sup, "dev setup", &step.argv)?;
+            steps::run_step(&launcher, sup, "dev setup", &step.argv)?;
         }
     }
     // After the dev setup, which needs no database (`npm ci` can run while
@@ -590,7 +587,7 @@ fn execute(prepared: &Prepared, plan: &Plan, sup: &mut Supervisor, role: &Role) 
             let timeout = prepared.loaded.settings.pipeline.migrate_lock_timeout;
             run_locked(sup, &launcher, step, &prepared.env, timeout)?;
         } else {
-            launcher.run_step(sup, &step.what, &step.argv)?;
+            steps::run_step(&launcher, sup, &step.what, &step.argv)?;
         }
     }
     checkpoint(sup)?;
@@ -606,21 +603,21 @@ fn execute(prepared: &Prepared, plan: &Plan, sup: &mut Supervisor, role: &Role) 
     }
     // `initd exec` stands in for tini: its command's output should be all
     // there is. The server's start is worth a line.
-    if plan.steps.is_empty() && plan.wait_for.is_empty() && plan.main_what == "command" {
-        debug!("starting {}: {}", plan.main_what, cmdline::join(&plan.main));
+    if plan.steps.is_empty() && plan.wait_for.is_empty() && plan.main_kind == MainKind::Command {
+        debug!("starting {}: {}", plan.main_kind, cmdline::join(&plan.main));
     } else {
-        info!("starting {}: {}", plan.main_what, cmdline::join(&plan.main));
+        info!("starting {}: {}", plan.main_kind, cmdline::join(&plan.main));
     }
     sup.status()
-        .set_phase(Phase::Running, format!("{} running", plan.main_what));
-    Ok(launcher.run_main(sup, plan.main_what, &plan.main))
+        .set_phase(Phase::Running, format!("{} running", plan.main_kind));
+    steps::run_main(&launcher, sup, plan.main_kind, &plan.main)
 }
 
 /// Ends the pipeline if a stop has arrived since the last look.
 fn checkpoint(sup: &mut Supervisor) -> Result<(), Halt> {
     sup.handle_pending();
     match sup.stop_requested() {
-        Some(_) => Err(Halt(sup.finish(None))),
+        Some(_) => Err(Halt::with(sup.finish(None))),
         None => Ok(()),
     }
 }
@@ -630,10 +627,7 @@ fn checkpoint(sup: &mut Supervisor) -> Result<(), Halt> {
 /// started afterwards inherits it, and PID 1 keeps no root it does not
 /// need.
 fn become_app_user(plan: &UserPlan, entrypoint: bool) -> Result<AppUser, Halt> {
-    let fail = |e: &dyn std::fmt::Display| {
-        error!("{e}");
-        Halt(exit::NOPERM)
-    };
+    let fail = |e: &dyn std::fmt::Display| Halt::error(exit::NOPERM, e.to_string());
     let mut user = plan.user().clone();
     let asked = plan.host_uid.is_some() || plan.host_gid.is_some() || !plan.chown.is_empty();
     if !entrypoint {
@@ -697,8 +691,7 @@ fn wait_for(sup: &mut Supervisor, targets: &[waitfor::Target], timeout: Duration
                     },
                     e => e,
                 };
-                error!("{e}; nothing was started");
-                return Err(Halt(e.exit_code()));
+                return Err(Halt::error(e.exit_code(), format!("{e}; nothing was started")));
             }
         }
     }
@@ -713,10 +706,7 @@ fn run_locked(
     env: &[(OsString, OsString)],
     timeout: Duration,
 ) -> Result<(), Halt> {
-    let target = migrate_lock::target_from_vars(env).map_err(|e| {
-        error!("{e}");
-        Halt(exit::CONFIG)
-    })?;
+    let target = migrate_lock::target_from_vars(env).map_err(|e| Halt::error(exit::CONFIG, e.to_string()))?;
     let resolver = dns::Resolver::system();
     let signal_fd = sup.signal_fd().as_raw_fd();
     // SAFETY: the signalfd is owned by the supervisor, which outlives this
@@ -781,19 +771,19 @@ fn run_locked(
             Err(migrate_lock::LockError::Interrupted) => checkpoint(sup)?,
             Err(e) => {
                 status.set_lock_wait(None);
-                error!("{e}; the migration did not run");
-                return Err(Halt(if e.is_config() {
+                let code = if e.is_config() {
                     exit::CONFIG
                 } else {
                     exit::UNAVAILABLE
-                }));
+                };
+                return Err(Halt::error(code, format!("{e}; the migration did not run")));
             }
         }
     };
     status.set_lock_wait(None);
     status.set_phase(Phase::Starting, "migration running");
     debug!("holding the migration lock");
-    let result = launcher.run_step(sup, &step.what, &step.argv);
+    let result = steps::run_step(launcher, sup, &step.what, &step.argv);
     if let Err(e) = lock.release() {
         warn!("{e}");
     }

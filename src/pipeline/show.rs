@@ -151,7 +151,7 @@ pub fn plan(plan: &Plan) -> String {
         out,
         "# {}. {}: {}",
         plan.steps.len() + 1,
-        plan.main_what,
+        plan.main_kind,
         cmdline::join(&plan.main)
     );
     if let Some(rule) = &plan.app_rule {

@@ -1,0 +1,95 @@
+//! Starting the pipeline's commands: the environment, directory and
+//! privileges every command runs with, and the lookup of the program, whose
+//! failures become 127/126 with a line naming the command.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nix::unistd::Pid;
+use tracing::debug;
+
+use crate::cmdline;
+use crate::pid1::child;
+use crate::pid1::exit::{self, Halt};
+use crate::pid1::resolve;
+
+/// The environment and directory every command of the pipeline runs with.
+#[derive(Clone)]
+pub struct Launcher {
+    pub env: Vec<(OsString, OsString)>,
+    pub cwd: PathBuf,
+    /// Whether stdin is a terminal whose foreground a command may take.
+    pub foreground: bool,
+    /// `INITD_NO_NEW_PRIVS`: set no_new_privs in every command.
+    pub no_new_privs: bool,
+}
+
+/// A failed exec, as the error that ends initd with the shell's status.
+pub fn spawn_failed(what: &str, program: &str, e: &std::io::Error) -> Halt {
+    let code = if e.kind() == std::io::ErrorKind::NotFound {
+        exit::NOT_FOUND
+    } else {
+        exit::NOT_EXECUTABLE
+    };
+    Halt::error(code, format!("{what}: cannot execute {program}: {e}"))
+}
+
+/// Who a started command shares the terminal with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Terminal {
+    /// It takes the terminal's foreground (a command run to completion, or
+    /// the one main child of `initd exec`/`run`): Ctrl-C is its own.
+    Foreground,
+    /// initd keeps the terminal (a set of children, dev mode): the command
+    /// runs in the background, reading nothing from it.
+    Background,
+}
+
+impl Launcher {
+    pub fn new(env: Vec<(OsString, OsString)>, cwd: &Path) -> Launcher {
+        Launcher {
+            env,
+            cwd: cwd.to_path_buf(),
+            foreground: child::stdin_is_terminal(),
+            no_new_privs: false,
+        }
+    }
+
+    fn path_var(&self) -> Option<&OsString> {
+        self.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v)
+    }
+
+    /// The command for `argv`, with the pipeline's environment and
+    /// directory; `foreground` hands it the terminal. A failed lookup is
+    /// the error naming `what`, with 127/126.
+    pub fn command(&self, what: &str, argv: &[String], foreground: bool) -> Result<Command, Halt> {
+        let path = self.path_var().map(OsString::as_os_str);
+        let program = resolve::resolve(argv[0].as_ref(), path, &self.cwd)
+            .map_err(|e| Halt::error(e.exit_code(), format!("{what}: {e}")))?;
+        let argv_os: Vec<OsString> = argv.iter().map(OsString::from).collect();
+        let setup = child::Setup {
+            foreground: foreground && self.foreground,
+            no_new_privs: self.no_new_privs,
+        };
+        let mut cmd = child::command(&program, &argv_os, setup);
+        cmd.env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&self.cwd);
+        Ok(cmd)
+    }
+
+    /// Starts `argv` as a supervised child. Lookup and exec failures are
+    /// the error naming `what`, with 127/126.
+    pub fn start(&self, what: &str, argv: &[String], terminal: Terminal) -> Result<Pid, Halt> {
+        let mut cmd = self.command(what, argv, terminal == Terminal::Foreground)?;
+        if terminal == Terminal::Background && self.foreground {
+            // From the background a read of the terminal would stop it
+            // (SIGTTIN) for good: nobody would ever bring it forward.
+            cmd.stdin(Stdio::null());
+        }
+        let pid = child::spawn(cmd).map_err(|e| spawn_failed(what, &argv[0], &e))?;
+        debug!(pid = pid.as_raw(), "{what} started: {}", cmdline::join(argv));
+        Ok(pid)
+    }
+}
