@@ -84,7 +84,7 @@ pub struct Waiter {
 }
 
 impl Waiter {
-    fn send(mut self, outcome: Outcome) {
+    pub(crate) fn send(mut self, outcome: Outcome) {
         self.put(Answered::Outcome(outcome));
     }
 
@@ -153,7 +153,8 @@ impl Channel {
         while matches!(nix::unistd::read(&self.answered_rx, &mut buf), Ok(n) if n > 0) {}
     }
 
-    fn take(&self) -> Vec<Waiter> {
+    /// The requests waiting, taken (the wake-up with them).
+    pub(crate) fn take(&self) -> Vec<Waiter> {
         let mut buf = [0u8; 64];
         while matches!(nix::unistd::read(&self.wake_rx, &mut buf), Ok(n) if n > 0) {}
         let mut waiting = self.lock();

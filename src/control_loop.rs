@@ -671,3 +671,126 @@ fn give_back_memory() {
         libc::malloc_trim(0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::Phase;
+    use std::io::Write;
+    use std::path::PathBuf;
+
+    fn settings(probe: &str) -> Health {
+        Health {
+            socket: None,
+            socket_set: true,
+            check_timeout: Duration::from_secs(2),
+            probe: probe.parse().unwrap(),
+            probe_timeout: Duration::from_secs(5),
+            drain: Duration::ZERO,
+        }
+    }
+
+    /// A loop on a fresh socket, for a server in `status`.
+    fn control(tag: &str, probe: &str, status: Arc<Status>) -> (ControlLoop, PathBuf) {
+        let path = std::env::temp_dir().join(format!("initd-loop-{tag}-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = Server::new(
+            status,
+            &settings(probe),
+            Channel::new().unwrap(),
+            Arc::new(Redactor::new(&[])),
+        );
+        (ControlLoop::new(listener, server).unwrap(), path)
+    }
+
+    /// Asks on another thread while this one drives the loop, as the
+    /// supervisor's own poll would; returns the answer.
+    fn ask_driving(control: &mut ControlLoop, path: &PathBuf, request: &'static [u8]) -> String {
+        let path = path.clone();
+        let client = std::thread::spawn(move || {
+            let mut conn = UnixStream::connect(path).unwrap();
+            conn.write_all(request).unwrap();
+            let mut answer = String::new();
+            conn.read_to_string(&mut answer).unwrap();
+            answer
+        });
+        while !client.is_finished() {
+            control.wait_and_serve().unwrap();
+        }
+        client.join().unwrap()
+    }
+
+    fn running() -> Arc<Status> {
+        let status = Status::new();
+        status.set_phase(Phase::Running, "server running");
+        status.set_main(Some(42));
+        status
+    }
+
+    #[test]
+    fn a_caller_driven_loop_answers_and_goes_back_to_sleep() {
+        let (mut control, path) = control("driven", "", running());
+        assert_eq!(control.fds().len(), 1, "only the listener while idle");
+        assert_eq!(control.deadline(), None, "no timer while idle");
+        let answer = ask_driving(&mut control, &path, b"initd/1 check\n");
+        let report = protocol::decode(answer.as_bytes()).unwrap();
+        assert_eq!((report.state.as_str(), report.healthy), ("running", true));
+        let answer = ask_driving(&mut control, &path, b"initd/2 check\n");
+        assert!(answer.contains("this initd speaks initd/1"), "{answer}");
+        // Once the clients are gone, nothing is left to poll or time out.
+        while !control.conns.is_empty() {
+            control.wait_and_serve().unwrap();
+        }
+        assert_eq!(control.deadline(), None);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_tcp_probe_runs_inside_the_loop() {
+        let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = target.local_addr().unwrap();
+        let probe = format!("tcp://{addr}");
+        let (mut control, path) = control("tcp", &probe, running());
+        let report =
+            protocol::decode(ask_driving(&mut control, &path, b"initd/1 check\n").as_bytes()).unwrap();
+        assert!(report.healthy, "{report:?}");
+        assert_eq!(
+            report.probe.map(|p| (p.probe, p.ok, p.detail)),
+            Some((probe.clone(), true, format!("connected to {addr}")))
+        );
+        drop(target);
+        let report =
+            protocol::decode(ask_driving(&mut control, &path, b"initd/1 check\n").as_bytes()).unwrap();
+        assert_eq!((report.state.as_str(), report.healthy), ("unhealthy", false));
+        assert_eq!(report.reason, format!("{probe}: connection refused"));
+        assert!(control.run.is_none(), "the run is over once answered");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_command_probe_is_answered_through_the_channel() {
+        let (mut control, path) = control("cmd", "cmd:true", running());
+        let channel = control.server.cmd.clone();
+        // The supervisor's side: takes the request and answers it.
+        let supervisor = std::thread::spawn(move || {
+            let mut fds = [PollFd::new(channel.wake_fd(), PollFlags::POLLIN)];
+            poll(&mut fds, nix::poll::PollTimeout::NONE).unwrap();
+            let waiters = channel.take();
+            assert_eq!(waiters.len(), 1);
+            for waiter in waiters {
+                waiter.send(Outcome {
+                    ok: true,
+                    detail: "exited with status 0".into(),
+                    took: Duration::ZERO,
+                });
+            }
+        });
+        let report =
+            protocol::decode(ask_driving(&mut control, &path, b"initd/1 check\n").as_bytes()).unwrap();
+        supervisor.join().unwrap();
+        assert!(report.healthy, "{report:?}");
+        assert_eq!(report.probe.unwrap().detail, "exited with status 0");
+        let _ = std::fs::remove_file(&path);
+    }
+}
