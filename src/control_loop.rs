@@ -706,8 +706,8 @@ mod tests {
 
     /// Asks on another thread while this one drives the loop, as the
     /// supervisor's own poll would; returns the answer.
-    fn ask_driving(control: &mut ControlLoop, path: &PathBuf, request: &'static [u8]) -> String {
-        let path = path.clone();
+    fn ask_driving(control: &mut ControlLoop, path: &std::path::Path, request: &'static [u8]) -> String {
+        let path = path.to_path_buf();
         let client = std::thread::spawn(move || {
             let mut conn = UnixStream::connect(path).unwrap();
             conn.write_all(request).unwrap();
