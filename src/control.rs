@@ -22,7 +22,7 @@ use tracing::debug;
 
 use crate::config::Health;
 use crate::control_loop;
-pub use crate::control_loop::Server;
+pub use crate::control_loop::{ControlLoop, Server};
 
 /// The bound, listening socket, before it is served.
 pub struct Listener {
@@ -344,7 +344,13 @@ fn bind(dir: &OwnedFd, name: &std::ffi::OsStr, real: &Path) -> nix::Result<UnixL
 /// Serves the socket on a thread of its own until initd exits (see
 /// `control_loop`).
 pub fn serve(listener: Listener, server: Arc<Server>) -> io::Result<()> {
-    control_loop::serve(listener.socket, server)
+    control_loop::serve(event_source(listener, server)?)
+}
+
+/// The socket as an event source, for a loop that polls it alongside its
+/// own descriptors instead of [`serve`]'s thread.
+pub fn event_source(listener: Listener, server: Arc<Server>) -> io::Result<ControlLoop> {
+    ControlLoop::new(listener.socket, server)
 }
 
 #[cfg(test)]

@@ -176,8 +176,7 @@ fn failed(detail: &str, took: Duration) -> Outcome {
 }
 
 /// Serves the socket on a thread of its own until initd exits.
-pub fn serve(listener: UnixListener, server: Arc<Server>) -> io::Result<()> {
-    let mut control = ControlLoop::new(listener, server)?;
+pub fn serve(mut control: ControlLoop) -> io::Result<()> {
     std::thread::Builder::new()
         .name("initd-control".into())
         .spawn(move || {
