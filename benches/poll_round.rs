@@ -9,8 +9,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use initd::filter::Filter;
 use initd::poller::Poller;
-use initd::reload::Filter;
 
 fn thread_cpu() -> Duration {
     let mut ts = libc::timespec {

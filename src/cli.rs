@@ -11,7 +11,7 @@ use std::fmt::Write;
 use thiserror::Error;
 
 use crate::config::SETTINGS;
-use crate::exit;
+use crate::pid1::exit;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -64,7 +64,7 @@ impl UsageError {
     /// 2 in a health check, and any failure of a check means unhealthy.
     pub fn exit_code(&self) -> i32 {
         match self {
-            UsageError::CheckArgs => crate::check::UNHEALTHY,
+            UsageError::CheckArgs => crate::health::check::UNHEALTHY,
             _ => exit::USAGE,
         }
     }

@@ -19,7 +19,7 @@
 
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -66,6 +66,7 @@ impl PathError {
         )
     }
 
+    #[cfg(test)]
     pub fn component(&self) -> &Path {
         match self {
             PathError::Symlink { component }
@@ -371,11 +372,6 @@ fn components(path: &OsStr) -> VecDeque<OsString> {
         .filter(|p| !p.is_empty() && *p != b".")
         .map(|p| OsStr::from_bytes(p).to_os_string())
         .collect()
-}
-
-/// `fstat` on an fd, as an error naming `path`.
-pub fn fstat_at(fd: impl AsFd, path: &Path) -> Result<FileStat, PathError> {
-    nix::sys::stat::fstat(fd).map_err(|e| io_err(path, e))
 }
 
 /// Why [`read_regular`] or [`read_regular_beneath`] read nothing.

@@ -1,48 +1,30 @@
 //! initd: PID 1 for containers of Python web apps.
 
-pub mod check;
-pub mod child;
-pub mod chown;
+// The layers, each a folder whose `mod.rs` says what it holds; see
+// docs/architecture.md for what may import what.
+pub mod config;
+pub(crate) mod dev;
+pub(crate) mod health;
+pub(crate) mod net;
+pub(crate) mod pid1;
+pub(crate) mod pipeline;
+
+// Leaves: small modules with one job that import nothing above them.
 pub mod cli;
 pub mod cmdline;
-pub mod cmdprobe;
-pub mod config;
-pub mod control;
-pub mod control_loop;
-pub mod cpus;
-pub mod dev;
-pub mod dns;
-pub mod exit;
-pub mod fsafe;
-pub mod gunicorn;
-pub mod handover;
-pub mod health;
+pub(crate) mod fsafe;
 pub mod logging;
-pub mod migrate_lock;
-pub mod nbout;
-pub mod netio;
-pub mod netprobe;
-pub mod pipeline;
-pub mod poller;
-pub mod prefix;
-pub mod procfs;
-pub mod protocol;
-pub mod reaper;
-pub mod reload;
-pub mod resolve;
-pub mod role;
-pub mod secrets;
-pub mod show;
-pub mod signals;
-pub mod status;
-pub mod steps;
-pub mod supervisor;
+pub(crate) mod nbout;
 #[cfg(test)]
 mod testdir;
-pub mod user;
-pub mod waitfor;
-pub mod watchplan;
-pub mod wsgi;
+pub(crate) mod units;
+
+// What src/main.rs, tests/ and benches/ use, under short paths that do not
+// change when a module moves between folders.
+pub use dev::{filter, poller, watchplan};
+pub use health::check;
+pub use pid1::procfs;
+pub use pipeline::{entrypoint, gunicorn, migrate_lock, show};
 
 /// Settings shared by the property tests next to the parsers.
 #[cfg(test)]
@@ -50,8 +32,8 @@ pub(crate) mod props {
     use proptest::test_runner::{Config, FileFailurePersistence};
 
     /// proptest's defaults (which honour `PROPTEST_CASES`), with failing
-    /// seeds kept next to the source file they test (`src/secrets.rs` →
-    /// `src/secrets.regressions`) rather than in a directory of their own
+    /// seeds kept next to the source file they test (`src/pipeline/secrets.rs` →
+    /// `src/pipeline/secrets.regressions`) rather than in a directory of their own
     /// at the top of the project, and replayed first on every run.
     pub fn config() -> Config {
         Config {

@@ -22,7 +22,7 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::{LogFormat, LogLevel};
 use crate::nbout;
-use crate::secrets::Redactor;
+use crate::pipeline::secrets::Redactor;
 
 /// Lines dropped because stderr was full, not yet reported.
 static DROPPED: AtomicU64 = AtomicU64::new(0);

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use initd::cli::{self, Command};
-use initd::pipeline::{self, Main};
+use initd::entrypoint::{self as pipeline, Main};
 use initd::{check, logging, show};
 
 fn main() -> ExitCode {

@@ -23,14 +23,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// Writes up to this size reach a pipe whole or not at all (POSIX's
-/// PIPE_BUF on Linux), so a line no longer than this is never cut by a
-/// reader that is slow.
-pub const ATOMIC: usize = 4096;
-
 /// How long the rest of a line that went out in part may take before it is
-/// given up on: only a line longer than [`ATOMIC`], or a terminal or
-/// socket, can be written in part.
+/// given up on: only a line longer than PIPE_BUF (4096 bytes on Linux; a
+/// pipe takes a write up to that size whole or not at all), or a terminal
+/// or socket, can be written in part.
 const FINISH_LIMIT: Duration = Duration::from_millis(100);
 
 #[derive(Debug)]
@@ -135,7 +131,7 @@ impl Out {
     /// Writes one line whole or not at all, as far as the kernel allows:
     /// `Ok(false)` when there was no room and nothing was written (the
     /// caller counts it as dropped). A line that went out in part (only
-    /// possible past [`ATOMIC`] bytes, or on a terminal or socket) is
+    /// possible past PIPE_BUF bytes, or on a terminal or socket) is
     /// finished within [`FINISH_LIMIT`], or cut there.
     pub fn write_line(&self, line: &[u8]) -> io::Result<bool> {
         let first = match self.try_write(line) {
@@ -184,8 +180,8 @@ impl Out {
         Ok(())
     }
 
-    /// Whether this stream got a non-blocking description of its own (for
-    /// tests and the debug line).
+    /// Whether this stream got a non-blocking description of its own.
+    #[cfg(test)]
     pub fn is_reopened(&self) -> bool {
         matches!(self.how, How::Reopened(_))
     }
