@@ -14,5 +14,5 @@ mod props;
 // The names the rest of the pipeline uses, whichever file they live in.
 pub(crate) use accounts::{AppUser, Db, UserError};
 pub(crate) use drop::drop_privileges;
-pub(crate) use renumber::{Remap, apply_remap, check_host_ids, host_ids, parse_host_id};
+pub(crate) use renumber::{Remap, apply_remap, check_host_ids, host_ids};
 pub(crate) use resolve::{DropDecision, current_ids, is_root, plan_drop, resolve, user_env};

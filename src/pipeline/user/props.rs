@@ -3,8 +3,9 @@
 //! and no input may make initd run the app as root without permission.
 //! `PROPTEST_CASES=100000 cargo test --lib props` runs them longer.
 
-use super::renumber::{HostIdError, MAX_HOST_ID, remap};
+use super::renumber::remap;
 use super::*;
+use crate::config::parse::{HostIdError, MAX_HOST_ID, parse_host_id};
 use proptest::prelude::*;
 
 /// An account-file field: mostly plausible, sometimes hostile.
@@ -170,28 +171,6 @@ proptest! {
             if b.gid == 0 {
                 prop_assert_eq!(b, a);
             }
-        }
-    }
-
-    /// `HOST_UID`/`HOST_GID`: exactly the decimal numbers 0 to
-    /// 2147483647 are ids, whatever else is typed.
-    #[test]
-    fn host_ids_are_exactly_the_small_decimal_numbers(text in prop_oneof![
-        "[0-9]{1,12}",
-        "[ +-]?[0-9]{1,10}[ \n]?",
-        "0x[0-9a-f]{1,8}",
-        "\\PC{0,12}",
-    ]) {
-        let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
-        let value = text.parse::<u64>().ok().filter(|_| digits);
-        match parse_host_id(&text) {
-            Ok(id) => {
-                prop_assert!(digits);
-                prop_assert_eq!(Some(u64::from(id)), value);
-                prop_assert!(id <= MAX_HOST_ID);
-            }
-            Err(HostIdError::TooLarge) => prop_assert!(digits && value.is_none_or(|v| v > u64::from(MAX_HOST_ID))),
-            Err(HostIdError::NotDecimal) => prop_assert!(!digits),
         }
     }
 

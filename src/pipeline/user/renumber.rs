@@ -8,38 +8,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use thiserror::Error;
 
 use super::accounts::{Db, DbFile, UserError, content, parse_group_line, parse_passwd_line};
-
-/// The highest id `HOST_UID`/`HOST_GID` accept: ids above `i32::MAX` are
-/// read as negative by many tools (and `(uid_t)-1` means "no change"), so
-/// they would make /etc/passwd unusable rather than renumber anything.
-pub const MAX_HOST_ID: u32 = i32::MAX as u32;
-
-/// Why a `HOST_UID`/`HOST_GID` value is not an id; the value itself is
-/// named by the caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-pub enum HostIdError {
-    #[error("not a decimal number")]
-    NotDecimal,
-    #[error("above {MAX_HOST_ID}")]
-    TooLarge,
-}
-
-/// Parses a `HOST_UID`/`HOST_GID` value, the output of `id -u`: ASCII
-/// digits only (no sign, spaces, hex or exponent), 0 to [`MAX_HOST_ID`].
-/// Whether 0 is allowed is for [`host_ids`] to decide.
-pub fn parse_host_id(value: &str) -> Result<u32, HostIdError> {
-    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(HostIdError::NotDecimal);
-    }
-    // All digits: only the size can fail, whatever the number of them.
-    match value.parse::<u32>() {
-        Ok(id) if id <= MAX_HOST_ID => Ok(id),
-        _ => Err(HostIdError::TooLarge),
-    }
-}
 
 /// The ids to renumber to: 0 (the host user is root) is refused unless
 /// `INITD_ALLOW_ROOT`, and then means "nothing to match", since root on
@@ -269,7 +239,7 @@ fn rewrite_group(text: &[u8], old_gid: u32, gid: u32) -> Vec<u8> {
 /// only a failing rename, rare by then, could leave one file updated.
 ///
 /// All of it on descriptors: the files are reached through links and
-/// directories only root owns ([`fsafe::resolve_trusted`]), read and written
+/// directories only root owns ([`crate::fsafe::resolve_trusted`]), read and written
 /// relative to the directory's descriptor, and never through a link at the
 /// temporary name.
 pub fn apply_remap(
@@ -488,25 +458,6 @@ mod tests {
         );
         let err = check_host_ids(1000, Some(1), Some(1)).unwrap_err();
         assert!(err.to_string().starts_with("HOST_UID and HOST_GID need initd"));
-    }
-
-    #[test]
-    fn host_ids_parse() {
-        assert_eq!(parse_host_id("501"), Ok(501));
-        assert_eq!(parse_host_id("0"), Ok(0));
-        assert_eq!(parse_host_id("2147483647"), Ok(2147483647));
-        assert_eq!(parse_host_id("000501"), Ok(501));
-        for bad in ["", " 501", "501\n", "+5", "-1", "0x10", "1e3", "1.5", "abc", "٣"] {
-            assert_eq!(parse_host_id(bad), Err(HostIdError::NotDecimal), "{bad:?}");
-        }
-        for big in [
-            "2147483648",
-            "4294967295",
-            "4294967296",
-            "99999999999999999999999",
-        ] {
-            assert_eq!(parse_host_id(big), Err(HostIdError::TooLarge), "{big:?}");
-        }
     }
 
     #[test]
