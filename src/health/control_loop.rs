@@ -370,6 +370,10 @@ impl ControlLoop {
             Some(limit) => netio::timeout_until(limit),
             None => nix::poll::PollTimeout::NONE,
         };
+        self.poll_and_serve(timeout)
+    }
+
+    fn poll_and_serve(&mut self, timeout: nix::poll::PollTimeout) -> io::Result<()> {
         let revents: Vec<PollFlags> = {
             let mut fds: Vec<PollFd> = self
                 .fds()
@@ -726,19 +730,7 @@ mod tests {
     fn drive_once(control: &mut ControlLoop) {
         let limit = Instant::now() + Duration::from_millis(20);
         let limit = control.deadline().map_or(limit, |d| d.min(limit));
-        let revents: Vec<PollFlags> = {
-            let mut fds: Vec<PollFd> = control
-                .fds()
-                .into_iter()
-                .map(|(fd, events)| PollFd::new(fd, events))
-                .collect();
-            match poll(&mut fds, netio::timeout_until(limit)) {
-                Ok(_) | Err(Errno::EINTR) => {}
-                Err(e) => panic!("poll: {e}"),
-            }
-            fds.iter().map(|fd| fd.revents().unwrap()).collect()
-        };
-        control.on_ready(Instant::now(), &revents);
+        control.poll_and_serve(netio::timeout_until(limit)).unwrap();
     }
 
     fn running() -> Arc<Status> {
