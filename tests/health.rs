@@ -347,6 +347,64 @@ time.sleep(1000)
     assert_eq!(out.stdout, format!("unhealthy: {probe}: connection refused\n"));
 }
 
+/// A probe whose server takes the connection and the request and never
+/// answers fails at INITD_HEALTH_TIMEOUT, and the socket goes on answering.
+#[test]
+fn an_http_probe_that_never_answers_fails_in_time() {
+    let dir = Scratch::new("health-hang");
+    let port = free_port();
+    // Accepts, records each request's first line, answers nothing.
+    let script = dir.path("hang.py");
+    write_script(
+        &script,
+        r#"import socket, sys
+port, log = int(sys.argv[1]), sys.argv[2]
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", port))
+s.listen(64)
+held = []
+while True:
+    conn = s.accept()[0]
+    line = conn.makefile("rb").readline()
+    with open(log, "ab") as f:
+        f.write(line)
+    held.append(conn)
+"#,
+    );
+    let server = format!(
+        "python3 {} {port} {}",
+        script.display(),
+        dir.path("requests").display()
+    );
+    let probe = format!("http://127.0.0.1:{port}/healthz");
+    let initd = Initd::start(
+        &dir,
+        &["run"],
+        &[
+            ("INITD_SERVER", &server),
+            ("INITD_HEALTH", &probe),
+            ("INITD_HEALTH_TIMEOUT", "300ms"),
+        ],
+    );
+    let out = initd.wait_check(&format!("unhealthy: {probe}: no answer"));
+    assert_eq!(out.code(), 1);
+    assert_eq!(
+        out.stdout,
+        format!("unhealthy: {probe}: no answer within 300ms\n")
+    );
+    assert!(
+        dir.read("requests").contains("GET /healthz HTTP/1.1\r\n"),
+        "{}",
+        dir.read("requests")
+    );
+    // The next check runs a new probe, with the same result.
+    let again = initd.check(&[]);
+    assert_eq!((again.code(), again.stdout.as_str()), (1, out.stdout.as_str()));
+    let (code, stderr) = initd.stop();
+    assert_eq!(code, 143, "{stderr}");
+}
+
 #[test]
 fn a_probe_may_name_its_host() {
     let dir = Scratch::new("health-name");

@@ -128,13 +128,30 @@ pub fn ask(path: &Path, timeout: Duration) -> Result<Report, AskError> {
 
 fn ask_once(path: &Path, deadline: Instant) -> Result<Report, AskError> {
     let timeout = deadline.saturating_duration_since(Instant::now());
-    let mut stream = connect(path, timeout).map_err(|e| match e.kind() {
+    let stream = connect(path, timeout).map_err(|e| match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => AskError::Timeout,
         _ => AskError::Connect(e),
     })?;
-    stream
-        .write_all(Request::Check.line())
-        .map_err(|e| AskError::Answer(format!("sending the request failed: {e}")))?;
+    exchange(stream, deadline)
+}
+
+/// Sends the request on a connection and reads the answer.
+fn exchange(mut stream: UnixStream, deadline: Instant) -> Result<Report, AskError> {
+    // A supervisor with every connection taken answers "busy" and closes
+    // at once, maybe before the request is sent: its line is still there
+    // to read, so a broken pipe is only an error if nothing is.
+    let unsent = match stream.write_all(Request::Check.line()) {
+        Ok(()) => None,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            Some(e)
+        }
+        Err(e) => return Err(AskError::Answer(format!("sending the request failed: {e}"))),
+    };
     let mut reply = Vec::with_capacity(1024);
     let mut buf = [0u8; 4096];
     loop {
@@ -160,8 +177,12 @@ fn ask_once(path: &Path, deadline: Instant) -> Result<Report, AskError> {
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                 return Err(AskError::Timeout);
             }
+            Err(_) if reply.is_empty() && unsent.is_some() => break,
             Err(e) => return Err(AskError::Answer(format!("reading the answer failed: {e}"))),
         }
+    }
+    if let (true, Some(e)) = (reply.is_empty(), unsent) {
+        return Err(AskError::Answer(format!("sending the request failed: {e}")));
     }
     if reply.is_empty() {
         return Err(AskError::Answer(
@@ -431,6 +452,29 @@ mod tests {
 
     fn no_file() -> (&'static str, &'static str) {
         ("INITD_CONFIG", "/nonexistent/initd.toml")
+    }
+
+    /// A supervisor end that has already answered `answer` and closed,
+    /// before the request could be sent.
+    fn closed_after(answer: &[u8]) -> UnixStream {
+        let (client, mut server) = UnixStream::pair().unwrap();
+        server.write_all(answer).unwrap();
+        drop(server);
+        client
+    }
+
+    #[test]
+    fn a_busy_line_is_read_even_when_the_request_could_not_be_sent() {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let busy = protocol::encode_error("busy: 1024 connections are open");
+        assert!(matches!(
+            exchange(closed_after(&busy), deadline),
+            Err(AskError::Busy)
+        ));
+        match exchange(closed_after(b""), deadline) {
+            Err(AskError::Answer(m)) => assert!(m.starts_with("sending the request failed: "), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

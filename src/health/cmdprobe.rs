@@ -22,7 +22,6 @@ use nix::fcntl::{FcntlArg, OFlag, SealFlag, fcntl};
 use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::sync::oneshot;
 use tracing::debug;
 
 use crate::cmdline;
@@ -40,30 +39,101 @@ const OUTPUT_LIMIT: i64 = 1 << 20;
 const TAIL: usize = 2048;
 const DETAIL_CHARS: usize = 200;
 
-/// Requests from the socket's thread to the supervisor.
+/// Requests from the socket's thread to the supervisor, and the answers
+/// back. Both ways are pipes, so each side waits in its own poll(2): the
+/// supervisor for requests ([`Channel::wake_fd`]), the socket's loop for
+/// answers ([`Channel::answered_fd`]).
 pub struct Channel {
     wake_rx: OwnedFd,
     wake_tx: OwnedFd,
-    waiting: Mutex<Vec<oneshot::Sender<Outcome>>>,
+    answered_rx: OwnedFd,
+    answered_tx: Arc<OwnedFd>,
+    waiting: Mutex<Vec<Waiter>>,
+}
+
+/// What an asker finds in its slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answered {
+    Outcome(Outcome),
+    /// The supervisor let go of the request without an answer.
+    Dropped,
+}
+
+type Slot = Mutex<Option<Answered>>;
+
+/// The asker's side of one request. Dropping it withdraws the request: a
+/// probe nobody waits for any more does not start.
+pub struct Answer {
+    slot: Arc<Slot>,
+}
+
+impl Answer {
+    /// The answer, once it has come (the answered pipe turns readable).
+    pub fn try_take(&self) -> Option<Answered> {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// The supervisor's side of one request: answers once, and says "dropped"
+/// if it goes away without answering.
+pub struct Waiter {
+    slot: std::sync::Weak<Slot>,
+    answered: Arc<OwnedFd>,
+    done: bool,
+}
+
+impl Waiter {
+    pub(crate) fn send(mut self, outcome: Outcome) {
+        self.put(Answered::Outcome(outcome));
+    }
+
+    fn is_closed(&self) -> bool {
+        self.slot.strong_count() == 0
+    }
+
+    fn put(&mut self, answer: Answered) {
+        self.done = true;
+        if let Some(slot) = self.slot.upgrade() {
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(answer);
+            // Full pipe (EAGAIN): a wake-up is pending already.
+            let _ = nix::unistd::write(&*self.answered, &[1]);
+        }
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        if !self.done {
+            self.put(Answered::Dropped);
+        }
+    }
 }
 
 impl Channel {
     pub fn new() -> nix::Result<Arc<Channel>> {
-        let (wake_rx, wake_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+        let flags = OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+        let (wake_rx, wake_tx) = nix::unistd::pipe2(flags)?;
+        let (answered_rx, answered_tx) = nix::unistd::pipe2(flags)?;
         Ok(Arc::new(Channel {
             wake_rx,
             wake_tx,
+            answered_rx,
+            answered_tx: Arc::new(answered_tx),
             waiting: Mutex::new(Vec::new()),
         }))
     }
 
-    /// Asks for a probe run; the answer comes on the receiver.
-    pub fn request(&self) -> oneshot::Receiver<Outcome> {
-        let (tx, rx) = oneshot::channel();
-        self.lock().push(tx);
+    /// Asks for a probe run; the answer comes in the returned slot.
+    pub fn request(&self) -> Answer {
+        let slot = Arc::new(Mutex::new(None));
+        self.lock().push(Waiter {
+            slot: Arc::downgrade(&slot),
+            answered: self.answered_tx.clone(),
+            done: false,
+        });
         // Full pipe (EAGAIN): a wake-up is pending already.
         let _ = nix::unistd::write(&self.wake_tx, &[1]);
-        rx
+        Answer { slot }
     }
 
     /// Readable while requests wait.
@@ -71,7 +141,19 @@ impl Channel {
         self.wake_rx.as_fd()
     }
 
-    fn take(&self) -> Vec<oneshot::Sender<Outcome>> {
+    /// Readable once an answer has been put in a slot; [`Channel::clear_answered`]
+    /// empties it before the slots are looked at.
+    pub fn answered_fd(&self) -> BorrowedFd<'_> {
+        self.answered_rx.as_fd()
+    }
+
+    pub fn clear_answered(&self) {
+        let mut buf = [0u8; 64];
+        while matches!(nix::unistd::read(&self.answered_rx, &mut buf), Ok(n) if n > 0) {}
+    }
+
+    /// The requests waiting, taken (the wake-up with them).
+    pub(crate) fn take(&self) -> Vec<Waiter> {
         let mut buf = [0u8; 64];
         while matches!(nix::unistd::read(&self.wake_rx, &mut buf), Ok(n) if n > 0) {}
         let mut waiting = self.lock();
@@ -80,7 +162,7 @@ impl Channel {
         std::mem::take(&mut *waiting)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<oneshot::Sender<Outcome>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Waiter>> {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -98,7 +180,7 @@ struct Run {
     started: Instant,
     deadline: Instant,
     output: File,
-    waiters: Vec<oneshot::Sender<Outcome>>,
+    waiters: Vec<Waiter>,
 }
 
 /// The supervisor's side: at most one probe runs at a time, and every
@@ -211,9 +293,9 @@ impl Runner {
     }
 }
 
-fn reply(waiters: Vec<oneshot::Sender<Outcome>>, ok: bool, detail: String, took: Duration) {
+fn reply(waiters: Vec<Waiter>, ok: bool, detail: String, took: Duration) {
     for tx in waiters {
-        let _ = tx.send(Outcome {
+        tx.send(Outcome {
             ok,
             detail: detail.clone(),
             took,
@@ -374,12 +456,31 @@ mod tests {
         drop(channel.request());
         let taken = channel.take();
         assert_eq!(taken.len(), 1);
+        assert_eq!(kept.try_take(), None);
         reply(taken, true, "exited with status 0".into(), Duration::ZERO);
-        let outcome = kept.blocking_recv().unwrap();
-        assert!(outcome.ok);
+        // The answer wakes the asker's poll and is in its slot.
+        let mut buf = [0u8; 1];
+        assert_eq!(nix::unistd::read(&channel.answered_rx, &mut buf), Ok(1));
+        match kept.try_take() {
+            Some(Answered::Outcome(outcome)) => assert!(outcome.ok),
+            other => panic!("expected an outcome, got {other:?}"),
+        }
         assert!(channel.take().is_empty());
         // The wake-up was read: the pipe is empty again.
-        let mut buf = [0u8; 1];
         assert_eq!(nix::unistd::read(&channel.wake_rx, &mut buf), Err(Errno::EAGAIN));
+    }
+
+    #[test]
+    fn a_request_the_supervisor_lets_go_of_is_answered_dropped() {
+        let channel = Channel::new().unwrap();
+        let asked = channel.request();
+        drop(channel.take());
+        assert_eq!(asked.try_take(), Some(Answered::Dropped));
+        channel.clear_answered();
+        let mut buf = [0u8; 1];
+        assert_eq!(
+            nix::unistd::read(&channel.answered_rx, &mut buf),
+            Err(Errno::EAGAIN)
+        );
     }
 }

@@ -1,13 +1,8 @@
 //! The control socket: where `initd check` and `initd status` ask the
 //! running supervisor how it is (protocol in `protocol`).
 //!
-//! It is served from its own thread, on a single-threaded tokio runtime,
-//! so nothing a client does can hold up the supervisor's loop: each
-//! connection is its own task with a deadline for the request and one for
-//! the answer, and a request is at most a few hundred bytes. A check that
-//! needs the probe joins the run in progress if there is one, so a
-//! thousand checks at once make one probe run, not a thousand. With no
-//! connection and no probe the thread sleeps in epoll with no timer.
+//! This module makes the socket; `control_loop` serves it, from a thread
+//! of its own, so nothing a client does can hold up the supervisor's loop.
 //!
 //! Who may ask is settled by the file system: the socket is mode 0660,
 //! owned by root (or initd's user) and the app user's group, in a directory
@@ -19,52 +14,15 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
 use nix::sys::stat::{Mode, umask};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{oneshot, watch};
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::config::Health;
-use crate::health::cmdprobe::Channel;
-use crate::health::probe::{self as health, Outcome, Probe};
-use crate::health::protocol::{
-    self, Frame, LockHolderReport, LockReport, ProbeReport, ProcessReport, Report, Request, RequestError,
-};
-use crate::pid1::status::Status;
-use crate::pipeline::secrets::Redactor;
-use crate::units::human_duration as human;
-
-/// A client has this long to send its request after connecting.
-const READ_TIMEOUT: Duration = Duration::from_secs(2);
-/// And this long to take the answer.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
-/// After answering, what is left of an overlong request is read and
-/// dropped (closing a Unix socket with unread input resets the peer, which
-/// would then see an error instead of the answer's end), up to this much
-/// and for at most [`READ_TIMEOUT`].
-const DRAIN_LIMIT: usize = 4 << 20;
-/// Connections served at once; more get a one-line "busy" error (which
-/// `initd check` asks again after) and are closed. Far above any real load
-/// (a check every few seconds, a person running `initd status`), low
-/// enough that a flood holds at most a few megabytes and a thousand
-/// descriptors of PID 1's.
-pub const MAX_CONNECTIONS: usize = 1024;
-/// After a burst of more connections than this, the memory it took is
-/// handed back to the system once the last one is gone (glibc keeps freed
-/// memory otherwise, and PID 1 lives as long as the container).
-const TRIM_AFTER: usize = 64;
-/// A probe's own timeout is enforced where it runs; this is the margin
-/// after which the socket's side stops waiting for it regardless.
-const PROBE_SLACK: Duration = Duration::from_secs(1);
-
-/// The most of a probe's detail (an HTTP reason phrase, a command's last
-/// line of output) an answer shows.
-const DETAIL_CHARS: usize = 256;
+use crate::health::control_loop;
+pub use crate::health::control_loop::{ControlLoop, Server};
 
 /// The bound, listening socket, before it is served.
 pub struct Listener {
@@ -383,346 +341,27 @@ fn bind(dir: &OwnedFd, name: &std::ffi::OsStr, real: &Path) -> nix::Result<UnixL
     Ok(UnixListener::from(fd))
 }
 
-/// Everything a check's answer is made of.
-pub struct Server {
-    status: Arc<Status>,
-    probe: Probe,
-    probe_timeout: Duration,
-    cmd: Arc<Channel>,
-    redactor: Arc<Redactor>,
-    /// The probe run in progress, which new checks join.
-    inflight: Mutex<Option<watch::Receiver<Option<Outcome>>>>,
-    connections: AtomicUsize,
-    /// The most connections open at once since the last trim.
-    peak: AtomicUsize,
-}
-
-impl Server {
-    pub fn new(
-        status: Arc<Status>,
-        settings: &Health,
-        cmd: Arc<Channel>,
-        redactor: Arc<Redactor>,
-    ) -> Arc<Server> {
-        Arc::new(Server {
-            status,
-            probe: settings.probe.clone(),
-            probe_timeout: settings.probe_timeout,
-            cmd,
-            redactor,
-            inflight: Mutex::new(None),
-            connections: AtomicUsize::new(0),
-            peak: AtomicUsize::new(0),
-        })
-    }
-
-    /// The answer to `check`.
-    pub async fn report(self: &Arc<Self>) -> Report {
-        let before = self.status.snapshot();
-        let outcome = if health::wants_probe(&before, &self.probe) {
-            Some(self.shared_probe().await)
-        } else {
-            None
-        };
-        // A stop may have come while the probe ran: answer for now.
-        let snap = if outcome.is_some() {
-            self.status.snapshot()
-        } else {
-            before
-        };
-        let redact = |text: &str| self.redactor.redact(text).into_owned();
-        // Masked before it is cut: a cut could leave a piece of a secret
-        // that would no longer be recognised.
-        let outcome = outcome.map(|o| Outcome {
-            detail: shorten(&redact(&o.detail)),
-            ..o
-        });
-        let verdict = health::assess(&snap, &self.probe, outcome.as_ref());
-        Report {
-            protocol: protocol::VERSION,
-            healthy: verdict.healthy,
-            state: verdict.state.to_string(),
-            reason: redact(&verdict.reason),
-            uptime_ms: snap.uptime.as_millis() as u64,
-            main_pid: snap.main_pid,
-            main_restarts: snap.main_restarts,
-            probe: outcome.map(|o| ProbeReport {
-                probe: redact(&self.probe.to_string()),
-                ok: o.ok,
-                detail: o.detail,
-                took_ms: o.took.as_millis() as u64,
-            }),
-            processes: snap
-                .processes
-                .iter()
-                .map(|p| ProcessReport {
-                    name: p.name.clone(),
-                    pid: p.pid,
-                    restarts: p.restarts,
-                    note: redact(&p.note),
-                })
-                .collect(),
-            role: snap.role.clone(),
-            lock: snap.lock_wait.as_ref().map(|w| LockReport {
-                lock: redact(&w.lock),
-                detail: redact(&w.detail),
-                waited_ms: w.since.map_or(0, |t| t.elapsed().as_millis() as u64),
-                holder: w.holder.as_ref().map(|h| LockHolderReport {
-                    pid: h.pid,
-                    application_name: h.application_name.clone(),
-                    client_addr: h.client_addr.clone(),
-                    since: h.since.clone(),
-                }),
-            }),
-        }
-    }
-
-    /// The outcome of the probe run in progress, or of a new one.
-    async fn shared_probe(self: &Arc<Self>) -> Outcome {
-        let mut rx = {
-            let mut slot = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-            match &*slot {
-                Some(rx) => rx.clone(),
-                None => {
-                    let (tx, rx) = watch::channel(None);
-                    *slot = Some(rx.clone());
-                    let server = self.clone();
-                    tokio::spawn(async move {
-                        let outcome = server.run_probe().await;
-                        // Checks arriving from now on start a new run.
-                        *server.inflight.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                        let _ = tx.send(Some(outcome));
-                    });
-                    rx
-                }
-            }
-        };
-        match rx.wait_for(Option::is_some).await {
-            Ok(outcome) => outcome.clone().expect("waited for Some"),
-            Err(_) => failed("the probe was lost", Duration::ZERO),
-        }
-    }
-
-    async fn run_probe(&self) -> Outcome {
-        let start = Instant::now();
-        let limit = self.probe_timeout + PROBE_SLACK;
-        let late = || {
-            failed(
-                &format!("no answer within {}", human(self.probe_timeout)),
-                start.elapsed(),
-            )
-        };
-        match &self.probe {
-            Probe::Alive => Outcome {
-                ok: true,
-                detail: "alive".into(),
-                took: Duration::ZERO,
-            },
-            Probe::Http(target) | Probe::Tcp(target) if health::literal_addr(target).is_some() => {
-                let addr = health::literal_addr(target).expect("checked by the guard");
-                let result = tokio::time::timeout(self.probe_timeout, health::probe_addr(target, addr)).await;
-                let (ok, detail) = match result {
-                    Ok(Ok(seen)) => (true, seen),
-                    Ok(Err(reason)) => (false, reason),
-                    Err(_) => (false, format!("no answer within {}", human(self.probe_timeout))),
-                };
-                Outcome {
-                    ok,
-                    detail,
-                    took: start.elapsed(),
-                }
-            }
-            Probe::Http(target) | Probe::Tcp(target) => {
-                // A host name needs initd's resolver, which blocks (it is
-                // the start-up wait's); it gets a thread of its own per run.
-                let (tx, rx) = oneshot::channel();
-                let target = target.clone();
-                let timeout = self.probe_timeout;
-                let spawned = std::thread::Builder::new()
-                    .name("initd-probe".into())
-                    .spawn(move || {
-                        let _ = tx.send(health::probe_net(&target, timeout));
-                    });
-                if let Err(e) = spawned {
-                    return failed(&format!("cannot start the probe: {e}"), Duration::ZERO);
-                }
-                match tokio::time::timeout(limit, rx).await {
-                    Ok(Ok(outcome)) => outcome,
-                    Ok(Err(_)) => failed("the probe was lost", start.elapsed()),
-                    Err(_) => late(),
-                }
-            }
-            Probe::Cmd(_) => match tokio::time::timeout(limit, self.cmd.request()).await {
-                Ok(Ok(outcome)) => outcome,
-                Ok(Err(_)) => failed("the supervisor dropped the probe", start.elapsed()),
-                Err(_) => late(),
-            },
-        }
-    }
-}
-
-/// A probe's detail cut to [`DETAIL_CHARS`].
-fn shorten(detail: &str) -> String {
-    match detail.char_indices().nth(DETAIL_CHARS) {
-        Some((end, _)) => format!("{}...", &detail[..end]),
-        None => detail.to_string(),
-    }
-}
-
-fn failed(detail: &str, took: Duration) -> Outcome {
-    Outcome {
-        ok: false,
-        detail: detail.into(),
-        took,
-    }
-}
-
-/// Serves the socket on a thread of its own until initd exits. The
-/// runtime is built there too, off the path to starting the app.
+/// Serves the socket on a thread of its own until initd exits (see
+/// `control_loop`).
 pub fn serve(listener: Listener, server: Arc<Server>) -> io::Result<()> {
-    std::thread::Builder::new()
-        .name("initd-control".into())
-        .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .enable_time()
-                .build();
-            let runtime = match runtime {
-                Ok(runtime) => runtime,
-                Err(e) => {
-                    warn!("no health checks: the control socket cannot be served: {e}");
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                match tokio::net::UnixListener::from_std(listener.socket) {
-                    Ok(socket) => accept_loop(socket, server).await,
-                    Err(e) => warn!("no health checks: the control socket cannot be served: {e}"),
-                }
-            })
-        })?;
-    Ok(())
+    control_loop::serve(event_source(listener, server)?)
 }
 
-async fn accept_loop(socket: tokio::net::UnixListener, server: Arc<Server>) {
-    let mut warned = false;
-    loop {
-        match socket.accept().await {
-            Ok((stream, _)) => {
-                let open = server.connections.fetch_add(1, Ordering::Relaxed);
-                if open >= MAX_CONNECTIONS {
-                    server.connections.fetch_sub(1, Ordering::Relaxed);
-                    // One try, never a wait: the line fits the socket's
-                    // empty buffer, and the stream is dropped at once.
-                    // Written on the plain (non-blocking) descriptor:
-                    // tokio would not know yet that it is writable.
-                    if let Ok(std_stream) = stream.into_std() {
-                        let _ = io::Write::write(&mut &std_stream, &busy_line());
-                    }
-                    continue;
-                }
-                server.peak.fetch_max(open + 1, Ordering::Relaxed);
-                let server = server.clone();
-                tokio::spawn(async move {
-                    serve_one(stream, &server).await;
-                    if server.connections.fetch_sub(1, Ordering::Relaxed) == 1
-                        && server.peak.swap(0, Ordering::Relaxed) > TRIM_AFTER
-                    {
-                        give_back_memory();
-                    }
-                });
-            }
-            Err(e) => {
-                // Out of descriptors, most likely: wait for connections to
-                // finish rather than spin on the error.
-                if !warned {
-                    warn!("the control socket cannot accept a connection: {e}");
-                    warned = true;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-fn busy_line() -> Vec<u8> {
-    protocol::encode_error(&format!(
-        "{}: {MAX_CONNECTIONS} connections are open, the most initd serves at once; ask again",
-        protocol::BUSY
-    ))
-}
-
-/// Returns the free memory of initd's heaps to the system.
-fn give_back_memory() {
-    // SAFETY: malloc_trim only walks the allocator's own free lists.
-    #[cfg(target_env = "gnu")]
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-/// One connection: one request, one answer. Too slow, and it is dropped
-/// unanswered; too long or not understood, and the answer is an error.
-async fn serve_one(mut stream: tokio::net::UnixStream, server: &Arc<Server>) {
-    let line = match tokio::time::timeout(READ_TIMEOUT, read_request(&mut stream)).await {
-        Ok(Ok(line)) => line,
-        Ok(Err(_)) | Err(_) => return,
-    };
-    let answer = match line.and_then(|l| protocol::parse_request(&l)) {
-        Ok(Request::Check) => protocol::encode(&server.report().await),
-        Err(e) => protocol::encode_error(&e.to_string()),
-    };
-    let sent = tokio::time::timeout(WRITE_TIMEOUT, async {
-        stream.write_all(&answer).await?;
-        stream.shutdown().await
-    })
-    .await;
-    if matches!(sent, Ok(Ok(()))) {
-        let _ = tokio::time::timeout(READ_TIMEOUT, discard_input(&mut stream)).await;
-    }
-}
-
-async fn discard_input(stream: &mut tokio::net::UnixStream) -> io::Result<()> {
-    // Small: every open connection's task holds this buffer.
-    let mut buf = [0u8; 512];
-    let mut total = 0;
-    while total < DRAIN_LIMIT {
-        match stream.read(&mut buf).await? {
-            0 => break,
-            n => total += n,
-        }
-    }
-    Ok(())
-}
-
-/// Reads up to the first newline. End of input also ends the request (a
-/// client that sent no newline but closed its side).
-async fn read_request(stream: &mut tokio::net::UnixStream) -> io::Result<Result<Vec<u8>, RequestError>> {
-    let mut buf = vec![0u8; protocol::MAX_REQUEST];
-    let mut len = 0;
-    loop {
-        match protocol::frame(&buf[..len]) {
-            Frame::Line(line) => return Ok(Ok(line.to_vec())),
-            Frame::TooLong => return Ok(Err(RequestError::TooLong)),
-            Frame::Incomplete => {}
-        }
-        let n = stream.read(&mut buf[len..]).await?;
-        if n == 0 {
-            if len == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            buf.truncate(len);
-            return Ok(Ok(buf));
-        }
-        len += n;
-    }
+/// The socket as an event source, for a loop that polls it alongside its
+/// own descriptors instead of [`serve`]'s thread.
+pub fn event_source(listener: Listener, server: Arc<Server>) -> io::Result<ControlLoop> {
+    ControlLoop::new(listener.socket, server)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pid1::status::Phase;
+    use crate::health::cmdprobe::Channel;
+    use crate::health::protocol::{self, RequestError};
+    use crate::pid1::status::{Phase, Status};
+    use crate::pipeline::secrets::Redactor;
     use std::io::{Read, Write};
+    use std::time::Duration;
 
     fn settings(dir: &Path, probe: &str) -> Health {
         Health {

@@ -4,5 +4,6 @@
 pub mod check;
 pub(crate) mod cmdprobe;
 pub(crate) mod control;
+pub(crate) mod control_loop;
 pub(crate) mod probe;
 pub(crate) mod protocol;

@@ -8,11 +8,10 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::Duration;
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::time::{Duration, Instant};
 
 use crate::cmdline;
+use crate::net::netprobe::Exchange;
 use crate::net::waitfor::{self, Target};
 use crate::pid1::status::{Phase, Snapshot};
 
@@ -112,10 +111,10 @@ pub struct Outcome {
     pub took: Duration,
 }
 
-/// Runs a network probe with initd's blocking client and resolver (the
+/// Runs a network probe with initd's blocking driver and resolver (the
 /// start-up wait's), for a host given by name; at most `timeout`.
 pub fn probe_net(target: &Target, timeout: Duration) -> Outcome {
-    let start = std::time::Instant::now();
+    let start = Instant::now();
     let (ok, detail) = match waitfor::check_once(target, timeout, healthy_status) {
         Ok(seen) => (true, seen),
         Err(reason) => (false, reason),
@@ -134,44 +133,11 @@ pub fn literal_addr(target: &Target) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, target.port()))
 }
 
-/// A network probe of an address, on the control socket's runtime: the
-/// same exchange and the same words as [`probe_net`], without a thread of
-/// its own or a hop between threads. The caller bounds it in time.
-pub async fn probe_addr(target: &Target, addr: SocketAddr) -> Result<String, String> {
-    let io = |e: std::io::Error| waitfor::describe(&e);
-    let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(io)?;
-    let Target::Http { host, port, path } = target else {
-        return Ok(format!("connected to {addr}"));
-    };
-    stream
-        .write_all(waitfor::http_request(host, *port, path).as_bytes())
-        .await
-        .map_err(io)?;
-    let mut line = Vec::new();
-    let mut buf = [0u8; 256];
-    loop {
-        let n = stream.read(&mut buf).await.map_err(io)?;
-        if n == 0 {
-            if line.is_empty() {
-                return Err("connection closed without an HTTP response".into());
-            }
-            break;
-        }
-        line.extend_from_slice(&buf[..n]);
-        if let Some(end) = line.iter().position(|b| *b == b'\n') {
-            line.truncate(end);
-            break;
-        }
-        if line.len() > waitfor::MAX_STATUS_LINE {
-            line = waitfor::status_only(line);
-            break;
-        }
-    }
-    match waitfor::parse_status_line(&line) {
-        Some((status, reason)) if healthy_status(status) => Ok(format!("HTTP {status}{reason}")),
-        Some((status, reason)) => Err(format!("HTTP {status}{reason}")),
-        None => Err("not an HTTP response".into()),
-    }
+/// A network probe of an address, started: the exchange of [`probe_net`]
+/// (the same client, the same words), for a caller that polls its socket,
+/// within `timeout`.
+pub fn start_probe(target: &Target, addr: SocketAddr, timeout: Duration, now: Instant) -> Exchange {
+    waitfor::exchange(target, addr, healthy_status, timeout, now + timeout, now)
 }
 
 /// The answer to a check.
@@ -346,12 +312,14 @@ mod tests {
         port
     }
 
-    fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-            .unwrap()
-            .block_on(f)
+    /// The probe of `addr` as the control socket runs it, driven here by
+    /// the blocking driver.
+    fn probe_addr(target: &Target, addr: SocketAddr) -> Result<String, String> {
+        let exchange = start_probe(target, addr, Duration::from_secs(5), Instant::now());
+        crate::net::netprobe::run(exchange, crate::net::netio::Interrupt::none()).map_err(|f| match f {
+            crate::net::netprobe::Failure::Down(reason) => reason,
+            crate::net::netprobe::Failure::Interrupted => "interrupted".into(),
+        })
     }
 
     #[test]
@@ -385,17 +353,11 @@ mod tests {
             path: "/healthz".into(),
         };
         let addr = literal_addr(&target).unwrap();
-        assert_eq!(block_on(probe_addr(&target, addr)), Ok("HTTP 200 OK".into()));
+        assert_eq!((probe_addr(&target, addr)), Ok("HTTP 200 OK".into()));
+        assert_eq!((probe_addr(&target, addr)), Err("HTTP 404 Not Found".into()));
+        assert_eq!((probe_addr(&target, addr)), Err("not an HTTP response".into()));
         assert_eq!(
-            block_on(probe_addr(&target, addr)),
-            Err("HTTP 404 Not Found".into())
-        );
-        assert_eq!(
-            block_on(probe_addr(&target, addr)),
-            Err("not an HTTP response".into())
-        );
-        assert_eq!(
-            block_on(probe_addr(&target, addr)),
+            (probe_addr(&target, addr)),
             Err("connection closed without an HTTP response".into())
         );
         // A port nothing listens on.
@@ -407,10 +369,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port: closed.port(),
         };
-        assert_eq!(
-            block_on(probe_addr(&tcp, closed)),
-            Err("connection refused".into())
-        );
+        assert_eq!((probe_addr(&tcp, closed)), Err("connection refused".into()));
         let outcome = probe_net(&tcp, Duration::from_secs(2));
         assert_eq!(
             (outcome.ok, outcome.detail.as_str()),

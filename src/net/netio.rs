@@ -105,7 +105,7 @@ impl<'fd> Interrupt<'fd> {
 
 /// poll(2)'s timeout for "until `limit`", rounded up so that it does not
 /// wake just before the limit and spin.
-fn timeout_until(limit: Instant) -> PollTimeout {
+pub fn timeout_until(limit: Instant) -> PollTimeout {
     let left = limit.saturating_duration_since(Instant::now());
     let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
     PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
@@ -114,6 +114,21 @@ fn timeout_until(limit: Instant) -> PollTimeout {
 /// Opens a TCP connection to `addr`. std's `connect_timeout` cannot be
 /// interrupted, so this is a non-blocking connect(2) and a poll.
 pub fn connect(addr: SocketAddr, limit: Instant, interrupt: Interrupt<'_>) -> Result<TcpStream, NetError> {
+    let (stream, connected) = start_connect(addr)?;
+    if !connected {
+        interrupt.ready(stream.as_fd(), PollFlags::POLLOUT, limit)?;
+        let err = socket::getsockopt(&stream, sockopt::SocketError)?;
+        if err != 0 {
+            return Err(io::Error::from_raw_os_error(err).into());
+        }
+    }
+    // Still non-blocking: `write_all` and `read_some` below poll.
+    Ok(stream)
+}
+
+/// A non-blocking connect(2) to `addr`, begun; `true` when it completed at
+/// once, otherwise the socket turns writable when it ends.
+pub fn start_connect(addr: SocketAddr) -> io::Result<(TcpStream, bool)> {
     let family = match addr {
         SocketAddr::V4(_) => AddressFamily::Inet,
         SocketAddr::V6(_) => AddressFamily::Inet6,
@@ -124,19 +139,12 @@ pub fn connect(addr: SocketAddr, limit: Instant, interrupt: Interrupt<'_>) -> Re
         SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
         None,
     )?;
-    match socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(addr)) {
-        Ok(()) => {}
-        Err(Errno::EINPROGRESS) => {
-            interrupt.ready(fd.as_fd(), PollFlags::POLLOUT, limit)?;
-            let err = socket::getsockopt(&fd, sockopt::SocketError)?;
-            if err != 0 {
-                return Err(io::Error::from_raw_os_error(err).into());
-            }
-        }
+    let connected = match socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(addr)) {
+        Ok(()) => true,
+        Err(Errno::EINPROGRESS) => false,
         Err(errno) => return Err(errno.into()),
-    }
-    // Still non-blocking: `write_all` and `read_some` below poll.
-    Ok(TcpStream::from(fd))
+    };
+    Ok((TcpStream::from(fd), connected))
 }
 
 /// Writes all of `buf` to a non-blocking stream.

@@ -16,16 +16,14 @@ use tracing::{debug, info};
 
 use crate::net::dns::message::WireName;
 use crate::net::dns::{DnsError, Resolver};
-use crate::net::netio::{self, Interrupt, NetError};
+use crate::net::netio::{Interrupt, NetError};
+use crate::net::netprobe::{self, Exchange, Failure};
 use crate::pid1::exit;
 use crate::units::human_duration as human;
 
 const FORMS: &str = "tcp://host:port, http://host[:port]/path or host:port";
 const HTTP_PORT: u16 = 80;
 const HTTPS_PORT: u16 = 443;
-/// More than any status line; a server sending more without a line break
-/// is not speaking HTTP.
-pub(crate) const MAX_STATUS_LINE: usize = 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -410,36 +408,6 @@ impl Backoff {
     }
 }
 
-enum Failure {
-    Interrupted,
-    /// Not up (yet), and why, for the progress line.
-    Down(String),
-}
-
-impl From<NetError> for Failure {
-    fn from(err: NetError) -> Self {
-        match err {
-            NetError::Interrupted => Failure::Interrupted,
-            NetError::TimedOut => Failure::Down("timed out".into()),
-            NetError::Io(err) => Failure::Down(describe(&err)),
-        }
-    }
-}
-
-/// The usual network failures in the words people search for, without
-/// std's "(os error 111)".
-pub(crate) fn describe(err: &std::io::Error) -> String {
-    use std::io::ErrorKind::*;
-    match err.kind() {
-        ConnectionRefused => "connection refused".into(),
-        ConnectionReset => "connection reset".into(),
-        HostUnreachable => "host unreachable".into(),
-        NetworkUnreachable => "network unreachable".into(),
-        AddrNotAvailable => "address not available".into(),
-        _ => err.to_string(),
-    }
-}
-
 /// The wait's rule for an HTTP answer: any status below 500. A 404 or 401
 /// comes from a server that is running and answering (perhaps the path
 /// needs auth, or moved), and the point is to know it is there, not to test
@@ -510,25 +478,34 @@ impl Check<'_> {
     }
 
     fn address(&self, target: &Target, addr: SocketAddr) -> Result<String, Failure> {
-        let limit = self.deadline.min(Instant::now() + self.probe_timeout);
-        let mut stream = netio::connect(addr, limit, self.interrupt).map_err(|err| match err {
-            NetError::TimedOut => Failure::Down("connect timed out".into()),
-            err => err.into(),
-        })?;
-        let Target::Http { host, port, path } = target else {
-            return Ok(format!("connected to {addr}"));
-        };
-        // The exchange gets its own time budget, apart from the connect.
-        let limit = self.deadline.min(Instant::now() + self.probe_timeout);
-        let request = http_request(host, *port, path);
-        netio::write_all(&mut stream, request.as_bytes(), limit, self.interrupt)?;
-        let line = read_status_line(&mut stream, limit, self.interrupt)?;
-        match parse_status_line(&line) {
-            Some((status, reason)) if (self.up)(status) => Ok(format!("HTTP {status}{reason}")),
-            Some((status, reason)) => Err(Failure::Down(format!("HTTP {status}{reason}"))),
-            None => Err(Failure::Down("not an HTTP response".into())),
-        }
+        let exchange = exchange(
+            target,
+            addr,
+            self.up,
+            self.probe_timeout,
+            self.deadline,
+            Instant::now(),
+        );
+        netprobe::run(exchange, self.interrupt)
     }
+}
+
+/// Starts the probe client on one address of `target`: a connect, and for
+/// HTTP a GET whose status `up` judges. Each step gets `budget`, all of
+/// them end by `limit`.
+pub fn exchange(
+    target: &Target,
+    addr: SocketAddr,
+    up: fn(u16) -> bool,
+    budget: Duration,
+    limit: Instant,
+    now: Instant,
+) -> Exchange {
+    let request = match target {
+        Target::Http { host, port, path } => Some(http_request(host, *port, path).into_bytes()),
+        Target::Tcp { .. } => None,
+    };
+    Exchange::start(addr, request, up, budget, limit, now)
 }
 
 /// A minimal GET. `Connection: close` so the server does not hold the
@@ -539,65 +516,6 @@ pub(crate) fn http_request(host: &str, port: u16, path: &str) -> String {
         authority(host, port, HTTP_PORT),
         env!("CARGO_PKG_VERSION"),
     )
-}
-
-fn read_status_line(
-    stream: &mut std::net::TcpStream,
-    limit: Instant,
-    interrupt: Interrupt<'_>,
-) -> Result<Vec<u8>, Failure> {
-    let mut line = Vec::new();
-    let mut buf = [0u8; 256];
-    loop {
-        let n = netio::read_some(stream, &mut buf, limit, interrupt).map_err(|err| match err {
-            NetError::TimedOut => Failure::Down("no HTTP response in time".into()),
-            err => err.into(),
-        })?;
-        if n == 0 {
-            if line.is_empty() {
-                return Err(Failure::Down("connection closed without an HTTP response".into()));
-            }
-            return Ok(line);
-        }
-        line.extend(&buf[..n]);
-        if let Some(end) = line.iter().position(|b| *b == b'\n') {
-            line.truncate(end);
-            return Ok(line);
-        }
-        if line.len() > MAX_STATUS_LINE {
-            return Ok(status_only(line));
-        }
-    }
-}
-
-/// A status line too long to read whole, without its reason phrase, which
-/// is cut somewhere unknown (maybe inside a secret that redaction would
-/// then not recognise): `HTTP/1.1 503 Serv...` → `HTTP/1.1 503`.
-pub(crate) fn status_only(mut line: Vec<u8>) -> Vec<u8> {
-    if let Some((second_space, _)) = line.iter().enumerate().filter(|(_, b)| **b == b' ').nth(1) {
-        line.truncate(second_space);
-    }
-    line
-}
-
-/// `HTTP/1.1 503 Service Unavailable` → (503, " Service Unavailable").
-pub(crate) fn parse_status_line(line: &[u8]) -> Option<(u16, String)> {
-    let line = std::str::from_utf8(line).ok()?.trim_end_matches('\r');
-    let rest = line.strip_prefix("HTTP/")?;
-    let (_version, rest) = rest.split_once(' ')?;
-    let (code, reason) = rest.split_at(rest.find(' ').unwrap_or(rest.len()));
-    if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    // Not cut here: a cut could leave a piece of a secret that redaction,
-    // later, would no longer recognise. The line itself is bounded.
-    let reason: String = reason
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect::<String>()
-        .trim_end()
-        .to_string();
-    Some((code.parse().ok()?, reason))
 }
 
 fn round_down(d: Duration) -> Duration {
@@ -756,23 +674,6 @@ mod tests {
         let mut b = Backoff::default();
         let delays: Vec<u64> = (0..7).map(|_| b.next_delay().as_millis() as u64).collect();
         assert_eq!(delays, [100, 200, 400, 800, 1600, 2000, 2000]);
-    }
-
-    #[test]
-    fn status_lines() {
-        assert_eq!(parse_status_line(b"HTTP/1.1 200 OK\r"), Some((200, " OK".into())));
-        assert_eq!(
-            parse_status_line(b"HTTP/1.0 503 Service Unavailable\r"),
-            Some((503, " Service Unavailable".into()))
-        );
-        assert_eq!(parse_status_line(b"HTTP/1.1 404"), Some((404, String::new())));
-        assert_eq!(parse_status_line(b"HTTP/2 204 \r"), Some((204, String::new())));
-        assert_eq!(parse_status_line(b"SSH-2.0-OpenSSH_9.6"), None);
-        assert_eq!(parse_status_line(b"HTTP/1.1 20 OK"), None);
-        assert_eq!(parse_status_line(b"HTTP/1.1 2000 OK"), None);
-        assert_eq!(parse_status_line(b"\xff\xfe"), None);
-        assert_eq!(status_only(b"HTTP/1.1 503 token s3cr".to_vec()), b"HTTP/1.1 503");
-        assert_eq!(status_only(b"HTTP/1.1 503".to_vec()), b"HTTP/1.1 503");
     }
 
     #[test]
@@ -1147,8 +1048,7 @@ mod tests {
     }
 }
 
-/// Property tests: `INITD_WAIT_FOR` is free text and the status line comes
-/// from whatever answers on the network; neither may panic initd.
+/// Property tests: `INITD_WAIT_FOR` is free text; it may not panic initd.
 /// `PROPTEST_CASES=100000 cargo test --lib props` runs them longer.
 #[cfg(test)]
 mod props {
@@ -1169,21 +1069,6 @@ mod props {
             text in "((tcp|http|https|HTTP|ftp)://)?(\\[[0-9a-f:]{0,8}\\]?|[a-z.]{0,8})(:[0-9a-z]{0,6})?(/[ -~]{0,6})?(,|, )?",
         ) {
             let _ = parse_targets(&text);
-        }
-
-        #[test]
-        fn any_status_line_never_panics(line in proptest::collection::vec(any::<u8>(), 0..128)) {
-            if let Some((code, reason)) = parse_status_line(&line) {
-                prop_assert!(code <= 999);
-                prop_assert!(!reason.chars().any(char::is_control) && reason.len() < line.len());
-            }
-        }
-
-        #[test]
-        fn status_lines_read_back(code in 100u16..1000, reason in "[ -~]{0,40}") {
-            let line = format!("HTTP/1.1 {code} {reason}\r");
-            let (got, _) = parse_status_line(line.as_bytes()).unwrap();
-            prop_assert_eq!(got, code);
         }
     }
 }
