@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # The Docker tier: images/, docker-compose.yml and docker-compose.ci.yml end to
 # end on the real engine. Builds the base images (images/base/build.sh, cached
-# between runs), the initd image, the app and nginx images with those as build
-# arguments, then
-# runs the compose files and checks what a user would see:
+# between runs), then the initd image, the app and nginx images with those as
+# build arguments, runs the compose files and checks what a user would see:
 #
 #   initd:    the initd image (images/initd) holds /initd alone and says
 #             "installed from: image"; copied out (COPY --from) into a Debian
