@@ -2,7 +2,7 @@
 # `initd dev`, the Celery worker, Redis, PostgreSQL, nginx). `make help`
 # lists them.
 #
-#   make up                                   build what changed, start, detached
+#   make up                                   build what changed (the initd image first), start, detached
 #   make up COMPOSE_FILE=docker-compose.ci.yml    the CI/production-like stack, from now on
 #   make shell                                a shell in the app container, as the app user
 #   make down
@@ -72,6 +72,7 @@ ifeq ($(origin COMPOSE_FILE),command line)
 	@touch .env && { grep -v '^COMPOSE_FILE=' .env || true; echo 'COMPOSE_FILE=$(COMPOSE_FILE)'; } >.env.tmp && mv .env.tmp .env
 	@echo "make: COMPOSE_FILE=$(COMPOSE_FILE) is kept in .env"
 endif
+	@echo "make: building $(INITD_IMAGE) (images/initd: compiles src/, minutes the first time)"
 	@bk=$$($(buildkit_path)); PATH="$${bk:+$$bk:}$$PATH" docker build -q -f images/initd/Dockerfile \
 		--build-arg RUST_IMAGE=$(RUST_IMAGE) -t $(INITD_IMAGE) . >/dev/null
 	@bk=$$($(buildkit_path)); PATH="$${bk:+$$bk:}$$PATH" INITD_IMAGE=$(INITD_IMAGE) $(COMPOSE) up -d --build --remove-orphans
