@@ -20,9 +20,8 @@ SHELL := /bin/bash
 COMPOSE ?= $(shell if docker compose version >/dev/null 2>&1; then echo 'docker compose'; \
 	elif command -v docker-compose >/dev/null 2>&1; then echo docker-compose; fi)
 # The image the app and nginx images copy initd from (images/initd), built
-# from this checkout by `make up`; the compose files name the same tag.
-EXAMPLE_IMAGE ?= initd-example
-INITD_IMAGE ?= $(EXAMPLE_IMAGE)/initd:latest
+# from this checkout by `make up`; the compose files default to the same tag.
+INITD_IMAGE ?= initd-example/initd:latest
 # Its Rust image (a local stand-in where nothing can be pulled).
 RUST_IMAGE ?= rust:1
 # Where `make wheel` puts the wheel, and the virtualenv with its tools.
