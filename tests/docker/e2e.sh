@@ -31,7 +31,8 @@
 #             `docker compose exec app initd exec ...` runs as the app user
 #             with the secrets. The dev worker restarts on a task edit.
 #   logs:     nginx with LOG_RETENTION=true: two restarts, two dated folders.
-#   make:     make up (COMPOSE_FILE kept in .env), again (no change), make
+#   make:     make up with no initd image yet (it builds that first; COMPOSE_FILE
+#             kept in .env), again (no change), make
 #             shell with commands on stdin, make down.
 #   builds:   image sizes, build times, and a rebuild after a code-only change.
 #
@@ -171,7 +172,7 @@ cleanup() {
         docker network ls -q --filter "label=com.docker.compose.project=$p" | xargs -r docker network rm >/dev/null 2>&1 || true
         docker volume ls -q --filter "label=com.docker.compose.project=$p" | xargs -r docker volume rm >/dev/null 2>&1 || true
     done
-    docker rmi "$IMG/app:warm" "$IMG/initd-in-debian:latest" "$IMG/initd-in-scratch:latest" >/dev/null 2>&1 || true
+    docker rmi "$IMG/app:warm" "$IMG/initd:make" "$IMG/initd-in-debian:latest" "$IMG/initd-in-scratch:latest" >/dev/null 2>&1 || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -869,7 +870,8 @@ pass "logs: LOG_RETENTION=true: two restarts left ${folders[0]}/ and ${folders[1
 compose down -v --timeout 10 >/dev/null 2>&1
 
 # ---------------------------------------------------------------------------
-# make: up (COMPOSE_FILE kept in .env), up again (idempotent), shell, down
+# make: up (the initd image first; COMPOSE_FILE kept in .env), up again
+# (idempotent), shell, down
 # ---------------------------------------------------------------------------
 
 # In a copy of the checkout: `make up COMPOSE_FILE=...` writes .env, and a
@@ -877,10 +879,16 @@ compose down -v --timeout 10 >/dev/null 2>&1
 MK=$WORK/make-checkout
 mkdir -p "$MK"
 cp -a Makefile docker-compose.yml docker-compose.ci.yml Cargo.toml Cargo.lock build.rs .cargo src benches images "$MK/"
+for f in LICENSE* COPYING*; do if [ -f "$f" ]; then cp -a "$f" "$MK/"; fi; done
 rm -rf "$MK/images/app/example/static/build" "$MK/images/app/example/staticfiles" "$MK/images/app/example/db.sqlite3" "$MK/.env"
 # The base images the builds take (unset with E2E_BASE=public: the defaults).
 export RUST_IMAGE NODE_IMAGE PYTHON_IMAGE NGINX_IMAGE
 export COMPOSE_PROJECT_NAME=$PROJECT-make
+# An initd image tag that does not exist yet, as on a clean engine: make up
+# must build it before compose builds the images that copy from it (nothing
+# can be pulled, so compose alone would fail).
+export INITD_IMAGE=$IMG/initd:make
+docker rmi "$INITD_IMAGE" >/dev/null 2>&1 || true
 CURRENT_FILE=docker-compose.ci.yml
 mk() { make --no-print-directory -s -C "$MK" "$@"; }
 say "--- make up COMPOSE_FILE=docker-compose.ci.yml (project $COMPOSE_PROJECT_NAME)"
@@ -888,6 +896,7 @@ t0=$SECONDS
 mk up COMPOSE_FILE=docker-compose.ci.yml >"$WORK/make-up.log" 2>&1 || { tail -n 40 "$WORK/make-up.log" >&2; fail "make up COMPOSE_FILE=docker-compose.ci.yml"; }
 MAKE_UP=$((SECONDS - t0))
 grep -qx 'COMPOSE_FILE=docker-compose.ci.yml' "$MK/.env" || fail "make up did not keep COMPOSE_FILE in .env"
+docker image inspect "$INITD_IMAGE" >/dev/null 2>&1 || fail "make up did not build the initd image $INITD_IMAGE"
 wait_healthy app
 wait_healthy worker
 [ "$(docker inspect -f '{{.Config.Image}}' "$(cid app)")" = "$IMG/app:ci" ] || fail "make up: the app does not run the CI image"
@@ -910,7 +919,7 @@ fi
 for c in $(compose ps -q); do
     [ "$(docker inspect -f '{{.State.Running}}' "$c")" = true ] || fail "make up: $(docker inspect -f '{{.Name}}' "$c") is not running"
 done
-pass "make up COMPOSE_FILE=docker-compose.ci.yml: built, started (5 services, ${MAKE_UP}s), kept the choice in .env; a second make up changed nothing"
+pass "make up COMPOSE_FILE=docker-compose.ci.yml: built the missing initd image first, then the rest, started (5 services, ${MAKE_UP}s), kept the choice in .env; a second make up changed nothing"
 
 out=$(printf '%s\n' 'id -u' 'echo "$USER $PWD"' 'printf %s "$SECRET_KEY" | sha256sum' | mk shell 2>&1) ||
     { echo "$out" >&2; fail "make shell (commands on stdin) failed"; }
@@ -925,7 +934,8 @@ mk down >"$WORK/make-down.log" 2>&1 || { cat "$WORK/make-down.log" >&2; fail "ma
 [ -z "$(docker ps -aq --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME")" ] || fail "make down left containers behind"
 pass "make down: every container of the project is gone"
 compose down -v --timeout 10 >/dev/null 2>&1
-export COMPOSE_PROJECT_NAME=$PROJECT
+docker rmi "$INITD_IMAGE" >/dev/null 2>&1 || true
+export COMPOSE_PROJECT_NAME=$PROJECT INITD_IMAGE=$IMG/initd:latest
 
 # ---------------------------------------------------------------------------
 # A code-only change: what a rebuild costs
