@@ -453,7 +453,7 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
 /// `initd 0.3.0 (1a2b3c4)` first, as `--version` of most tools starts.
 pub fn version() -> String {
     format!(
-        "initd {} ({})\nbuilt: {}, {}-{}, rustc {}\n",
+        "initd {} ({})\nbuilt: {}, {}-{}, rustc {}\ninstalled from: {}\n",
         env!("CARGO_PKG_VERSION"),
         env!("INITD_BUILD_COMMIT"),
         if cfg!(target_feature = "crt-static") {
@@ -464,6 +464,9 @@ pub fn version() -> String {
         std::env::consts::ARCH,
         std::env::consts::OS,
         env!("INITD_BUILD_RUSTC"),
+        // Set by the packaging builds (pyproject.toml, images/initd): a
+        // constant, so knowing it costs nothing at run time.
+        option_env!("INITD_DIST").unwrap_or("source (cargo build)"),
     )
 }
 

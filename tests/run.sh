@@ -4,6 +4,9 @@
 # throwaway PostgreSQL for the migration-lock tests, and runs `cargo test`.
 # tests/flask.rs installs Flask and gunicorn from PyPI into a virtualenv
 # in cargo's test scratch directory under target/ once, and reuses it.
+# First, tests/wheel.sh builds the pip-installable wheel (maturin from PyPI)
+# and runs initd from it as PID 1; before cargo test, whose lock on target/
+# would keep maturin's cargo waiting.
 #
 #   bash tests/run.sh [CARGO TEST ARGS...]
 #
@@ -16,6 +19,7 @@ need=()
 command -v unshare >/dev/null || need+=(util-linux)
 command -v python3 >/dev/null || need+=(python3)
 command -v awk >/dev/null || need+=(gawk)
+command -v make >/dev/null || need+=(make)
 command -v gunicorn >/dev/null || need+=(gunicorn)
 # tests/flask.rs makes a virtualenv with Flask and gunicorn from PyPI.
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
@@ -33,4 +37,11 @@ if ((${#need[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-exec bash tests/support/postgres.sh run cargo test "$@"
+# A failing wheel test does not stop the rest: both results are reported.
+wheel_rc=0
+bash tests/wheel.sh || wheel_rc=$?
+bash tests/support/postgres.sh run cargo test "$@"
+if [ "$wheel_rc" != 0 ]; then
+    echo "tests/run.sh: cargo test passed, but tests/wheel.sh failed (exit $wheel_rc, see above)" >&2
+    exit "$wheel_rc"
+fi

@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # The Docker tier: images/, docker-compose.yml and docker-compose.ci.yml end to
 # end on the real engine. Builds the base images (images/base/build.sh, cached
-# between runs), the app and nginx images with those as build arguments, then
-# runs the compose files and checks what a user would see:
+# between runs), then the initd image, the app and nginx images with those as
+# build arguments, runs the compose files and checks what a user would see:
 #
+#   initd:    the initd image (images/initd) holds /initd alone and says
+#             "installed from: image"; copied out (COPY --from) into a Debian
+#             image and into a FROM scratch image with Debian's busybox-static
+#             and no libc, it serves HTTP as PID 1, turns healthy through
+#             `initd check` and stops on `docker stop`. The app and nginx
+#             images copy it the same way.
 #   CI file:  the app turns healthy through `initd check`; HTTPS through nginx
 #             with the forwarded headers; HTTP redirects to HTTPS; TLS below
 #             1.2 refused; the app has no way in but nginx; migrations ran
@@ -25,7 +31,8 @@
 #             `docker compose exec app initd exec ...` runs as the app user
 #             with the secrets. The dev worker restarts on a task edit.
 #   logs:     nginx with LOG_RETENTION=true: two restarts, two dated folders.
-#   make:     make up (COMPOSE_FILE kept in .env), again (no change), make
+#   make:     make up with no initd image yet (it builds that first; COMPOSE_FILE
+#             kept in .env), again (no change), make
 #             shell with commands on stdin, make down.
 #   builds:   image sizes, build times, and a rebuild after a code-only change.
 #
@@ -165,7 +172,7 @@ cleanup() {
         docker network ls -q --filter "label=com.docker.compose.project=$p" | xargs -r docker network rm >/dev/null 2>&1 || true
         docker volume ls -q --filter "label=com.docker.compose.project=$p" | xargs -r docker volume rm >/dev/null 2>&1 || true
     done
-    docker rmi "$IMG/app:warm" >/dev/null 2>&1 || true
+    docker rmi "$IMG/app:warm" "$IMG/initd:make" "$IMG/initd-in-debian:latest" "$IMG/initd-in-scratch:latest" >/dev/null 2>&1 || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -294,16 +301,23 @@ else
     base_env=$(bash images/base/build.sh python node rust nginx postgres redis)
     eval "$base_env"
     say "base images ready in $((SECONDS - t0))s"
+    # RUST_IMAGE: the initd image's build; the Debian one (PYTHON_IMAGE) is
+    # also the glibc base of the copy-out checks below.
     BUILD_ARGS=(--build-arg "RUST_IMAGE=$RUST_IMAGE" --build-arg "NODE_IMAGE=$NODE_IMAGE"
-        --build-arg "PYTHON_IMAGE=$PYTHON_IMAGE" --build-arg "NGINX_IMAGE=$NGINX_IMAGE")
+        --build-arg "PYTHON_IMAGE=$PYTHON_IMAGE" --build-arg "NGINX_IMAGE=$NGINX_IMAGE"
+        --build-arg "DEBIAN_IMAGE=$PYTHON_IMAGE")
 fi
-export POSTGRES_IMAGE REDIS_IMAGE
+# The app and nginx images copy initd out of this one (images/initd).
+INITD_IMAGE=$IMG/initd:latest
+BUILD_ARGS+=(--build-arg "INITD_IMAGE=$INITD_IMAGE")
+export POSTGRES_IMAGE REDIS_IMAGE INITD_IMAGE
 
 # The build context: the files the Dockerfiles use, copied, so the rebuild
 # after a code change below can change one without touching the checkout.
 CTX=$WORK/context
 mkdir -p "$CTX"
-cp -a Cargo.toml Cargo.lock build.rs .cargo src benches images "$CTX/"
+cp -a Cargo.toml Cargo.lock build.rs .cargo src benches images tests "$CTX/"
+for f in LICENSE* COPYING*; do if [ -f "$f" ]; then cp -a "$f" "$CTX/"; fi; done
 rm -rf "$CTX/images/app/example/static/build" "$CTX/images/app/example/staticfiles" "$CTX/images/app/example/db.sqlite3"
 
 declare -A BUILD_SECS=()
@@ -320,11 +334,69 @@ build() {
 }
 
 say "building with $BUILD_CLI (BuildKit), compose: ${COMPOSE_CMD[*]}"
+build "$INITD_IMAGE" -f "$CTX/images/initd/Dockerfile" -t "$INITD_IMAGE"
 build "$IMG/app:ci" -f "$CTX/images/app/Dockerfile" --target production \
     --build-arg APP_UID=9500 --build-arg APP_GID=9500 -t "$IMG/app:ci"
 build "$IMG/nginx:latest" -f "$CTX/images/nginx/Dockerfile" -t "$IMG/nginx:latest"
 build "$IMG/app:dev" -f "$CTX/images/app/Dockerfile" --target dev -t "$IMG/app:dev"
-pass "images built: $IMG/app:ci, $IMG/app:dev, $IMG/nginx:latest"
+pass "images built: $INITD_IMAGE, $IMG/app:ci, $IMG/app:dev, $IMG/nginx:latest"
+
+# ---------------------------------------------------------------------------
+# The initd image: /initd alone, copied out into other images
+# ---------------------------------------------------------------------------
+
+# Every file in the image's layers (docker save: manifest.json names the
+# layer archives in both the classic and the OCI layout).
+mkdir -p "$WORK/initd-image"
+docker save "$INITD_IMAGE" | tar -x -C "$WORK/initd-image"
+layer_files=$(python3 - "$WORK/initd-image" <<'PY'
+import json, os, sys, tarfile
+root = sys.argv[1]
+names = set()
+for layer in json.load(open(os.path.join(root, "manifest.json")))[0]["Layers"]:
+    with tarfile.open(os.path.join(root, layer)) as t:
+        names.update(m.name for m in t.getmembers() if not m.isdir())
+print("\n".join(sorted(names)))
+PY
+)
+want_files=$(
+    echo initd
+    for f in LICENSE* COPYING*; do if [ -f "$f" ]; then echo "$f"; fi; done | sort
+)
+[ "$layer_files" = "$(sort <<<"$want_files")" ] ||
+    { printf 'files in the image:\n%s\n' "$layer_files" >&2; fail "initd image: it holds more or less than /initd (and the license file, if any)"; }
+initd_version=$(docker run --rm "$INITD_IMAGE" version) || fail "initd image: docker run IMAGE version failed"
+grep -qx 'installed from: image' <<<"$initd_version" || { echo "$initd_version" >&2; fail "initd image: initd version does not say 'installed from: image'"; }
+pass "initd image: its layers hold /initd alone ($(docker image inspect -f '{{.Size}}' "$INITD_IMAGE" | awk '{ printf "%.1f MB", $1 / 1e6 }')), initd version says 'installed from: image'"
+
+# COPY --from=<the initd image> /initd into a Debian (glibc) image and into a
+# FROM scratch image with Debian's busybox-static and nothing else; each
+# serves HTTP under initd and turns healthy through `initd check`.
+copied_out() {
+    local kind=$1 uid=$2 name=$PROJECT-copied-$1 tag=$IMG/initd-in-$1:latest files server
+    build "$tag" -f "$CTX/tests/docker/initd-in-$kind.Dockerfile" -t "$tag"
+    docker run -d --name "$name" --label "com.docker.compose.project=$PROJECT" "$tag" >/dev/null
+    copied_healthy() { [ "$(health_of "$name")" = healthy ]; }
+    eventually 60 copied_healthy || { docker logs "$name" >&2; docker inspect -f '{{json .State.Health}}' "$name" >&2; fail "initd copied into $kind: never healthy"; }
+    check=$(docker exec "$name" initd check) || fail "initd copied into $kind: initd check failed once healthy ($check)"
+    [ "$(docker exec "$name" cat /proc/1/comm)" = initd ] || fail "initd copied into $kind: PID 1 is not initd"
+    server=$(main_child "$name")
+    [ "$(uid_of "$name" "$server")" = "$uid" ] || fail "initd copied into $kind: the server does not run as uid $uid"
+    if [ "$kind" = scratch ]; then
+        files=$(docker export "$name" | tar -t)
+        if grep -Eq '(^|/)(lib|lib64|lib32|libx32)/|(^|/)(ld-linux|ld-musl|libc)[^/]*\.so' <<<"$files"; then
+            grep -E 'lib' <<<"$files" >&2
+            fail "initd copied into scratch: the image has a libc or library directory after all"
+        fi
+    fi
+    timed_stop "$name"
+    # http.server and busybox httpd die of TERM: 143, never docker's SIGKILL.
+    [ "$STOP_CODE" = 143 ] || fail "initd copied into $kind: exit $STOP_CODE on docker stop, not 143"
+    docker rm "$name" >/dev/null
+    pass "initd copied into $kind: healthy through initd check ($check), server as uid $uid, docker stop ${STOP_SECS}s exit 143"
+}
+copied_out debian 65534
+copied_out scratch 0
 
 # ---------------------------------------------------------------------------
 # Secrets: fresh random values, so a leak is unambiguous
@@ -798,7 +870,8 @@ pass "logs: LOG_RETENTION=true: two restarts left ${folders[0]}/ and ${folders[1
 compose down -v --timeout 10 >/dev/null 2>&1
 
 # ---------------------------------------------------------------------------
-# make: up (COMPOSE_FILE kept in .env), up again (idempotent), shell, down
+# make: up (the initd image first; COMPOSE_FILE kept in .env), up again
+# (idempotent), shell, down
 # ---------------------------------------------------------------------------
 
 # In a copy of the checkout: `make up COMPOSE_FILE=...` writes .env, and a
@@ -806,10 +879,16 @@ compose down -v --timeout 10 >/dev/null 2>&1
 MK=$WORK/make-checkout
 mkdir -p "$MK"
 cp -a Makefile docker-compose.yml docker-compose.ci.yml Cargo.toml Cargo.lock build.rs .cargo src benches images "$MK/"
+for f in LICENSE* COPYING*; do if [ -f "$f" ]; then cp -a "$f" "$MK/"; fi; done
 rm -rf "$MK/images/app/example/static/build" "$MK/images/app/example/staticfiles" "$MK/images/app/example/db.sqlite3" "$MK/.env"
 # The base images the builds take (unset with E2E_BASE=public: the defaults).
 export RUST_IMAGE NODE_IMAGE PYTHON_IMAGE NGINX_IMAGE
 export COMPOSE_PROJECT_NAME=$PROJECT-make
+# An initd image tag that does not exist yet, as on a clean engine: make up
+# must build it before compose builds the images that copy from it (nothing
+# can be pulled, so compose alone would fail).
+export INITD_IMAGE=$IMG/initd:make
+docker rmi "$INITD_IMAGE" >/dev/null 2>&1 || true
 CURRENT_FILE=docker-compose.ci.yml
 mk() { make --no-print-directory -s -C "$MK" "$@"; }
 say "--- make up COMPOSE_FILE=docker-compose.ci.yml (project $COMPOSE_PROJECT_NAME)"
@@ -817,6 +896,7 @@ t0=$SECONDS
 mk up COMPOSE_FILE=docker-compose.ci.yml >"$WORK/make-up.log" 2>&1 || { tail -n 40 "$WORK/make-up.log" >&2; fail "make up COMPOSE_FILE=docker-compose.ci.yml"; }
 MAKE_UP=$((SECONDS - t0))
 grep -qx 'COMPOSE_FILE=docker-compose.ci.yml' "$MK/.env" || fail "make up did not keep COMPOSE_FILE in .env"
+docker image inspect "$INITD_IMAGE" >/dev/null 2>&1 || fail "make up did not build the initd image $INITD_IMAGE"
 wait_healthy app
 wait_healthy worker
 [ "$(docker inspect -f '{{.Config.Image}}' "$(cid app)")" = "$IMG/app:ci" ] || fail "make up: the app does not run the CI image"
@@ -839,7 +919,7 @@ fi
 for c in $(compose ps -q); do
     [ "$(docker inspect -f '{{.State.Running}}' "$c")" = true ] || fail "make up: $(docker inspect -f '{{.Name}}' "$c") is not running"
 done
-pass "make up COMPOSE_FILE=docker-compose.ci.yml: built, started (5 services, ${MAKE_UP}s), kept the choice in .env; a second make up changed nothing"
+pass "make up COMPOSE_FILE=docker-compose.ci.yml: built the missing initd image first, then the rest, started (5 services, ${MAKE_UP}s), kept the choice in .env; a second make up changed nothing"
 
 out=$(printf '%s\n' 'id -u' 'echo "$USER $PWD"' 'printf %s "$SECRET_KEY" | sha256sum' | mk shell 2>&1) ||
     { echo "$out" >&2; fail "make shell (commands on stdin) failed"; }
@@ -854,7 +934,8 @@ mk down >"$WORK/make-down.log" 2>&1 || { cat "$WORK/make-down.log" >&2; fail "ma
 [ -z "$(docker ps -aq --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME")" ] || fail "make down left containers behind"
 pass "make down: every container of the project is gone"
 compose down -v --timeout 10 >/dev/null 2>&1
-export COMPOSE_PROJECT_NAME=$PROJECT
+docker rmi "$INITD_IMAGE" >/dev/null 2>&1 || true
+export COMPOSE_PROJECT_NAME=$PROJECT INITD_IMAGE=$IMG/initd:latest
 
 # ---------------------------------------------------------------------------
 # A code-only change: what a rebuild costs
@@ -874,7 +955,8 @@ size() { docker image inspect -f '{{.Size}}' "$1" | awk '{ printf "%.0f MB", $1 
     echo
     echo "e2e: images and build times (this run; 'cold' only on an empty build cache)"
     printf '  %-22s %8s  %s\n' IMAGE SIZE "BUILD (s)"
-    printf '  %-22s %8s  %s\n' "$IMG/app:ci" "$(size "$IMG/app:ci")" "${BUILD_SECS[$IMG/app:ci]}"
+    printf '  %-22s %8s  %s\n' "$INITD_IMAGE" "$(size "$INITD_IMAGE")" "${BUILD_SECS[$INITD_IMAGE]}"
+    printf '  %-22s %8s  %s\n' "$IMG/app:ci" "$(size "$IMG/app:ci")" "${BUILD_SECS[$IMG/app:ci]} (after the initd image)"
     printf '  %-22s %8s  %s\n' "$IMG/app:dev" "$(size "$IMG/app:dev")" "${BUILD_SECS[$IMG/app:dev]} (after app:ci)"
     printf '  %-22s %8s  %s\n' "$IMG/nginx:latest" "$(size "$IMG/nginx:latest")" "${BUILD_SECS[$IMG/nginx:latest]} (after app:ci)"
     printf '  %-22s %8s  %s\n' "code-only change" "" "${BUILD_SECS[$IMG/app:warm]} (app:ci rebuilt)"
