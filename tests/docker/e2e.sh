@@ -785,6 +785,36 @@ timed_stop "$APP"
 awk -v s="$STOP_SECS" 'BEGIN { exit !(s < 10) }' || fail "dev: docker stop took ${STOP_SECS}s"
 pass "dev: docker stop app: ${STOP_SECS}s, exit 0"
 
+# --- A terminal: Ctrl-C stops `initd dev` and everything it runs -----------
+# tests/docker/keyboard.py gives the command a fresh pty, as a person's
+# terminal would, types Ctrl-C once the dev server says it is up, and prints
+# `exit=N seconds=S`.
+oneoffs() { docker ps -aq --filter "label=com.docker.compose.project=$PROJECT" --filter label=com.docker.compose.oneoff=True; }
+say "--- docker compose run app dev on a terminal, then Ctrl-C"
+tty_out=$(python3 tests/docker/keyboard.py --wait 'Quit the server with CONTROL-C' --timeout 180 --exit-within 15 -- \
+    "${COMPOSE_CMD[@]}" -f "$ROOT/$CURRENT_FILE" run --rm app dev 2>"$WORK/tty-compose.log") || {
+    tail -n 40 "$WORK/tty-compose.log" >&2
+    fail "dev: docker compose run app dev did not end within 15s of Ctrl-C ($tty_out)"
+}
+grep -q 'stopping on INT' "$WORK/tty-compose.log" || { tail -n 40 "$WORK/tty-compose.log" >&2; fail "dev: no 'stopping on INT' from initd after Ctrl-C"; }
+[ "${tty_out%% *}" = exit=0 ] || { tail -n 40 "$WORK/tty-compose.log" >&2; fail "dev: docker compose run app dev ended with $tty_out after Ctrl-C"; }
+eventually 20 sh -c "[ -z \"\$(docker ps -aq --filter label=com.docker.compose.project=$PROJECT --filter label=com.docker.compose.oneoff=True)\" ]" ||
+    fail "dev: the one-off container of docker compose run is still there after Ctrl-C: $(oneoffs)"
+pass "dev: docker compose run app dev on a terminal: Ctrl-C stopped the server and the watcher, initd exited 0 ($tty_out), container gone"
+
+say "--- docker run -it IMAGE dev (AUTO_START_SERVER=false) on a terminal, then Ctrl-C"
+tty_name=$PROJECT-tty
+tty_out=$(python3 tests/docker/keyboard.py --wait 'AUTO_START_SERVER is off' --timeout 60 --exit-within 10 -- \
+    docker run -it --name "$tty_name" -e AUTO_START_SERVER=false "$IMG/app:dev" dev 2>"$WORK/tty-run.log") || {
+    tail -n 40 "$WORK/tty-run.log" >&2
+    docker rm -f "$tty_name" >/dev/null 2>&1 || true
+    fail "dev: docker run -it … dev (idle) did not end within 10s of Ctrl-C ($tty_out)"
+}
+tty_state=$(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$tty_name")
+docker rm -f "$tty_name" >/dev/null 2>&1 || true
+[ "$tty_state" = "exited 0" ] || { tail -n 40 "$WORK/tty-run.log" >&2; fail "dev: idle initd dev after Ctrl-C: container $tty_state, client $tty_out"; }
+pass "dev: docker run -it, idle initd dev: Ctrl-C stopped it at once ($tty_out, container exited 0)"
+
 # Idle: no server, commands through exec.
 export AUTO_START_SERVER=false
 say "--- $CURRENT_FILE: up (AUTO_START_SERVER=false)"
