@@ -10,8 +10,7 @@
 mod common;
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -152,34 +151,6 @@ impl Drop for Dev {
     }
 }
 
-/// The body of a GET / on 127.0.0.1:`port`, if a server answered 200.
-fn get(port: u16) -> Option<String> {
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    conn.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .ok()?;
-    let mut response = String::new();
-    conn.read_to_string(&mut response).ok()?;
-    if !response.starts_with("HTTP/1.") || !response.contains(" 200 ") {
-        return None;
-    }
-    response.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
-}
-
-/// A WSGI app answering `body`. Edits in a test change the body's length:
-/// Python trusts a cached .pyc whose source has the same size and the same
-/// mtime in whole seconds, so a same-size edit within a second of the last
-/// import would be served stale by any server, restarted or not.
-fn app_source(body: &str) -> String {
-    format!(
-        "BODY = {body:?}.encode()\n\
-         \n\
-         def application(environ, start_response):\n\
-         \x20   start_response('200 OK', [('Content-Type', 'text/plain')])\n\
-         \x20   return [BODY]\n"
-    )
-}
-
 fn write_script(path: &Path, text: &str) {
     fs::write(path, text).unwrap();
     fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
@@ -201,7 +172,7 @@ impl Project {
             scratch,
             port: free_port(),
         };
-        p.write("app.py", &app_source("v1"));
+        p.write("app.py", &wsgi_app_source("v1"));
         p
     }
 
@@ -292,7 +263,7 @@ fn an_edit_restarts_the_server_which_serves_the_new_code() {
     assert_eq!(fs::read_to_string(&steps).unwrap(), "migrate\nprestart\n");
     assert_eq!(dev.count(STARTED), 1);
 
-    p.write("app.py", &app_source("edited"));
+    p.write("app.py", &wsgi_app_source("edited"));
     dev.wait_body(p.port, "edited");
     let err = dev.stderr();
     let line = err
@@ -353,7 +324,7 @@ fn an_edit_in_an_ignored_path_does_not_restart() {
     assert_eq!(server_pid(dev.host_pid()), server);
 
     // A wanted edit after them restarts once, naming only itself.
-    p.write("app.py", &app_source("edited"));
+    p.write("app.py", &wsgi_app_source("edited"));
     dev.wait_body(p.port, "edited");
     let err = dev.stderr();
     assert_eq!(dev.count(RESTARTING), 1, "{err}");
@@ -389,7 +360,7 @@ fn a_burst_of_fifty_edits_is_one_restart() {
     for i in 0..49 {
         p.write(&format!("pkg/mod{i}.py"), &format!("X = {i}\n"));
     }
-    p.write("app.py", &app_source("after the burst"));
+    p.write("app.py", &wsgi_app_source("after the burst"));
     dev.wait_body(p.port, "after the burst");
     // Give a second restart, were one coming, the time to show.
     std::thread::sleep(Duration::from_millis(1500));
@@ -427,7 +398,7 @@ fn a_syntax_error_leaves_initd_up_and_the_next_good_edit_recovers() {
     assert_eq!(dev.count(STARTED), starts, "{}", dev.stderr());
     assert_eq!(get(p.port), None);
 
-    p.write("app.py", &app_source("fixed"));
+    p.write("app.py", &wsgi_app_source("fixed"));
     dev.wait_body(p.port, "fixed");
     assert_eq!(dev.count(STARTED), starts + 1, "{}", dev.stderr());
     let out = dev.stop();
@@ -446,7 +417,7 @@ fn polling_mode_sees_an_edit() {
     dev.wait_body(p.port, "v1");
     dev.wait_stderr("initd: watching for changes by polling every 200ms (INITD_RELOAD_POLL)");
 
-    p.write("app.py", &app_source("seen by polling"));
+    p.write("app.py", &wsgi_app_source("seen by polling"));
     dev.wait_body(p.port, "seen by polling");
     // A new file in a new directory is seen as well.
     p.write("views/home.py", "X = 1\n");

@@ -14,8 +14,7 @@
 mod common;
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -160,20 +159,6 @@ fn stop(initd: Logged) -> Output {
     let out = initd.finish(LIMIT);
     assert_eq!(out.code(), 0, "{}", tail(&out.stderr));
     out
-}
-
-/// The body of GET / on 127.0.0.1:`port`, if the answer was a 200.
-fn get(port: u16) -> Option<String> {
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    conn.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .ok()?;
-    let mut response = String::new();
-    conn.read_to_string(&mut response).ok()?;
-    if !response.starts_with("HTTP/1.") || !response.contains(" 200 ") {
-        return None;
-    }
-    response.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
 }
 
 /// A Flask module with an `app` answering `body`.

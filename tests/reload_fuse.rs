@@ -10,8 +10,6 @@
 mod common;
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -82,32 +80,6 @@ impl Drop for View {
     }
 }
 
-/// The body of a GET / on 127.0.0.1:`port`, if a server answered 200.
-fn get(port: u16) -> Option<String> {
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    conn.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .ok()?;
-    let mut response = String::new();
-    conn.read_to_string(&mut response).ok()?;
-    if !response.contains(" 200 ") {
-        return None;
-    }
-    response.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
-}
-
-/// A WSGI app answering `body` (each edit changes its length, so Python's
-/// bytecode cache cannot serve the old one).
-fn app_source(body: &str) -> String {
-    format!(
-        "BODY = {body:?}.encode()\n\
-         \n\
-         def application(environ, start_response):\n\
-         \x20   start_response('200 OK', [('Content-Type', 'text/plain')])\n\
-         \x20   return [BODY]\n"
-    )
-}
-
 /// The app beneath a bindfs view, and `initd dev` (PID 1) serving it with
 /// gunicorn from the view.
 struct Setup {
@@ -123,7 +95,7 @@ fn start(test: &str, tag: &str, env: &[(&str, &str)]) -> Option<Setup> {
     let scratch = Scratch::new(tag);
     let under = scratch.path("under");
     fs::create_dir_all(&under).unwrap();
-    fs::write(under.join("app.py"), app_source("v1")).unwrap();
+    fs::write(under.join("app.py"), wsgi_app_source("v1")).unwrap();
     let view = View::mount(test, &under, &scratch.path("view"))?;
     assert_eq!(
         view.fs_type(),
@@ -167,7 +139,11 @@ fn an_edit_beneath_a_fuse_mount_is_served_by_polling_within_two_intervals() {
     std::thread::sleep(POLL + Duration::from_millis(200));
 
     let written = Instant::now();
-    fs::write(s.under.join("app.py"), app_source("edited beneath the mount")).unwrap();
+    fs::write(
+        s.under.join("app.py"),
+        wsgi_app_source("edited beneath the mount"),
+    )
+    .unwrap();
     let mut noticed = None;
     s.log.wait_until("serving the edit", LIMIT, |l| {
         if noticed.is_none() && l.stderr().contains(RESTARTING) {
@@ -236,12 +212,20 @@ fn inotify_alone_does_not_see_an_edit_beneath_a_fuse_mount() {
         ),
         LIMIT,
     );
-    fs::write(s.under.join("app.py"), app_source("edited beneath the mount")).unwrap();
+    fs::write(
+        s.under.join("app.py"),
+        wsgi_app_source("edited beneath the mount"),
+    )
+    .unwrap();
     std::thread::sleep(4 * POLL);
     assert_eq!(get(s.port).as_deref(), Some("v1"));
     assert!(!s.log.stderr().contains(RESTARTING), "{}", s.log.stderr());
     // An edit made through the view is seen by inotify at once.
-    fs::write(s.view.path.join("app.py"), app_source("edited through the mount")).unwrap();
+    fs::write(
+        s.view.path.join("app.py"),
+        wsgi_app_source("edited through the mount"),
+    )
+    .unwrap();
     s.log
         .wait_until("serving the edit made through the view", LIMIT, |_| {
             get(s.port).as_deref() == Some("edited through the mount")

@@ -457,6 +457,38 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The body of `GET /` on 127.0.0.1:`port` when the server answers 200,
+/// else `None` (nothing listening yet, an error page, a cut answer): the
+/// tests poll it until the page they wait for shows.
+pub fn get(port: u16) -> Option<String> {
+    use std::io::Write;
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    conn.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut response = String::new();
+    conn.read_to_string(&mut response).ok()?;
+    if !response.starts_with("HTTP/1.") || !response.contains(" 200 ") {
+        return None;
+    }
+    response.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
+}
+
+/// A WSGI module whose app answers `body`. Each edit in a test should
+/// change the body's length: Python trusts a cached .pyc whose source has
+/// the same size and the same mtime in whole seconds, so a same-size edit
+/// within a second of the last import would be served stale by any
+/// server, restarted or not.
+pub fn wsgi_app_source(body: &str) -> String {
+    format!(
+        "BODY = {body:?}.encode()\n\
+         \n\
+         def application(environ, start_response):\n\
+         \x20   start_response('200 OK', [('Content-Type', 'text/plain')])\n\
+         \x20   return [BODY]\n"
+    )
+}
+
 /// A process handle that cannot be confused with a later process that
 /// reuses the pid (pidfd_open(2)): for signalling a process that may have
 /// exited, and for noticing the moment it does.
