@@ -17,6 +17,8 @@ pub mod logging;
 pub(crate) mod nbout;
 #[cfg(test)]
 mod testdir;
+#[cfg(test)]
+mod testnet;
 pub(crate) mod units;
 
 // What src/main.rs, tests/ and benches/ use, under short paths that do not

@@ -293,23 +293,9 @@ mod tests {
         assert!(!healthy_status(101));
     }
 
-    /// A server answering successive connections with `statuses`.
-    fn http_server(statuses: Vec<&'static str>) -> u16 {
-        use std::io::{Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            for status in statuses {
-                let (mut conn, _) = listener.accept().unwrap();
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap() == 1 {
-                    head.push(byte[0]);
-                }
-                let _ = conn.write_all(status.as_bytes());
-            }
-        });
-        port
+    /// A server answering successive connections with `answers`.
+    fn http_server(answers: Vec<&'static str>) -> u16 {
+        crate::testnet::answering_server(answers.into_iter().map(String::from).collect()).0
     }
 
     /// The probe of `addr` as the control socket runs it, driven here by

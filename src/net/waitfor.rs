@@ -540,7 +540,7 @@ impl From<SocketAddr> for Target {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Read, Write};
+    use std::io::Write;
     use std::net::TcpListener;
     use std::os::fd::{AsFd, OwnedFd};
     use std::sync::{Arc, Mutex};
@@ -726,25 +726,11 @@ mod tests {
     /// An HTTP server answering successive connections with `statuses`,
     /// recording each request's head.
     fn http_server(statuses: Vec<&'static str>) -> (u16, Arc<Mutex<Vec<String>>>) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
-        thread::spawn(move || {
-            for status in statuses {
-                let (mut conn, _) = listener.accept().unwrap();
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap() == 1 {
-                    head.push(byte[0]);
-                }
-                log.lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&head).into_owned());
-                let _ = conn.write_all(format!("{status}\r\nContent-Length: 0\r\n\r\n").as_bytes());
-            }
-        });
-        (port, seen)
+        let answers = statuses
+            .iter()
+            .map(|status| format!("{status}\r\nContent-Length: 0\r\n\r\n"))
+            .collect();
+        crate::testnet::answering_server(answers)
     }
 
     #[test]
