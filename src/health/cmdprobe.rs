@@ -1,11 +1,11 @@
 //! `INITD_HEALTH=cmd:...`: probe commands, run by the supervisor's own loop.
 //!
-//! initd reaps with waitpid(-1), so a probe child started from the socket's
-//! thread could have its exit status taken by the supervisor before that
-//! thread waits for it. Instead the socket's thread asks ([`Channel`]: a
-//! pipe that wakes the supervisor's poll, and the askers' reply slots), and
-//! the supervisor starts the probe, sees it end among the children it
-//! reaps, and answers ([`Runner`]). The probe runs as the app user (initd
+//! initd reaps with waitpid(-1), so only the supervisor's loop may start a
+//! probe child and see it end. The control socket asks ([`Channel`]: a
+//! pipe that wakes the loop's poll, and the askers' reply slots), and the
+//! [`Runner`], one of the loop's sources, starts the probe, is handed its
+//! end by the loop, and answers. Both sides are sources of the same loop;
+//! the pipes keep them apart, so neither knows the other. The probe runs as the app user (initd
 //! already is that user), with the app's environment, in its own process
 //! group; its output is kept in memory for the reason of a failure, not
 //! mixed into the container's log.
@@ -21,6 +21,7 @@ use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, SealFlag, fcntl};
 use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::sys::signal::{Signal, killpg};
+use nix::poll::PollFlags;
 use nix::unistd::Pid;
 use tracing::debug;
 
@@ -29,6 +30,7 @@ use crate::health::probe::Outcome;
 use crate::pid1::child;
 use crate::pid1::exit::Fate;
 use crate::pid1::launch::Launcher;
+use crate::pid1::source::Source;
 use crate::pipeline::secrets::Redactor;
 use crate::units::human_duration as human;
 
@@ -39,10 +41,10 @@ const OUTPUT_LIMIT: i64 = 1 << 20;
 const TAIL: usize = 2048;
 const DETAIL_CHARS: usize = 200;
 
-/// Requests from the socket's thread to the supervisor, and the answers
-/// back. Both ways are pipes, so each side waits in its own poll(2): the
-/// supervisor for requests ([`Channel::wake_fd`]), the socket's loop for
-/// answers ([`Channel::answered_fd`]).
+/// Requests from the control socket to the [`Runner`], and the answers
+/// back. Both ways are pipes, so each side is woken by the loop's poll(2):
+/// the runner for requests ([`Channel::wake_fd`]), the socket for answers
+/// ([`Channel::answered_fd`]).
 pub struct Channel {
     wake_rx: OwnedFd,
     wake_tx: OwnedFd,
@@ -183,34 +185,43 @@ struct Run {
     waiters: Vec<Waiter>,
 }
 
-/// The supervisor's side: at most one probe runs at a time, and every
-/// request that arrives while it runs gets its result.
+/// The loop's side: at most one probe runs at a time, and every request
+/// that arrives while it runs gets its result. Made once initd runs as the
+/// app user with the app's environment; requests made before wait in the
+/// channel.
 pub struct Runner {
     channel: Arc<Channel>,
-    spec: Option<Spec>,
+    spec: Spec,
     running: Option<Run>,
 }
 
+impl Source for Runner {
+    fn fds(&self) -> Vec<(BorrowedFd<'_>, PollFlags)> {
+        vec![(self.channel.wake_fd(), PollFlags::POLLIN)]
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        Runner::deadline(self)
+    }
+
+    fn on_ready(&mut self, now: Instant, _revents: &[PollFlags], started: &mut Vec<Pid>) {
+        // The channel is looked at on every pass, ready or not: taking
+        // its requests is what empties the wake-up pipe.
+        started.extend(self.service(now));
+    }
+
+    fn reaped(&mut self, pid: Pid, fate: Fate) {
+        Runner::reaped(self, pid, fate);
+    }
+}
+
 impl Runner {
-    pub fn new(channel: Arc<Channel>) -> Runner {
+    pub fn new(channel: Arc<Channel>, spec: Spec) -> Runner {
         Runner {
             channel,
-            spec: None,
+            spec,
             running: None,
         }
-    }
-
-    pub fn channel(&self) -> &Arc<Channel> {
-        &self.channel
-    }
-
-    /// Set once initd runs as the app user with the app's environment.
-    pub fn configure(&mut self, spec: Spec) {
-        self.spec = Some(spec);
-    }
-
-    pub fn wake_fd(&self) -> BorrowedFd<'_> {
-        self.channel.wake_fd()
     }
 
     /// When the running probe is due to be killed.
@@ -228,7 +239,7 @@ impl Runner {
             // Its own group: whatever the probe started goes too. Reaped
             // later as any orphan.
             let _ = killpg(run.pid, Signal::SIGKILL);
-            let timeout = self.spec.as_ref().map(|s| s.timeout).unwrap_or_default();
+            let timeout = self.spec.timeout;
             let detail = format!("no answer within {} (INITD_HEALTH_TIMEOUT)", human(timeout));
             reply(run.waiters, false, detail, now - run.started);
         }
@@ -240,15 +251,7 @@ impl Runner {
             run.waiters.extend(new);
             return None;
         }
-        let Some(spec) = self.spec.as_ref() else {
-            reply(
-                new,
-                false,
-                "the probe command is not set up yet".into(),
-                Duration::ZERO,
-            );
-            return None;
-        };
+        let spec = &self.spec;
         match start(spec) {
             Ok((pid, output)) => {
                 debug!(
@@ -279,8 +282,7 @@ impl Runner {
         }
         let mut run = self.running.take().expect("checked above");
         let took = run.started.elapsed();
-        let unknown = Redactor::new(&[]);
-        let redactor = self.spec.as_ref().map_or(&unknown, |s| &*s.redactor);
+        let redactor = &*self.spec.redactor;
         let (output, cut) = read_output(&mut run.output);
         let tail = last_line(&output, cut, redactor);
         let ok = fate == Fate::Exited(0);

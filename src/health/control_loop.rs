@@ -13,10 +13,11 @@
 //! loop polls. With no connection and no probe the loop sleeps in poll
 //! with no timeout.
 //!
-//! [`ControlLoop`] is an event source ([`ControlLoop::fds`],
-//! [`ControlLoop::deadline`], [`ControlLoop::on_ready`]); [`serve`] drives
-//! it on a thread of its own, so that nothing a client does can hold up
-//! the supervisor's loop.
+//! [`ControlLoop`] is a [`Source`] of the supervisor's loop: PID 1 serves
+//! the socket itself, with no thread. Nothing a client does can hold it
+//! up: every socket is non-blocking, every read and write is one try, and
+//! each connection has deadlines; the only thing that blocks, resolving a
+//! probe's host name, does so on its own short-lived thread.
 
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -27,8 +28,11 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::poll::{PollFd, PollFlags, poll};
+use nix::poll::PollFlags;
+#[cfg(test)]
+use nix::poll::{PollFd, poll};
 use nix::sys::socket::{self, MsgFlags, SockFlag};
+use nix::unistd::Pid;
 use tracing::warn;
 
 use crate::config::Health;
@@ -37,8 +41,8 @@ use crate::health::probe::{self as health, Outcome, Probe};
 use crate::health::protocol::{
     self, Frame, LockHolderReport, LockReport, ProbeReport, ProcessReport, Report, Request, RequestError,
 };
-use crate::net::netio;
 use crate::net::netprobe::Exchange;
+use crate::pid1::source;
 use crate::pid1::status::Status;
 use crate::pipeline::secrets::Redactor;
 use crate::units::human_duration as human;
@@ -173,21 +177,6 @@ fn failed(detail: &str, took: Duration) -> Outcome {
         detail: detail.into(),
         took,
     }
-}
-
-/// Serves the socket on a thread of its own until initd exits.
-pub fn serve(mut control: ControlLoop) -> io::Result<()> {
-    std::thread::Builder::new()
-        .name("initd-control".into())
-        .spawn(move || {
-            loop {
-                if let Err(e) = control.wait_and_serve() {
-                    warn!("no health checks: the control socket cannot be served: {e}");
-                    return;
-                }
-            }
-        })?;
-    Ok(())
 }
 
 /// Where a connection is.
@@ -363,17 +352,10 @@ impl ControlLoop {
         }
     }
 
-    /// One round: waits in poll(2) for an event or the next deadline, then
-    /// handles what happened.
-    pub fn wait_and_serve(&mut self) -> io::Result<()> {
-        let timeout = match self.deadline() {
-            Some(limit) => netio::timeout_until(limit),
-            None => nix::poll::PollTimeout::NONE,
-        };
-        self.poll_and_serve(timeout)
-    }
-
-    fn poll_and_serve(&mut self, timeout: nix::poll::PollTimeout) -> io::Result<()> {
+    /// One round of a loop of its own, as the supervisor's would: waits
+    /// in poll(2) for an event or `timeout`, then handles what happened.
+    #[cfg(test)]
+    pub(crate) fn poll_and_serve(&mut self, timeout: nix::poll::PollTimeout) -> io::Result<()> {
         let revents: Vec<PollFlags> = {
             let mut fds: Vec<PollFd> = self
                 .fds()
@@ -530,6 +512,20 @@ impl ControlLoop {
     }
 }
 
+impl source::Source for ControlLoop {
+    fn fds(&self) -> Vec<(BorrowedFd<'_>, PollFlags)> {
+        ControlLoop::fds(self)
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        ControlLoop::deadline(self)
+    }
+
+    fn on_ready(&mut self, now: Instant, revents: &[PollFlags], _started: &mut Vec<Pid>) {
+        ControlLoop::on_ready(self, now, revents);
+    }
+}
+
 /// Runs a probe of a host name on a thread of its own: initd's resolver
 /// blocks (it is the start-up wait's). The thread sends the outcome, then
 /// hangs up the pipe whose other end this loop polls.
@@ -678,6 +674,7 @@ fn give_back_memory() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::netio;
     use crate::pid1::status::Phase;
     use std::io::Write;
     use std::path::PathBuf;

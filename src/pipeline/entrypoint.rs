@@ -460,13 +460,14 @@ fn supervise(prepared: &Prepared, main: &Main) -> Result<i32, Halt> {
     } else {
         None
     };
+    let probes = socket.as_ref().map(|(_, probes)| probes.clone());
     if std::process::id() != 1 {
         crate::pid1::reaper::become_subreaper()
             .map_err(|e| Halt::error(exit::INTERNAL, format!("becoming a child subreaper failed: {e}")))?;
         debug!("not PID 1: registered as child subreaper, so orphans are still reaped here");
     }
-    let result = execute(prepared, &plan, &mut sup, &role);
-    if let Some(path) = socket {
+    let result = execute(prepared, &plan, &mut sup, &role, probes);
+    if let Some((path, _)) = socket {
         // Not always permitted once initd is the app user; a socket left
         // behind is recognised as stale and replaced at the next start.
         let _ = std::fs::remove_file(path);
@@ -474,16 +475,16 @@ fn supervise(prepared: &Prepared, main: &Main) -> Result<i32, Halt> {
     result
 }
 
-/// Opens the control socket for `initd check` and has the supervisor
-/// serve it once the first wait begins; returns its path. Without one
-/// initd still runs the app, and says why checks will fail; an unsafe
-/// INITD_SOCKET is the error returned.
+/// Opens the control socket for `initd check` and hands it to the
+/// supervisor's loop; returns its path and where the socket asks for
+/// `cmd:` probe runs. Without one initd still runs the app, and says why
+/// checks will fail; an unsafe INITD_SOCKET is the error returned.
 fn open_control_socket(
     settings: &Settings,
     plan: &Plan,
     sup: &mut Supervisor,
     redactor: &Arc<Redactor>,
-) -> Result<Option<PathBuf>, String> {
+) -> Result<Option<(PathBuf, Arc<cmdprobe::Channel>)>, String> {
     let health = &settings.health;
     let listener = match control::open(health, plan.user.user().gid) {
         Ok(Some(listener)) => listener,
@@ -503,33 +504,33 @@ fn open_control_socket(
         );
     }
     let path = listener.path().to_path_buf();
-    let server = control::Server::new(
-        sup.status().clone(),
-        health,
-        sup.probe_channel(),
-        redactor.clone(),
-    );
+    let served = cmdprobe::Channel::new().map_err(std::io::Error::from).and_then(|probes| {
+        let server = control::Server::new(sup.status().clone(), health, probes.clone(), redactor.clone());
+        Ok((control::event_source(listener, server)?, probes))
+    });
+    let (control, probes) = match served {
+        Ok(served) => served,
+        Err(e) => {
+            warn!("no health checks: the control socket cannot be served: {e}");
+            let _ = std::fs::remove_file(&path);
+            return Ok(None);
+        }
+    };
     debug!("control socket: {}", path.display());
-    let shown = path.clone();
-    let listening = listener.as_raw_fd();
-    sup.serve_later(
-        listening,
-        Box::new(move || {
-            if let Err(e) = control::serve(listener, server) {
-                warn!("no health checks: the control socket cannot be served: {e}");
-                let _ = std::fs::remove_file(&shown);
-            }
-        }),
-    );
-    Ok(Some(path))
+    sup.add_source(Box::new(control));
+    Ok(Some((path, probes)))
 }
 
-fn execute(prepared: &Prepared, plan: &Plan, sup: &mut Supervisor, role: &Role) -> Result<i32, Halt> {
-    let u = &plan.user;
-    if !u.chown.is_empty() || u.host_uid.is_some() || u.host_gid.is_some() {
-        // Chowning a large tree takes a while: answer checks meanwhile.
-        sup.start_serving();
-    }
+fn execute(
+    prepared: &Prepared,
+    plan: &Plan,
+    sup: &mut Supervisor,
+    role: &Role,
+    probes: Option<Arc<cmdprobe::Channel>>,
+) -> Result<i32, Halt> {
+    // A long chown (as root, before the drop) holds up the loop: checks
+    // wait in the socket's queue meanwhile, and one that gives up reads
+    // as not healthy, which is what "starting" would say.
     let user = become_app_user(&plan.user, role.is_entrypoint())?;
     let mut env = prepared.env.clone();
     for (key, value) in file_env(&prepared.loaded.layers)
@@ -548,13 +549,14 @@ fn execute(prepared: &Prepared, plan: &Plan, sup: &mut Supervisor, role: &Role) 
     }
     let mut launcher = Launcher::new(env, &prepared.cwd);
     launcher.no_new_privs = prepared.loaded.settings.pipeline.no_new_privs;
-    if let Probe::Cmd(argv) = &plan.health.probe {
-        sup.set_probe_command(cmdprobe::Spec {
+    if let (Probe::Cmd(argv), Some(channel)) = (&plan.health.probe, probes) {
+        let spec = cmdprobe::Spec {
             argv: argv.clone(),
             launcher: launcher.clone(),
             timeout: plan.health.probe_timeout,
             redactor: prepared.redactor.clone(),
-        });
+        };
+        sup.add_source(Box::new(cmdprobe::Runner::new(channel, spec)));
     }
     if let Some(dev) = &plan.dev {
         for step in &dev.setup {
@@ -668,16 +670,18 @@ fn become_app_user(plan: &UserPlan, entrypoint: bool) -> Result<AppUser, Halt> {
 fn wait_for(sup: &mut Supervisor, targets: &[waitfor::Target], timeout: Duration) -> Result<(), Halt> {
     let list: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
     info!("waiting for {} (up to {}s)", list.join(", "), timeout.as_secs());
-    sup.start_serving();
     sup.status()
         .set_phase(Phase::Starting, format!("waiting for {}", list.join(", ")));
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        match waitfor::wait_all(targets, left, sup.signal_fd()) {
+        let wake = sup
+            .wake_fd()
+            .map_err(|e| Halt::error(exit::INTERNAL, format!("making the wait's wake-up failed: {e}")))?;
+        match waitfor::wait_all(targets, left, wake) {
             Ok(()) => return Ok(()),
             Err(waitfor::WaitError::Interrupted) => {
-                // Any signal wakes the wait; only a stop ends it.
+                // Any signal or check wakes the wait; only a stop ends it.
                 checkpoint(sup)?;
             }
             Err(e) => {
@@ -724,7 +728,6 @@ fn run_locked(
         "taking the migration lock on {target} (giving up after {}, INITD_MIGRATE_LOCK_TIMEOUT)",
         crate::units::human_duration(timeout)
     );
-    sup.start_serving();
     let lock_name = format!(
         "the migration lock (advisory lock {} on {target})",
         migrate_lock::LOCK_KEY
@@ -755,8 +758,11 @@ fn run_locked(
     };
     status.set_phase(Phase::Starting, format!("waiting for {lock_name}"));
     let deadline = Instant::now() + timeout;
+    // The wait asks "interrupted?" as it goes (every slice of its wait):
+    // checks are answered then, and a pending signal ends the attempt.
+    let sup = std::cell::RefCell::new(sup);
     let lock = loop {
-        let interrupted = || netio::Interrupt::new(signals()).pending().unwrap_or(false);
+        let interrupted = || sup.borrow_mut().serve_sources();
         // A stop ends the wait at once; any other signal wakes it, and it
         // goes on with the time that is left.
         match migrate_lock::acquire_observed(
@@ -768,7 +774,7 @@ fn run_locked(
             &observe,
         ) {
             Ok(lock) => break lock,
-            Err(migrate_lock::LockError::Interrupted) => checkpoint(sup)?,
+            Err(migrate_lock::LockError::Interrupted) => checkpoint(&mut sup.borrow_mut())?,
             Err(e) => {
                 status.set_lock_wait(None);
                 let code = if e.is_config() {
@@ -780,6 +786,7 @@ fn run_locked(
             }
         }
     };
+    let sup = sup.into_inner();
     status.set_lock_wait(None);
     status.set_phase(Phase::Starting, "migration running");
     debug!("holding the migration lock");
