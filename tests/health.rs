@@ -219,6 +219,38 @@ fn start_up_is_unhealthy_until_the_server_runs() {
     assert_eq!(code, 143, "{stderr}"); // the server died of the TERM
 }
 
+/// The wait for a dependency is outside the loop's own poll: checks wake
+/// it, are answered, and the wait goes on to its end.
+#[test]
+fn checks_are_answered_while_initd_waits_for_a_dependency() {
+    let dir = Scratch::new("health-waitfor");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let target = format!("tcp://127.0.0.1:{port}");
+    let initd = Initd::start(
+        &dir,
+        &["run"],
+        &[
+            ("INITD_WAIT_FOR", &target),
+            ("INITD_WAIT_TIMEOUT", "5m"),
+            ("INITD_SERVER", "sleep 1000"),
+        ],
+    );
+    for _ in 0..3 {
+        let out = initd.wait_check("starting: ");
+        assert_eq!(out.code(), 1, "{}", out.stdout);
+        assert_eq!(out.stdout, format!("starting: waiting for {target}\n"));
+    }
+    let _db = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let out = initd.wait_check("running: ");
+    assert_eq!(out.code(), 0, "{}", out.stdout);
+    let (code, stderr) = initd.stop();
+    assert_eq!(code, 143, "{stderr}"); // the server died of the TERM
+}
+
 #[test]
 fn a_server_that_exits_is_not_healthy_while_initd_winds_down() {
     let dir = Scratch::new("health-exit");
