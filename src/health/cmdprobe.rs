@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, SealFlag, fcntl};
+use nix::poll::PollFlags;
 use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::sys::signal::{Signal, killpg};
-use nix::poll::PollFlags;
 use nix::unistd::Pid;
 use tracing::debug;
 

@@ -33,7 +33,6 @@ impl Listener {
     pub fn path(&self) -> &Path {
         &self.path
     }
-
 }
 
 /// Why there is no control socket.
@@ -388,7 +387,9 @@ mod tests {
         // the test can be the client.
         std::thread::spawn(move || {
             loop {
-                control.poll_and_serve(nix::poll::PollTimeout::from(50u8)).unwrap();
+                control
+                    .poll_and_serve(nix::poll::PollTimeout::from(50u8))
+                    .unwrap();
             }
         });
         path

@@ -504,10 +504,12 @@ fn open_control_socket(
         );
     }
     let path = listener.path().to_path_buf();
-    let served = cmdprobe::Channel::new().map_err(std::io::Error::from).and_then(|probes| {
-        let server = control::Server::new(sup.status().clone(), health, probes.clone(), redactor.clone());
-        Ok((control::event_source(listener, server)?, probes))
-    });
+    let served = cmdprobe::Channel::new()
+        .map_err(std::io::Error::from)
+        .and_then(|probes| {
+            let server = control::Server::new(sup.status().clone(), health, probes.clone(), redactor.clone());
+            Ok((control::event_source(listener, server)?, probes))
+        });
     let (control, probes) = match served {
         Ok(served) => served,
         Err(e) => {
