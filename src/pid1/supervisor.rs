@@ -319,7 +319,21 @@ impl Supervisor {
     /// loop (for a dependency) polls it, and returns to let
     /// [`Supervisor::handle_pending`] act on it. Valid until the next call
     /// of any other method: the sources' descriptors change as they work.
-    pub fn wake_fd(&mut self) -> nix::Result<BorrowedFd<'_>> {
+    /// Without an epoll (out of descriptors), the signalfd: the sources
+    /// then wait until the wait is over.
+    pub fn wake_fd(&mut self) -> BorrowedFd<'_> {
+        match self.sources_epoll() {
+            Ok(epoll) => self.wake.insert(epoll).0.as_fd(),
+            Err(err) => {
+                warn!(
+                    "checks wait until this wait is over: cannot watch the control socket during it: {err}"
+                );
+                self.signals.as_fd()
+            }
+        }
+    }
+
+    fn sources_epoll(&self) -> nix::Result<Epoll> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         epoll.add(self.signals.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, 0))?;
         for source in &self.sources {
@@ -327,10 +341,14 @@ impl Supervisor {
                 let mut flags = EpollFlags::empty();
                 flags.set(EpollFlags::EPOLLIN, events.contains(PollFlags::POLLIN));
                 flags.set(EpollFlags::EPOLLOUT, events.contains(PollFlags::POLLOUT));
-                epoll.add(fd, EpollEvent::new(flags, 0))?;
+                match epoll.add(fd, EpollEvent::new(flags, 0)) {
+                    // Polled for two reasons: once is enough.
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(err) => return Err(err),
+                }
             }
         }
-        Ok(self.wake.insert(epoll).0.as_fd())
+        Ok(epoll)
     }
 
     /// Serves the sources and says whether a signal is pending, without

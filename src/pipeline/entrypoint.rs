@@ -674,29 +674,19 @@ fn wait_for(sup: &mut Supervisor, targets: &[waitfor::Target], timeout: Duration
     info!("waiting for {} (up to {}s)", list.join(", "), timeout.as_secs());
     sup.status()
         .set_phase(Phase::Starting, format!("waiting for {}", list.join(", ")));
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
+    let mut since = None;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let wake = sup
-            .wake_fd()
-            .map_err(|e| Halt::error(exit::INTERNAL, format!("making the wait's wake-up failed: {e}")))?;
-        match waitfor::wait_all(targets, left, wake) {
+        let wake = sup.wake_fd();
+        match waitfor::wait_all(targets, since, timeout, wake) {
             Ok(()) => return Ok(()),
             Err(waitfor::WaitError::Interrupted) => {
                 // Any signal or check wakes the wait; only a stop ends it.
+                // The wait goes on where it was, on the same deadline.
+                since = Some(started);
                 checkpoint(sup)?;
             }
             Err(e) => {
-                // Each wait gets only the time left, a hair under the
-                // setting even on the first pass ("not up after 999ms"
-                // for 1s); what ran out is the whole INITD_WAIT_TIMEOUT.
-                let e = match e {
-                    waitfor::WaitError::TimedOut { down, .. } => waitfor::WaitError::TimedOut {
-                        waited: timeout,
-                        down,
-                    },
-                    e => e,
-                };
                 return Err(Halt::error(e.exit_code(), format!("{e}; nothing was started")));
             }
         }
