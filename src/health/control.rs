@@ -344,7 +344,6 @@ pub fn event_source(listener: Listener, server: Arc<Server>) -> io::Result<Contr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::cmdprobe::Channel;
     use crate::health::protocol::{self, RequestError};
     use crate::pid1::status::{Phase, Status};
     use crate::pipeline::secrets::Redactor;
@@ -381,7 +380,7 @@ mod tests {
         let s = settings(dir, probe);
         let listener = open(&s, nix::unistd::getegid().as_raw()).unwrap().unwrap();
         let path = listener.path().to_path_buf();
-        let server = Server::new(status, &s, Channel::new().unwrap(), Arc::new(Redactor::new(&[])));
+        let server = Server::new(status, &s, None, Arc::new(Redactor::new(&[])));
         let mut control = event_source(listener, server).unwrap();
         // The supervisor's loop, standing in: driven on a thread here so
         // the test can be the client.

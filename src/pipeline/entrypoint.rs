@@ -454,20 +454,19 @@ fn supervise(prepared: &Prepared, main: &Main) -> Result<i32, Halt> {
         ),
     }
     // Before the drop: the socket's directory may need root to be made.
-    let socket = if role.is_entrypoint() {
-        open_control_socket(settings, &plan, &mut sup, &prepared.redactor)
-            .map_err(|message| Halt::error(exit::CONFIG, message))?
+    let listener = if role.is_entrypoint() {
+        open_control_socket(settings, &plan).map_err(|message| Halt::error(exit::CONFIG, message))?
     } else {
         None
     };
-    let probes = socket.as_ref().map(|(_, probes)| probes.clone());
+    let socket = listener.as_ref().map(|l| l.path().to_path_buf());
     if std::process::id() != 1 {
         crate::pid1::reaper::become_subreaper()
             .map_err(|e| Halt::error(exit::INTERNAL, format!("becoming a child subreaper failed: {e}")))?;
         debug!("not PID 1: registered as child subreaper, so orphans are still reaped here");
     }
-    let result = execute(prepared, &plan, &mut sup, &role, probes);
-    if let Some((path, _)) = socket {
+    let result = execute(prepared, &plan, &mut sup, &role, listener);
+    if let Some(path) = socket {
         // Not always permitted once initd is the app user; a socket left
         // behind is recognised as stale and replaced at the next start.
         let _ = std::fs::remove_file(path);
@@ -475,16 +474,12 @@ fn supervise(prepared: &Prepared, main: &Main) -> Result<i32, Halt> {
     result
 }
 
-/// Opens the control socket for `initd check` and hands it to the
-/// supervisor's loop; returns its path and where the socket asks for
-/// `cmd:` probe runs. Without one initd still runs the app, and says why
-/// checks will fail; an unsafe INITD_SOCKET is the error returned.
-fn open_control_socket(
-    settings: &Settings,
-    plan: &Plan,
-    sup: &mut Supervisor,
-    redactor: &Arc<Redactor>,
-) -> Result<Option<(PathBuf, Arc<cmdprobe::Channel>)>, String> {
+/// Opens the control socket for `initd check`; the supervisor's loop
+/// serves it once initd runs as the app user (see
+/// [`serve_control_socket`]), and checks that come before wait in its
+/// queue. Without one initd still runs the app, and says why checks will
+/// fail; an unsafe INITD_SOCKET is the error returned.
+fn open_control_socket(settings: &Settings, plan: &Plan) -> Result<Option<control::Listener>, String> {
     let health = &settings.health;
     let listener = match control::open(health, plan.user.user().gid) {
         Ok(Some(listener)) => listener,
@@ -503,24 +498,36 @@ fn open_control_socket(
             crate::units::human_duration(health.check_timeout)
         );
     }
+    debug!("control socket: {}", listener.path().display());
+    Ok(Some(listener))
+}
+
+/// Hands the control socket to the supervisor's loop, with the command of
+/// a `cmd:` probe, which runs as the app user with the app's environment.
+fn serve_control_socket(
+    sup: &mut Supervisor,
+    listener: control::Listener,
+    prepared: &Prepared,
+    plan: &Plan,
+    launcher: &Launcher,
+) {
+    let health = &plan.health;
+    let cmd = match &health.probe {
+        Probe::Cmd(argv) => Some(cmdprobe::Spec {
+            argv: argv.clone(),
+            launcher: launcher.clone(),
+        }),
+        _ => None,
+    };
     let path = listener.path().to_path_buf();
-    let served = cmdprobe::Channel::new()
-        .map_err(std::io::Error::from)
-        .and_then(|probes| {
-            let server = control::Server::new(sup.status().clone(), health, probes.clone(), redactor.clone());
-            Ok((control::event_source(listener, server)?, probes))
-        });
-    let (control, probes) = match served {
-        Ok(served) => served,
+    let server = control::Server::new(sup.status().clone(), health, cmd, prepared.redactor.clone());
+    match control::event_source(listener, server) {
+        Ok(control) => sup.add_source(Box::new(control)),
         Err(e) => {
             warn!("no health checks: the control socket cannot be served: {e}");
             let _ = std::fs::remove_file(&path);
-            return Ok(None);
         }
-    };
-    debug!("control socket: {}", path.display());
-    sup.add_source(Box::new(control));
-    Ok(Some((path, probes)))
+    }
 }
 
 fn execute(
@@ -528,7 +535,7 @@ fn execute(
     plan: &Plan,
     sup: &mut Supervisor,
     role: &Role,
-    probes: Option<Arc<cmdprobe::Channel>>,
+    listener: Option<control::Listener>,
 ) -> Result<i32, Halt> {
     // A long chown (as root, before the drop) holds up the loop: checks
     // wait in the socket's queue meanwhile, and one that gives up reads
@@ -551,14 +558,8 @@ fn execute(
     }
     let mut launcher = Launcher::new(env, &prepared.cwd);
     launcher.no_new_privs = prepared.loaded.settings.pipeline.no_new_privs;
-    if let (Probe::Cmd(argv), Some(channel)) = (&plan.health.probe, probes) {
-        let spec = cmdprobe::Spec {
-            argv: argv.clone(),
-            launcher: launcher.clone(),
-            timeout: plan.health.probe_timeout,
-            redactor: prepared.redactor.clone(),
-        };
-        sup.add_source(Box::new(cmdprobe::Runner::new(channel, spec)));
+    if let Some(listener) = listener {
+        serve_control_socket(sup, listener, prepared, plan, &launcher);
     }
     if let Some(dev) = &plan.dev {
         for step in &dev.setup {
