@@ -98,7 +98,6 @@ struct Dev<'a> {
 /// for (`docker stop`, Ctrl-C, closing the terminal) is how dev mode is
 /// meant to end, so it exits 0 once the set has stopped.
 pub fn run(sup: &mut Supervisor, launcher: &Launcher, plan: DevPlan) -> i32 {
-    sup.start_serving();
     let width = plan.watchers.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
     let colour = prefix::colour_wanted();
     let watchers = plan

@@ -1,36 +1,29 @@
-//! `INITD_HEALTH=cmd:...`: probe commands, run by the supervisor's own loop.
+//! `INITD_HEALTH=cmd:...`: probe commands, started by the control socket
+//! as a source of the supervisor's loop.
 //!
-//! initd reaps with waitpid(-1), so a probe child started from the socket's
-//! thread could have its exit status taken by the supervisor before that
-//! thread waits for it. Instead the socket's thread asks ([`Channel`]: a
-//! pipe that wakes the supervisor's poll, and the askers' reply slots), and
-//! the supervisor starts the probe, sees it end among the children it
-//! reaps, and answers ([`Runner`]). The probe runs as the app user (initd
-//! already is that user), with the app's environment, in its own process
-//! group; its output is kept in memory for the reason of a failure, not
-//! mixed into the container's log.
+//! initd reaps with waitpid(-1), so nobody but the loop may wait for a
+//! child: the socket starts a [`Run`], hands its pid to the loop, and is
+//! given its end back among the children the loop reaps. The probe runs
+//! as the app user (initd already is that user), with the app's
+//! environment, in its own process group; its output is kept in memory for
+//! the reason of a failure, not mixed into the container's log.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::fcntl::{FcntlArg, OFlag, SealFlag, fcntl};
+use nix::fcntl::{FcntlArg, SealFlag, fcntl};
 use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tracing::debug;
 
 use crate::cmdline;
-use crate::health::probe::Outcome;
 use crate::pid1::child;
 use crate::pid1::exit::Fate;
 use crate::pid1::launch::Launcher;
 use crate::pipeline::secrets::Redactor;
-use crate::units::human_duration as human;
 
 /// How much of a probe's output is kept; writing more fails (EPERM), which
 /// a probe that chatty deserves.
@@ -39,267 +32,51 @@ const OUTPUT_LIMIT: i64 = 1 << 20;
 const TAIL: usize = 2048;
 const DETAIL_CHARS: usize = 200;
 
-/// Requests from the socket's thread to the supervisor, and the answers
-/// back. Both ways are pipes, so each side waits in its own poll(2): the
-/// supervisor for requests ([`Channel::wake_fd`]), the socket's loop for
-/// answers ([`Channel::answered_fd`]).
-pub struct Channel {
-    wake_rx: OwnedFd,
-    wake_tx: OwnedFd,
-    answered_rx: OwnedFd,
-    answered_tx: Arc<OwnedFd>,
-    waiting: Mutex<Vec<Waiter>>,
-}
-
-/// What an asker finds in its slot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answered {
-    Outcome(Outcome),
-    /// The supervisor let go of the request without an answer.
-    Dropped,
-}
-
-type Slot = Mutex<Option<Answered>>;
-
-/// The asker's side of one request. Dropping it withdraws the request: a
-/// probe nobody waits for any more does not start.
-pub struct Answer {
-    slot: Arc<Slot>,
-}
-
-impl Answer {
-    /// The answer, once it has come (the answered pipe turns readable).
-    pub fn try_take(&self) -> Option<Answered> {
-        self.slot.lock().unwrap_or_else(|e| e.into_inner()).take()
-    }
-}
-
-/// The supervisor's side of one request: answers once, and says "dropped"
-/// if it goes away without answering.
-pub struct Waiter {
-    slot: std::sync::Weak<Slot>,
-    answered: Arc<OwnedFd>,
-    done: bool,
-}
-
-impl Waiter {
-    pub(crate) fn send(mut self, outcome: Outcome) {
-        self.put(Answered::Outcome(outcome));
-    }
-
-    fn is_closed(&self) -> bool {
-        self.slot.strong_count() == 0
-    }
-
-    fn put(&mut self, answer: Answered) {
-        self.done = true;
-        if let Some(slot) = self.slot.upgrade() {
-            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(answer);
-            // Full pipe (EAGAIN): a wake-up is pending already.
-            let _ = nix::unistd::write(&*self.answered, &[1]);
-        }
-    }
-}
-
-impl Drop for Waiter {
-    fn drop(&mut self) {
-        if !self.done {
-            self.put(Answered::Dropped);
-        }
-    }
-}
-
-impl Channel {
-    pub fn new() -> nix::Result<Arc<Channel>> {
-        let flags = OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
-        let (wake_rx, wake_tx) = nix::unistd::pipe2(flags)?;
-        let (answered_rx, answered_tx) = nix::unistd::pipe2(flags)?;
-        Ok(Arc::new(Channel {
-            wake_rx,
-            wake_tx,
-            answered_rx,
-            answered_tx: Arc::new(answered_tx),
-            waiting: Mutex::new(Vec::new()),
-        }))
-    }
-
-    /// Asks for a probe run; the answer comes in the returned slot.
-    pub fn request(&self) -> Answer {
-        let slot = Arc::new(Mutex::new(None));
-        self.lock().push(Waiter {
-            slot: Arc::downgrade(&slot),
-            answered: self.answered_tx.clone(),
-            done: false,
-        });
-        // Full pipe (EAGAIN): a wake-up is pending already.
-        let _ = nix::unistd::write(&self.wake_tx, &[1]);
-        Answer { slot }
-    }
-
-    /// Readable while requests wait.
-    pub fn wake_fd(&self) -> BorrowedFd<'_> {
-        self.wake_rx.as_fd()
-    }
-
-    /// Readable once an answer has been put in a slot; [`Channel::clear_answered`]
-    /// empties it before the slots are looked at.
-    pub fn answered_fd(&self) -> BorrowedFd<'_> {
-        self.answered_rx.as_fd()
-    }
-
-    pub fn clear_answered(&self) {
-        let mut buf = [0u8; 64];
-        while matches!(nix::unistd::read(&self.answered_rx, &mut buf), Ok(n) if n > 0) {}
-    }
-
-    /// The requests waiting, taken (the wake-up with them).
-    pub(crate) fn take(&self) -> Vec<Waiter> {
-        let mut buf = [0u8; 64];
-        while matches!(nix::unistd::read(&self.wake_rx, &mut buf), Ok(n) if n > 0) {}
-        let mut waiting = self.lock();
-        // An asker that gave up needs no probe.
-        waiting.retain(|tx| !tx.is_closed());
-        std::mem::take(&mut *waiting)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Waiter>> {
-        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 /// The probe command and what it runs with.
 pub struct Spec {
     pub argv: Vec<String>,
     pub launcher: Launcher,
-    pub timeout: Duration,
-    pub redactor: Arc<Redactor>,
 }
 
-struct Run {
+/// One probe command, running.
+pub struct Run {
     pid: Pid,
-    started: Instant,
-    deadline: Instant,
     output: File,
-    waiters: Vec<Waiter>,
 }
 
-/// The supervisor's side: at most one probe runs at a time, and every
-/// request that arrives while it runs gets its result.
-pub struct Runner {
-    channel: Arc<Channel>,
-    spec: Option<Spec>,
-    running: Option<Run>,
-}
-
-impl Runner {
-    pub fn new(channel: Arc<Channel>) -> Runner {
-        Runner {
-            channel,
-            spec: None,
-            running: None,
-        }
+impl Run {
+    /// Starts the probe; why it could not, as the probe's failure.
+    pub fn start(spec: &Spec) -> Result<Run, String> {
+        let (pid, output) = start(spec)?;
+        debug!(
+            pid = pid.as_raw(),
+            "health probe started: {}",
+            cmdline::join(&spec.argv)
+        );
+        Ok(Run { pid, output })
     }
 
-    pub fn channel(&self) -> &Arc<Channel> {
-        &self.channel
+    pub fn pid(&self) -> Pid {
+        self.pid
     }
 
-    /// Set once initd runs as the app user with the app's environment.
-    pub fn configure(&mut self, spec: Spec) {
-        self.spec = Some(spec);
+    /// Ran out of time: killed with its group (whatever it started goes
+    /// too), reaped later as any orphan.
+    pub fn kill(&self) {
+        let _ = killpg(self.pid, Signal::SIGKILL);
     }
 
-    pub fn wake_fd(&self) -> BorrowedFd<'_> {
-        self.channel.wake_fd()
-    }
-
-    /// When the running probe is due to be killed.
-    pub fn deadline(&self) -> Option<Instant> {
-        self.running.as_ref().map(|r| r.deadline)
-    }
-
-    /// Starts a probe for new requests and ends one that ran out of time;
-    /// the pid of a probe it started, for the supervisor's table.
-    pub fn service(&mut self, now: Instant) -> Option<Pid> {
-        if let Some(run) = self.running.as_ref()
-            && now >= run.deadline
-        {
-            let run = self.running.take().expect("checked above");
-            // Its own group: whatever the probe started goes too. Reaped
-            // later as any orphan.
-            let _ = killpg(run.pid, Signal::SIGKILL);
-            let timeout = self.spec.as_ref().map(|s| s.timeout).unwrap_or_default();
-            let detail = format!("no answer within {} (INITD_HEALTH_TIMEOUT)", human(timeout));
-            reply(run.waiters, false, detail, now - run.started);
-        }
-        let new = self.channel.take();
-        if new.is_empty() {
-            return None;
-        }
-        if let Some(run) = self.running.as_mut() {
-            run.waiters.extend(new);
-            return None;
-        }
-        let Some(spec) = self.spec.as_ref() else {
-            reply(
-                new,
-                false,
-                "the probe command is not set up yet".into(),
-                Duration::ZERO,
-            );
-            return None;
-        };
-        match start(spec) {
-            Ok((pid, output)) => {
-                debug!(
-                    pid = pid.as_raw(),
-                    "health probe started: {}",
-                    cmdline::join(&spec.argv)
-                );
-                self.running = Some(Run {
-                    pid,
-                    started: now,
-                    deadline: now + spec.timeout,
-                    output,
-                    waiters: new,
-                });
-                Some(pid)
-            }
-            Err(detail) => {
-                reply(new, false, detail, Duration::ZERO);
-                None
-            }
-        }
-    }
-
-    /// Takes a reaped child's status if it is the running probe.
-    pub fn reaped(&mut self, pid: Pid, fate: Fate) -> bool {
-        if self.running.as_ref().is_none_or(|r| r.pid != pid) {
-            return false;
-        }
-        let mut run = self.running.take().expect("checked above");
-        let took = run.started.elapsed();
-        let unknown = Redactor::new(&[]);
-        let redactor = self.spec.as_ref().map_or(&unknown, |s| &*s.redactor);
-        let (output, cut) = read_output(&mut run.output);
+    /// Whether it passed, and what the check shows: how it ended and,
+    /// for a failure, the last line it wrote, secrets masked.
+    pub fn ended(mut self, fate: Fate, redactor: &Redactor) -> (bool, String) {
+        let (output, cut) = read_output(&mut self.output);
         let tail = last_line(&output, cut, redactor);
         let ok = fate == Fate::Exited(0);
         let mut detail = fate.to_string();
         if !ok && !tail.is_empty() {
             detail = format!("{detail}: {tail}");
         }
-        reply(run.waiters, ok, detail, took);
-        true
-    }
-}
-
-fn reply(waiters: Vec<Waiter>, ok: bool, detail: String, took: Duration) {
-    for tx in waiters {
-        tx.send(Outcome {
-            ok,
-            detail: detail.clone(),
-            took,
-        });
+        (ok, detail)
     }
 }
 
@@ -447,40 +224,5 @@ mod tests {
         assert!(tail.ends_with(b"\nlast words\n"));
         writer.seek(SeekFrom::Start(OUTPUT_LIMIT as u64 - 2)).unwrap();
         assert!(writer.write_all(b"overflow").is_err());
-    }
-
-    #[test]
-    fn requests_wait_until_taken_and_closed_ones_are_dropped() {
-        let channel = Channel::new().unwrap();
-        let kept = channel.request();
-        drop(channel.request());
-        let taken = channel.take();
-        assert_eq!(taken.len(), 1);
-        assert_eq!(kept.try_take(), None);
-        reply(taken, true, "exited with status 0".into(), Duration::ZERO);
-        // The answer wakes the asker's poll and is in its slot.
-        let mut buf = [0u8; 1];
-        assert_eq!(nix::unistd::read(&channel.answered_rx, &mut buf), Ok(1));
-        match kept.try_take() {
-            Some(Answered::Outcome(outcome)) => assert!(outcome.ok),
-            other => panic!("expected an outcome, got {other:?}"),
-        }
-        assert!(channel.take().is_empty());
-        // The wake-up was read: the pipe is empty again.
-        assert_eq!(nix::unistd::read(&channel.wake_rx, &mut buf), Err(Errno::EAGAIN));
-    }
-
-    #[test]
-    fn a_request_the_supervisor_lets_go_of_is_answered_dropped() {
-        let channel = Channel::new().unwrap();
-        let asked = channel.request();
-        drop(channel.take());
-        assert_eq!(asked.try_take(), Some(Answered::Dropped));
-        channel.clear_answered();
-        let mut buf = [0u8; 1];
-        assert_eq!(
-            nix::unistd::read(&channel.answered_rx, &mut buf),
-            Err(Errno::EAGAIN)
-        );
     }
 }

@@ -1,8 +1,8 @@
 //! The control socket: where `initd check` and `initd status` ask the
 //! running supervisor how it is (protocol in `protocol`).
 //!
-//! This module makes the socket; `control_loop` serves it, from a thread
-//! of its own, so nothing a client does can hold up the supervisor's loop.
+//! This module makes the socket; `control_loop` serves it, as one of the
+//! supervisor's sources, never blocking on a client.
 //!
 //! Who may ask is settled by the file system: the socket is mode 0660,
 //! owned by root (or initd's user) and the app user's group, in a directory
@@ -21,7 +21,6 @@ use nix::sys::stat::{Mode, umask};
 use tracing::debug;
 
 use crate::config::Health;
-use crate::health::control_loop;
 pub use crate::health::control_loop::{ControlLoop, Server};
 
 /// The bound, listening socket, before it is served.
@@ -33,11 +32,6 @@ pub struct Listener {
 impl Listener {
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// The listening socket, for the supervisor to notice a first client.
-    pub fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        std::os::fd::AsRawFd::as_raw_fd(&self.socket)
     }
 }
 
@@ -341,14 +335,8 @@ fn bind(dir: &OwnedFd, name: &std::ffi::OsStr, real: &Path) -> nix::Result<UnixL
     Ok(UnixListener::from(fd))
 }
 
-/// Serves the socket on a thread of its own until initd exits (see
-/// `control_loop`).
-pub fn serve(listener: Listener, server: Arc<Server>) -> io::Result<()> {
-    control_loop::serve(event_source(listener, server)?)
-}
-
-/// The socket as an event source, for a loop that polls it alongside its
-/// own descriptors instead of [`serve`]'s thread.
+/// The socket as an event source, for the supervisor's loop to poll
+/// alongside its own descriptors.
 pub fn event_source(listener: Listener, server: Arc<Server>) -> io::Result<ControlLoop> {
     ControlLoop::new(listener.socket, server)
 }
@@ -356,7 +344,6 @@ pub fn event_source(listener: Listener, server: Arc<Server>) -> io::Result<Contr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::cmdprobe::Channel;
     use crate::health::protocol::{self, RequestError};
     use crate::pid1::status::{Phase, Status};
     use crate::pipeline::secrets::Redactor;
@@ -393,8 +380,17 @@ mod tests {
         let s = settings(dir, probe);
         let listener = open(&s, nix::unistd::getegid().as_raw()).unwrap().unwrap();
         let path = listener.path().to_path_buf();
-        let server = Server::new(status, &s, Channel::new().unwrap(), Arc::new(Redactor::new(&[])));
-        serve(listener, server).unwrap();
+        let server = Server::new(status, &s, None, Arc::new(Redactor::new(&[])));
+        let mut control = event_source(listener, server).unwrap();
+        // The supervisor's loop, standing in: driven on a thread here so
+        // the test can be the client.
+        std::thread::spawn(move || {
+            loop {
+                control
+                    .poll_and_serve(nix::poll::PollTimeout::from(50u8))
+                    .unwrap();
+            }
+        });
         path
     }
 

@@ -8,15 +8,16 @@
 //! checks at once make one probe run, not a thousand. An HTTP or TCP probe
 //! of an IP address is one more socket in the same poll (the probe client
 //! of `netprobe`); one of a host name resolves on a short-lived thread of
-//! its own (the resolver blocks), a command probe is run by the
-//! supervisor's loop (`cmdprobe`), and both answer through a pipe this
-//! loop polls. With no connection and no probe the loop sleeps in poll
+//! its own (the resolver blocks), and answers through a pipe this loop
+//! polls. A command probe (`cmdprobe`) is a child this source starts and
+//! the supervisor's loop reaps and hands back. With no connection and no probe the loop sleeps in poll
 //! with no timeout.
 //!
-//! [`ControlLoop`] is an event source ([`ControlLoop::fds`],
-//! [`ControlLoop::deadline`], [`ControlLoop::on_ready`]); [`serve`] drives
-//! it on a thread of its own, so that nothing a client does can hold up
-//! the supervisor's loop.
+//! [`ControlLoop`] is a [`Source`] of the supervisor's loop: PID 1 serves
+//! the socket itself, with no thread. Nothing a client does can hold it
+//! up: every socket is non-blocking, every read and write is one try, and
+//! each connection has deadlines; the only thing that blocks, resolving a
+//! probe's host name, does so on its own short-lived thread.
 
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -27,18 +28,21 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::poll::{PollFd, PollFlags, poll};
+use nix::poll::PollFlags;
+#[cfg(test)]
+use nix::poll::{PollFd, poll};
 use nix::sys::socket::{self, MsgFlags, SockFlag};
+use nix::unistd::Pid;
 use tracing::warn;
 
 use crate::config::Health;
-use crate::health::cmdprobe::{Answer, Answered, Channel};
+use crate::health::cmdprobe;
 use crate::health::probe::{self as health, Outcome, Probe};
 use crate::health::protocol::{
     self, Frame, LockHolderReport, LockReport, ProbeReport, ProcessReport, Report, Request, RequestError,
 };
-use crate::net::netio;
 use crate::net::netprobe::Exchange;
+use crate::pid1::source;
 use crate::pid1::status::Status;
 use crate::pipeline::secrets::Redactor;
 use crate::units::human_duration as human;
@@ -82,7 +86,8 @@ pub struct Server {
     status: Arc<Status>,
     probe: Probe,
     probe_timeout: Duration,
-    cmd: Arc<Channel>,
+    /// The command of a `cmd:` probe, once initd runs as the app user.
+    cmd: Option<cmdprobe::Spec>,
     redactor: Arc<Redactor>,
 }
 
@@ -90,7 +95,7 @@ impl Server {
     pub fn new(
         status: Arc<Status>,
         settings: &Health,
-        cmd: Arc<Channel>,
+        cmd: Option<cmdprobe::Spec>,
         redactor: Arc<Redactor>,
     ) -> Arc<Server> {
         Arc::new(Server {
@@ -175,21 +180,6 @@ fn failed(detail: &str, took: Duration) -> Outcome {
     }
 }
 
-/// Serves the socket on a thread of its own until initd exits.
-pub fn serve(mut control: ControlLoop) -> io::Result<()> {
-    std::thread::Builder::new()
-        .name("initd-control".into())
-        .spawn(move || {
-            loop {
-                if let Err(e) = control.wait_and_serve() {
-                    warn!("no health checks: the control socket cannot be served: {e}");
-                    return;
-                }
-            }
-        })?;
-    Ok(())
-}
-
 /// Where a connection is.
 enum State {
     /// Reading the request line (at most [`protocol::MAX_REQUEST`] bytes).
@@ -244,8 +234,9 @@ enum Source {
         outcome: mpsc::Receiver<Outcome>,
         wake: OwnedFd,
     },
-    /// A command probe, run by the supervisor.
-    Cmd(Answer),
+    /// A command probe: a child of initd's, reaped by the supervisor's
+    /// loop, which hands its end to [`source::Source::reaped`].
+    Cmd(cmdprobe::Run),
 }
 
 struct ProbeRun {
@@ -312,7 +303,8 @@ impl ControlLoop {
 
     /// Handles what poll reported for [`ControlLoop::fds`] (`revents` in
     /// the same order) and whatever has timed out by `now`.
-    pub fn on_ready(&mut self, now: Instant, revents: &[PollFlags]) {
+    /// A command probe it starts goes into `started`.
+    pub fn on_ready(&mut self, now: Instant, revents: &[PollFlags], started: &mut Vec<Pid>) {
         let event = |i: usize| revents.get(i).copied().unwrap_or(PollFlags::empty());
         let listener_ready = !event(0).is_empty();
         let (run_ready, first_conn) = match self.run_fd() {
@@ -339,6 +331,9 @@ impl ControlLoop {
         if wants_probe && self.run.is_none() {
             match self.start_run(now) {
                 Ok(run) => {
+                    if let Source::Cmd(cmd) = &run.source {
+                        started.push(cmd.pid());
+                    }
                     self.run = Some(run);
                     if let Some(outcome) = self.progress_run(now, false) {
                         self.answer_waiting(now, outcome);
@@ -363,17 +358,10 @@ impl ControlLoop {
         }
     }
 
-    /// One round: waits in poll(2) for an event or the next deadline, then
-    /// handles what happened.
-    pub fn wait_and_serve(&mut self) -> io::Result<()> {
-        let timeout = match self.deadline() {
-            Some(limit) => netio::timeout_until(limit),
-            None => nix::poll::PollTimeout::NONE,
-        };
-        self.poll_and_serve(timeout)
-    }
-
-    fn poll_and_serve(&mut self, timeout: nix::poll::PollTimeout) -> io::Result<()> {
+    /// One round of a loop of its own, as the supervisor's would: waits
+    /// in poll(2) for an event or `timeout`, then handles what happened.
+    #[cfg(test)]
+    pub(crate) fn poll_and_serve(&mut self, timeout: nix::poll::PollTimeout) -> io::Result<()> {
         let revents: Vec<PollFlags> = {
             let mut fds: Vec<PollFd> = self
                 .fds()
@@ -389,7 +377,16 @@ impl ControlLoop {
                 .map(|fd| fd.revents().unwrap_or(PollFlags::POLLERR))
                 .collect()
         };
-        self.on_ready(Instant::now(), &revents);
+        let mut started = Vec::new();
+        self.on_ready(Instant::now(), &revents, &mut started);
+        // A command probe is the test's to wait for.
+        for pid in started {
+            let fate = match nix::sys::wait::waitpid(pid, None) {
+                Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => crate::pid1::exit::Fate::Exited(code),
+                other => panic!("the probe ended as {other:?}"),
+            };
+            self.reaped(Instant::now(), pid, fate);
+        }
         Ok(())
     }
 
@@ -397,7 +394,8 @@ impl ControlLoop {
         match &self.run.as_ref()?.source {
             Source::Net(exchange) => exchange.fd().map(|fd| (fd, exchange.events())),
             Source::Thread { wake, .. } => Some((wake.as_fd(), PollFlags::POLLIN)),
-            Source::Cmd(_) => Some((self.server.cmd.answered_fd(), PollFlags::POLLIN)),
+            // Its end comes from the supervisor's reaping.
+            Source::Cmd(_) => None,
         }
     }
 
@@ -422,7 +420,17 @@ impl ControlLoop {
                 Ok((outcome, wake)) => Ok(slow(Source::Thread { outcome, wake })),
                 Err(e) => Err(failed(&format!("cannot start the probe: {e}"), Duration::ZERO)),
             },
-            Probe::Cmd(_) => Ok(slow(Source::Cmd(self.server.cmd.request()))),
+            Probe::Cmd(_) => match &self.server.cmd {
+                Some(spec) => match cmdprobe::Run::start(spec) {
+                    Ok(run) => Ok(ProbeRun {
+                        started: now,
+                        deadline: now + timeout,
+                        source: Source::Cmd(run),
+                    }),
+                    Err(detail) => Err(failed(&detail, Duration::ZERO)),
+                },
+                None => Err(failed("the probe command is not set up yet", Duration::ZERO)),
+            },
             // Never asked for (see `health::wants_probe`), answered anyway.
             Probe::Alive => Err(Outcome {
                 ok: true,
@@ -458,22 +466,41 @@ impl ControlLoop {
                 Err(mpsc::TryRecvError::Disconnected) => Some(failed("the probe was lost", took)),
                 Err(mpsc::TryRecvError::Empty) => (now >= run.deadline).then(late),
             },
-            Source::Cmd(answer) => {
-                if ready {
-                    self.server.cmd.clear_answered();
-                }
-                match answer.try_take() {
-                    Some(Answered::Outcome(outcome)) => Some(outcome),
-                    Some(Answered::Dropped) => Some(failed("the supervisor dropped the probe", took)),
-                    None => (now >= run.deadline).then(late),
-                }
+            Source::Cmd(cmd) if now >= run.deadline => {
+                cmd.kill();
+                Some(failed(
+                    &format!("no answer within {} (INITD_HEALTH_TIMEOUT)", human(timeout)),
+                    took,
+                ))
             }
+            Source::Cmd(_) => None,
         };
         if outcome.is_some() {
             // Checks arriving from now on start a new run.
             self.run = None;
         }
         outcome
+    }
+
+    /// The command probe `pid` ended: the checks waiting for it are
+    /// answered. One killed for its time was answered then.
+    pub fn reaped(&mut self, now: Instant, pid: Pid, fate: crate::pid1::exit::Fate) {
+        let Some(run) = self
+            .run
+            .take_if(|r| matches!(&r.source, Source::Cmd(cmd) if cmd.pid() == pid))
+        else {
+            return;
+        };
+        let Source::Cmd(cmd) = run.source else {
+            unreachable!("taken only for a command probe")
+        };
+        let (ok, detail) = cmd.ended(fate, &self.server.redactor);
+        let outcome = Outcome {
+            ok,
+            detail,
+            took: now - run.started,
+        };
+        self.answer_waiting(now, outcome);
     }
 
     /// Answers every check that waited for the probe.
@@ -527,6 +554,24 @@ impl ControlLoop {
                 }
             }
         }
+    }
+}
+
+impl source::Source for ControlLoop {
+    fn fds(&self) -> Vec<(BorrowedFd<'_>, PollFlags)> {
+        ControlLoop::fds(self)
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        ControlLoop::deadline(self)
+    }
+
+    fn on_ready(&mut self, now: Instant, revents: &[PollFlags], started: &mut Vec<Pid>) {
+        ControlLoop::on_ready(self, now, revents, started);
+    }
+
+    fn reaped(&mut self, pid: Pid, fate: crate::pid1::exit::Fate) {
+        ControlLoop::reaped(self, Instant::now(), pid, fate);
     }
 }
 
@@ -678,6 +723,7 @@ fn give_back_memory() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::netio;
     use crate::pid1::status::Phase;
     use std::io::Write;
     use std::path::PathBuf;
@@ -698,12 +744,7 @@ mod tests {
         let path = std::env::temp_dir().join(format!("initd-loop-{tag}-{}.sock", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path).unwrap();
-        let server = Server::new(
-            status,
-            &settings(probe),
-            Channel::new().unwrap(),
-            Arc::new(Redactor::new(&[])),
-        );
+        let server = Server::new(status, &settings(probe), None, Arc::new(Redactor::new(&[])));
         (ControlLoop::new(listener, server).unwrap(), path)
     }
 
@@ -781,28 +822,30 @@ mod tests {
     }
 
     #[test]
-    fn a_command_probe_is_answered_through_the_channel() {
-        let (mut control, path) = control("cmd", "cmd:true", running());
-        let channel = control.server.cmd.clone();
-        // The supervisor's side: takes the request and answers it.
-        let supervisor = std::thread::spawn(move || {
-            let mut fds = [PollFd::new(channel.wake_fd(), PollFlags::POLLIN)];
-            poll(&mut fds, nix::poll::PollTimeout::NONE).unwrap();
-            let waiters = channel.take();
-            assert_eq!(waiters.len(), 1);
-            for waiter in waiters {
-                waiter.send(Outcome {
-                    ok: true,
-                    detail: "exited with status 0".into(),
-                    took: Duration::ZERO,
-                });
-            }
-        });
+    fn a_command_probe_is_a_child_whose_end_answers_the_check() {
+        let (control_loop, path) = control("cmd", "cmd:sh -c 'echo not ready; exit 3'", running());
+        let server = Server::new(
+            control_loop.server.status.clone(),
+            &settings("cmd:sh -c 'echo not ready; exit 3'"),
+            Some(cmdprobe::Spec {
+                argv: vec!["sh".into(), "-c".into(), "echo not ready; exit 3".into()],
+                launcher: crate::pid1::launch::Launcher::new(
+                    vec![("PATH".into(), "/usr/bin:/bin".into())],
+                    std::path::Path::new("/"),
+                ),
+            }),
+            Arc::new(Redactor::new(&[])),
+        );
+        let mut control = control_loop;
+        control.server = server;
+        // `drive_once` stands in for the supervisor: it waits for the
+        // child the loop started and hands its end back.
         let report =
             protocol::decode(ask_driving(&mut control, &path, b"initd/1 check\n").as_bytes()).unwrap();
-        supervisor.join().unwrap();
-        assert!(report.healthy, "{report:?}");
-        assert_eq!(report.probe.unwrap().detail, "exited with status 0");
+        assert_eq!((report.state.as_str(), report.healthy), ("unhealthy", false));
+        let probe = report.probe.unwrap();
+        assert_eq!(probe.detail, "exited with status 3: not ready");
+        assert!(control.run.is_none(), "the run is over once answered");
         let _ = std::fs::remove_file(&path);
     }
 }

@@ -264,6 +264,10 @@ pub struct WaitOptions {
     pub probe_timeout: Duration,
     /// How often a still-waiting target is reported.
     pub progress_every: Duration,
+    /// When the wait began, if this call resumes it after an interruption
+    /// (a check, a signal that is not a stop): the deadline, the progress
+    /// lines and the time a target took count from then.
+    pub since: Option<Instant>,
 }
 
 impl WaitOptions {
@@ -272,6 +276,7 @@ impl WaitOptions {
             timeout,
             probe_timeout: Duration::from_secs(2),
             progress_every: Duration::from_secs(5),
+            since: None,
         }
     }
 }
@@ -285,10 +290,21 @@ impl WaitOptions {
 /// signals that should end the wait (the stop signals): any other signal
 /// would end it too, while with a narrower mask it stays pending for the
 /// supervisor.
-pub fn wait_all(targets: &[Target], timeout: Duration, interrupt: BorrowedFd<'_>) -> Result<(), WaitError> {
+///
+/// `since` is when the wait began, for a wait resumed after an
+/// interruption; `timeout` counts from then.
+pub fn wait_all(
+    targets: &[Target],
+    since: Option<Instant>,
+    timeout: Duration,
+    interrupt: BorrowedFd<'_>,
+) -> Result<(), WaitError> {
     wait_with(
         targets,
-        WaitOptions::new(timeout),
+        WaitOptions {
+            since,
+            ..WaitOptions::new(timeout)
+        },
         &Resolver::system(),
         Interrupt::new(interrupt),
     )
@@ -304,15 +320,19 @@ pub fn wait_with(
     resolver: &Resolver,
     interrupt: Interrupt<'_>,
 ) -> Result<(), WaitError> {
-    let start = Instant::now();
+    let now = Instant::now();
+    let resumed = opts.since.is_some();
+    let start = opts.since.unwrap_or(now);
     let deadline = start + opts.timeout;
-    let check_deadline = deadline.max(start + opts.probe_timeout);
+    let check_deadline = deadline.max(now + opts.probe_timeout);
     let mut pending: Vec<(&Target, String)> = targets
         .iter()
         .map(|t| (t, "not checked yet".to_string()))
         .collect();
     let mut backoff = Backoff::default();
-    let mut next_progress = start + opts.progress_every;
+    // On the rhythm of the whole wait, not of this call.
+    let every = opts.progress_every.max(Duration::from_millis(1));
+    let mut next_progress = start + every * ((now - start).as_millis() / every.as_millis() + 1) as u32;
     let mut first_round = true;
     while !pending.is_empty() {
         if interrupt.pending().map_err(system)? {
@@ -332,7 +352,7 @@ pub fn wait_with(
                 up: answering,
             };
             match check.target(target) {
-                Ok(_) if first_round => debug!("{target} is up"),
+                Ok(_) if first_round && !resumed => debug!("{target} is up"),
                 Ok(_) => info!("{target} is up after {}", human(round_down(start.elapsed()))),
                 Err(Failure::Interrupted) => return Err(WaitError::Interrupted),
                 Err(Failure::Down(reason)) => {
@@ -926,6 +946,39 @@ mod tests {
     }
 
     #[test]
+    fn a_resumed_wait_counts_from_when_the_wait_began() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .without_time()
+            .with_target(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // Resumed after a check woke it, 3 s into the wait: the target's
+        // time is the whole wait's, not this call's.
+        let options = WaitOptions {
+            since: Some(Instant::now() - Duration::from_secs(3)),
+            ..opts(60_000)
+        };
+        let result = tracing::subscriber::with_default(subscriber, || {
+            wait_with(
+                &[tcp("127.0.0.1", port)],
+                options,
+                &resolver(""),
+                Interrupt::none(),
+            )
+        });
+        assert!(result.is_ok(), "{result:?}");
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let line = format!("INFO tcp://127.0.0.1:{port} is up after 3s");
+        assert!(text.lines().any(|l| l.trim() == line), "{text}");
+    }
+
+    #[test]
     fn an_unresolvable_name_is_reported_as_such() {
         // resolv.conf points at a UDP port with nothing behind it.
         let dead = std::net::UdpSocket::bind("127.0.0.1:0")
@@ -1030,7 +1083,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let (rx, _tx) = pipe();
         let addr = listener.local_addr().unwrap();
-        wait_all(&[Target::from(addr)], Duration::from_secs(5), rx.as_fd()).unwrap();
+        wait_all(&[Target::from(addr)], None, Duration::from_secs(5), rx.as_fd()).unwrap();
     }
 }
 

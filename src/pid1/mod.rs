@@ -9,6 +9,7 @@ pub mod procfs;
 pub(crate) mod reaper;
 pub(crate) mod resolve;
 pub(crate) mod signals;
+pub(crate) mod source;
 pub(crate) mod status;
 pub(crate) mod steps;
 pub(crate) mod stopseq;

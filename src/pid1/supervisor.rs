@@ -2,33 +2,34 @@
 //! each with a [`Role`] whose [`OnExit`] policy says what its end means:
 //! the main command and pipeline steps end the run, dev mode's server and
 //! watchers are restarted by [`Rules`] (on a change, with backoff), health
-//! probes are only reported. Signals, the control socket's first client,
-//! probe requests and the rules' own sources (file changes) are all file
-//! descriptors of one poll(2).
+//! probes are only reported. Signals, the [`Source`]s handed to it (the
+//! control socket, `cmd:` probes) and the rules' own descriptors (file
+//! changes) are all file descriptors of one poll(2).
 //!
 //! There is no timer while idle: the poll has a timeout only while a
-//! drain, a stop, a probe or one of the rules' moments is due.
+//! drain, a stop, a source's deadline or one of the rules' moments is due.
 //!
 //! The stop itself — drain, stop signal, grace period, SIGKILL — is the
 //! pure state machine of [`crate::pid1::stopseq`]; this loop only carries out
 //! what it says.
 
-use std::os::fd::{AsFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 use tracing::{debug, info, warn};
 
-use crate::health::cmdprobe::{self, Channel, Runner};
 use crate::pid1::exit::{self, Fate};
 use crate::pid1::procfs;
 use crate::pid1::reaper;
 use crate::pid1::signals::{self, Mapped, SignalMap, Target, short_name};
+use crate::pid1::source::Source;
 use crate::pid1::status::{Phase, Status};
 use crate::pid1::stopseq::{self, Effect, StopSeq};
 use crate::units::human_duration as human;
@@ -85,8 +86,8 @@ pub enum Role {
     DevServer,
     /// Dev mode's asset watcher number N.
     Watcher(usize),
-    /// A `cmd:` health probe (started by [`cmdprobe::Runner`]).
-    Probe,
+    /// Started by the loop's source number N (a `cmd:` health probe).
+    Sourced(usize),
 }
 
 /// What a child's end means.
@@ -108,7 +109,7 @@ impl Role {
             Role::Main(_) | Role::Step => OnExit::EndRun,
             Role::DevServer => OnExit::RestartOnChange,
             Role::Watcher(_) => OnExit::RestartWithBackoff,
-            Role::Probe => OnExit::ReportOnly,
+            Role::Sourced(_) => OnExit::ReportOnly,
         }
     }
 }
@@ -252,15 +253,16 @@ pub struct Supervisor {
     status: Arc<Status>,
     /// Supervising the main command (not a pre-start step): a stop drains.
     in_main: bool,
-    /// `cmd:` health probes, started and reaped by this loop.
-    probes: Runner,
-    /// Starts serving the control socket. Held until the first client
-    /// connects (the listening socket, `serve_fd`, turns readable in the
-    /// loop's poll) or a long wait begins, so that a short-lived
-    /// `initd exec` never pays for the socket's thread.
-    serve: Option<Box<dyn FnOnce()>>,
-    serve_fd: Option<RawFd>,
+    /// What else the loop serves (the control socket, `cmd:` probes).
+    sources: Vec<Box<dyn Source>>,
+    /// For a wait outside the loop: readable when a signal is pending or a
+    /// source's descriptor is ready (see [`Supervisor::wake_fd`]).
+    wake: Option<Epoll>,
 }
+
+/// What poll reported: the signalfd aside, per source, in the order of
+/// its [`Source::fds`].
+type Revents = Vec<Vec<PollFlags>>;
 
 /// When the loop returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,37 +290,15 @@ impl Supervisor {
             children_left: false,
             status,
             in_main: false,
-            probes: Runner::new(Channel::new()?),
-            serve: None,
-            serve_fd: None,
+            sources: Vec::new(),
+            wake: None,
         })
     }
 
-    /// Holds `serve` until a client connects to `listening` (which must
-    /// stay open until `serve` runs) or [`Supervisor::start_serving`] is
-    /// called. Checks that come before wait in the socket's queue.
-    pub fn serve_later(&mut self, listening: RawFd, serve: Box<dyn FnOnce()>) {
-        self.serve = Some(serve);
-        self.serve_fd = Some(listening);
-    }
-
-    /// Starts serving the control socket, if that is still to do: before
-    /// anything that can take a while.
-    pub fn start_serving(&mut self) {
-        self.serve_fd = None;
-        if let Some(serve) = self.serve.take() {
-            serve();
-        }
-    }
-
-    /// Where the control socket's thread asks for `cmd:` probe runs.
-    pub fn probe_channel(&self) -> Arc<Channel> {
-        self.probes.channel().clone()
-    }
-
-    /// Enables `cmd:` probes, once initd runs as the app user.
-    pub fn set_probe_command(&mut self, spec: cmdprobe::Spec) {
-        self.probes.configure(spec);
+    /// Serves `source` from now on, in this loop and in the waits outside
+    /// it that poll [`Supervisor::wake_fd`].
+    pub fn add_source(&mut self, source: Box<dyn Source>) {
+        self.sources.push(source);
     }
 
     /// What `initd check` reports; the pipeline sets the phases before the
@@ -328,10 +308,57 @@ impl Supervisor {
     }
 
     /// Readable whenever a signal is pending: a wait outside this loop
-    /// (for a dependency, a lock) polls it too, and returns to let
-    /// [`Supervisor::handle_pending`] act on it.
+    /// polls it too, and returns to let [`Supervisor::handle_pending`] act
+    /// on it.
     pub fn signal_fd(&self) -> BorrowedFd<'_> {
         self.signals.as_fd()
+    }
+
+    /// Readable whenever a signal is pending or a source has something to
+    /// do (a client connected to the control socket): a wait outside this
+    /// loop (for a dependency) polls it, and returns to let
+    /// [`Supervisor::handle_pending`] act on it. Valid until the next call
+    /// of any other method: the sources' descriptors change as they work.
+    /// Without an epoll (out of descriptors), the signalfd: the sources
+    /// then wait until the wait is over.
+    pub fn wake_fd(&mut self) -> BorrowedFd<'_> {
+        match self.sources_epoll() {
+            Ok(epoll) => self.wake.insert(epoll).0.as_fd(),
+            Err(err) => {
+                warn!(
+                    "checks wait until this wait is over: cannot watch the control socket during it: {err}"
+                );
+                self.signals.as_fd()
+            }
+        }
+    }
+
+    fn sources_epoll(&self) -> nix::Result<Epoll> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        epoll.add(self.signals.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, 0))?;
+        for source in &self.sources {
+            for (fd, events) in source.fds() {
+                let mut flags = EpollFlags::empty();
+                flags.set(EpollFlags::EPOLLIN, events.contains(PollFlags::POLLIN));
+                flags.set(EpollFlags::EPOLLOUT, events.contains(PollFlags::POLLOUT));
+                match epoll.add(fd, EpollEvent::new(flags, 0)) {
+                    // Polled for two reasons: once is enough.
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(err) => return Err(err),
+                }
+            }
+        }
+        Ok(epoll)
+    }
+
+    /// Serves the sources and says whether a signal is pending, without
+    /// blocking: for a wait outside the loop that asks "interrupted?" as
+    /// it goes (the migration lock). Nothing is reaped here.
+    pub fn serve_sources(&mut self) -> bool {
+        let revents = self.poll_now(&NoRules, PollTimeout::ZERO);
+        self.serve(Instant::now(), &revents);
+        let mut fd = [PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+        matches!(poll(&mut fd, PollTimeout::ZERO), Ok(n) if n > 0)
     }
 
     /// The stop signal received so far, if any.
@@ -346,7 +373,8 @@ impl Supervisor {
             self.children.main().is_none(),
             "handle_pending while a child runs"
         );
-        self.pass(&mut NoRules, Instant::now());
+        let revents = self.poll_now(&NoRules, PollTimeout::ZERO);
+        self.pass(&mut NoRules, Instant::now(), &revents);
     }
 
     /// Supervises `pid`, a pipeline step, until it ends, forwarding
@@ -434,8 +462,8 @@ impl Supervisor {
     /// The loop: sleep, then act on what woke it, until `until`.
     fn supervise(&mut self, rules: &mut dyn Rules, until: Until) -> Option<Fate> {
         loop {
-            self.sleep(rules);
-            if let Some(fate) = self.pass(rules, Instant::now())
+            let revents = self.sleep(rules);
+            if let Some(fate) = self.pass(rules, Instant::now(), &revents)
                 && until == Until::MainEnds
             {
                 return Some(fate);
@@ -449,14 +477,12 @@ impl Supervisor {
 
     /// One pass over every source, without blocking; the fate of the child
     /// that ends the run, if it ended.
-    fn pass(&mut self, rules: &mut dyn Rules, now: Instant) -> Option<Fate> {
+    fn pass(&mut self, rules: &mut dyn Rules, now: Instant, revents: &Revents) -> Option<Fate> {
         self.tick(now);
         for received in self.read_signals() {
             self.on_signal(received, rules, now);
         }
-        if let Some(probe) = self.probes.service(now) {
-            self.children.add(probe, Role::Probe);
-        }
+        self.serve(now, revents);
         rules.tick(now, &mut self.ctx());
         let (ended, children_left) = reaper::reap_any();
         self.children_left = children_left;
@@ -467,7 +493,9 @@ impl Supervisor {
                 Some(role) => match role.on_exit() {
                     OnExit::EndRun => main = Some(fate),
                     OnExit::ReportOnly => {
-                        self.probes.reaped(pid, fate);
+                        if let Role::Sourced(i) = role {
+                            self.sources[i].reaped(pid, fate);
+                        }
                     }
                     OnExit::RestartWithBackoff | OnExit::RestartOnChange => {
                         rules.ended(pid, role, fate, Instant::now(), &mut self.ctx());
@@ -482,12 +510,25 @@ impl Supervisor {
         main
     }
 
-    /// Blocks until a signal is pending, a probe is wanted, a first client
-    /// connects to the control socket, the rules have news, or something is
-    /// due.
-    fn sleep(&mut self, rules: &dyn Rules) {
-        let due = [self.seq.due(), self.probes.deadline(), rules.due()]
+    /// Hands every source what poll reported (or nothing, to handle
+    /// what timed out) and supervises the children they start.
+    fn serve(&mut self, now: Instant, revents: &Revents) {
+        let mut started = Vec::new();
+        for (i, source) in self.sources.iter_mut().enumerate() {
+            let events = revents.get(i).map_or(&[][..], |r| &r[..]);
+            source.on_ready(now, events, &mut started);
+            for pid in started.drain(..) {
+                self.children.add(pid, Role::Sourced(i));
+            }
+        }
+    }
+
+    /// Blocks until a signal is pending, a source is ready, the rules have
+    /// news, or something is due.
+    fn sleep(&mut self, rules: &dyn Rules) -> Revents {
+        let due = [self.seq.due(), rules.due()]
             .into_iter()
+            .chain(self.sources.iter().map(|s| s.deadline()))
             .flatten()
             .min();
         let timeout = match due {
@@ -499,28 +540,47 @@ impl Supervisor {
                 PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
             }
         };
-        // SAFETY: `serve_fd` is the listening socket owned by the pending
-        // `serve` closure, open until that runs, which also clears it.
-        let listening = self.serve_fd.map(|fd| unsafe { BorrowedFd::borrow_raw(fd) });
-        let mut fds = vec![
-            PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
-            PollFd::new(self.probes.wake_fd(), PollFlags::POLLIN),
-        ];
-        if let Some(fd) = listening {
-            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        self.poll_now(rules, timeout)
+    }
+
+    /// One poll(2) over the signalfd, every source's descriptors and the
+    /// rules'; what it reported for the sources.
+    fn poll_now(&mut self, rules: &dyn Rules, timeout: PollTimeout) -> Revents {
+        // The epoll of a wait outside the loop is done with.
+        self.wake = None;
+        let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+        let mut counts = Vec::with_capacity(self.sources.len());
+        for source in &self.sources {
+            let wanted = source.fds();
+            counts.push(wanted.len());
+            fds.extend(wanted.into_iter().map(|(fd, events)| PollFd::new(fd, events)));
         }
         if let Some(fd) = rules.wake_fd() {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
         }
-        match poll(&mut fds, timeout) {
-            Ok(_) | Err(Errno::EINTR) => {}
-            Err(err) => warn!("poll failed: {err}"),
-        }
-        let client_waits = listening.is_some() && fds[2].revents().is_some_and(|r| !r.is_empty());
-        drop(fds);
-        if client_waits {
-            self.start_serving();
-        }
+        let woke = match poll(&mut fds, timeout) {
+            Ok(_) => true,
+            Err(Errno::EINTR) => false,
+            Err(err) => {
+                warn!("poll failed: {err}");
+                false
+            }
+        };
+        let mut at = 1;
+        counts
+            .into_iter()
+            .map(|n| {
+                let events = fds[at..at + n]
+                    .iter()
+                    .map(|fd| match woke {
+                        true => fd.revents().unwrap_or(PollFlags::POLLERR),
+                        false => PollFlags::empty(),
+                    })
+                    .collect();
+                at += n;
+                events
+            })
+            .collect()
     }
 
     fn read_signals(&mut self) -> Vec<Received> {
@@ -842,7 +902,7 @@ mod tests {
         assert_eq!(Role::Step.on_exit(), OnExit::EndRun);
         assert_eq!(Role::DevServer.on_exit(), OnExit::RestartOnChange);
         assert_eq!(Role::Watcher(0).on_exit(), OnExit::RestartWithBackoff);
-        assert_eq!(Role::Probe.on_exit(), OnExit::ReportOnly);
+        assert_eq!(Role::Sourced(0).on_exit(), OnExit::ReportOnly);
         let mut children = Children::default();
         children.add(Pid::from_raw(10), Role::Watcher(0));
         assert_eq!(children.main(), None);

@@ -454,18 +454,18 @@ fn supervise(prepared: &Prepared, main: &Main) -> Result<i32, Halt> {
         ),
     }
     // Before the drop: the socket's directory may need root to be made.
-    let socket = if role.is_entrypoint() {
-        open_control_socket(settings, &plan, &mut sup, &prepared.redactor)
-            .map_err(|message| Halt::error(exit::CONFIG, message))?
+    let listener = if role.is_entrypoint() {
+        open_control_socket(settings, &plan).map_err(|message| Halt::error(exit::CONFIG, message))?
     } else {
         None
     };
+    let socket = listener.as_ref().map(|l| l.path().to_path_buf());
     if std::process::id() != 1 {
         crate::pid1::reaper::become_subreaper()
             .map_err(|e| Halt::error(exit::INTERNAL, format!("becoming a child subreaper failed: {e}")))?;
         debug!("not PID 1: registered as child subreaper, so orphans are still reaped here");
     }
-    let result = execute(prepared, &plan, &mut sup, &role);
+    let result = execute(prepared, &plan, &mut sup, &role, listener);
     if let Some(path) = socket {
         // Not always permitted once initd is the app user; a socket left
         // behind is recognised as stale and replaced at the next start.
@@ -474,16 +474,12 @@ fn supervise(prepared: &Prepared, main: &Main) -> Result<i32, Halt> {
     result
 }
 
-/// Opens the control socket for `initd check` and has the supervisor
-/// serve it once the first wait begins; returns its path. Without one
-/// initd still runs the app, and says why checks will fail; an unsafe
-/// INITD_SOCKET is the error returned.
-fn open_control_socket(
-    settings: &Settings,
-    plan: &Plan,
-    sup: &mut Supervisor,
-    redactor: &Arc<Redactor>,
-) -> Result<Option<PathBuf>, String> {
+/// Opens the control socket for `initd check`; the supervisor's loop
+/// serves it once initd runs as the app user (see
+/// [`serve_control_socket`]), and checks that come before wait in its
+/// queue. Without one initd still runs the app, and says why checks will
+/// fail; an unsafe INITD_SOCKET is the error returned.
+fn open_control_socket(settings: &Settings, plan: &Plan) -> Result<Option<control::Listener>, String> {
     let health = &settings.health;
     let listener = match control::open(health, plan.user.user().gid) {
         Ok(Some(listener)) => listener,
@@ -502,34 +498,48 @@ fn open_control_socket(
             crate::units::human_duration(health.check_timeout)
         );
     }
-    let path = listener.path().to_path_buf();
-    let server = control::Server::new(
-        sup.status().clone(),
-        health,
-        sup.probe_channel(),
-        redactor.clone(),
-    );
-    debug!("control socket: {}", path.display());
-    let shown = path.clone();
-    let listening = listener.as_raw_fd();
-    sup.serve_later(
-        listening,
-        Box::new(move || {
-            if let Err(e) = control::serve(listener, server) {
-                warn!("no health checks: the control socket cannot be served: {e}");
-                let _ = std::fs::remove_file(&shown);
-            }
-        }),
-    );
-    Ok(Some(path))
+    debug!("control socket: {}", listener.path().display());
+    Ok(Some(listener))
 }
 
-fn execute(prepared: &Prepared, plan: &Plan, sup: &mut Supervisor, role: &Role) -> Result<i32, Halt> {
-    let u = &plan.user;
-    if !u.chown.is_empty() || u.host_uid.is_some() || u.host_gid.is_some() {
-        // Chowning a large tree takes a while: answer checks meanwhile.
-        sup.start_serving();
+/// Hands the control socket to the supervisor's loop, with the command of
+/// a `cmd:` probe, which runs as the app user with the app's environment.
+fn serve_control_socket(
+    sup: &mut Supervisor,
+    listener: control::Listener,
+    prepared: &Prepared,
+    plan: &Plan,
+    launcher: &Launcher,
+) {
+    let health = &plan.health;
+    let cmd = match &health.probe {
+        Probe::Cmd(argv) => Some(cmdprobe::Spec {
+            argv: argv.clone(),
+            launcher: launcher.clone(),
+        }),
+        _ => None,
+    };
+    let path = listener.path().to_path_buf();
+    let server = control::Server::new(sup.status().clone(), health, cmd, prepared.redactor.clone());
+    match control::event_source(listener, server) {
+        Ok(control) => sup.add_source(Box::new(control)),
+        Err(e) => {
+            warn!("no health checks: the control socket cannot be served: {e}");
+            let _ = std::fs::remove_file(&path);
+        }
     }
+}
+
+fn execute(
+    prepared: &Prepared,
+    plan: &Plan,
+    sup: &mut Supervisor,
+    role: &Role,
+    listener: Option<control::Listener>,
+) -> Result<i32, Halt> {
+    // A long chown (as root, before the drop) holds up the loop: checks
+    // wait in the socket's queue meanwhile, and one that gives up reads
+    // as not healthy, which is what "starting" would say.
     let user = become_app_user(&plan.user, role.is_entrypoint())?;
     let mut env = prepared.env.clone();
     for (key, value) in file_env(&prepared.loaded.layers)
@@ -548,13 +558,8 @@ fn execute(prepared: &Prepared, plan: &Plan, sup: &mut Supervisor, role: &Role) 
     }
     let mut launcher = Launcher::new(env, &prepared.cwd);
     launcher.no_new_privs = prepared.loaded.settings.pipeline.no_new_privs;
-    if let Probe::Cmd(argv) = &plan.health.probe {
-        sup.set_probe_command(cmdprobe::Spec {
-            argv: argv.clone(),
-            launcher: launcher.clone(),
-            timeout: plan.health.probe_timeout,
-            redactor: prepared.redactor.clone(),
-        });
+    if let Some(listener) = listener {
+        serve_control_socket(sup, listener, prepared, plan, &launcher);
     }
     if let Some(dev) = &plan.dev {
         for step in &dev.setup {
@@ -668,29 +673,21 @@ fn become_app_user(plan: &UserPlan, entrypoint: bool) -> Result<AppUser, Halt> {
 fn wait_for(sup: &mut Supervisor, targets: &[waitfor::Target], timeout: Duration) -> Result<(), Halt> {
     let list: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
     info!("waiting for {} (up to {}s)", list.join(", "), timeout.as_secs());
-    sup.start_serving();
     sup.status()
         .set_phase(Phase::Starting, format!("waiting for {}", list.join(", ")));
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
+    let mut since = None;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match waitfor::wait_all(targets, left, sup.signal_fd()) {
+        let wake = sup.wake_fd();
+        match waitfor::wait_all(targets, since, timeout, wake) {
             Ok(()) => return Ok(()),
             Err(waitfor::WaitError::Interrupted) => {
-                // Any signal wakes the wait; only a stop ends it.
+                // Any signal or check wakes the wait; only a stop ends it.
+                // The wait goes on where it was, on the same deadline.
+                since = Some(started);
                 checkpoint(sup)?;
             }
             Err(e) => {
-                // Each wait gets only the time left, a hair under the
-                // setting even on the first pass ("not up after 999ms"
-                // for 1s); what ran out is the whole INITD_WAIT_TIMEOUT.
-                let e = match e {
-                    waitfor::WaitError::TimedOut { down, .. } => waitfor::WaitError::TimedOut {
-                        waited: timeout,
-                        down,
-                    },
-                    e => e,
-                };
                 return Err(Halt::error(e.exit_code(), format!("{e}; nothing was started")));
             }
         }
@@ -724,7 +721,6 @@ fn run_locked(
         "taking the migration lock on {target} (giving up after {}, INITD_MIGRATE_LOCK_TIMEOUT)",
         crate::units::human_duration(timeout)
     );
-    sup.start_serving();
     let lock_name = format!(
         "the migration lock (advisory lock {} on {target})",
         migrate_lock::LOCK_KEY
@@ -755,8 +751,11 @@ fn run_locked(
     };
     status.set_phase(Phase::Starting, format!("waiting for {lock_name}"));
     let deadline = Instant::now() + timeout;
+    // The wait asks "interrupted?" as it goes (every slice of its wait):
+    // checks are answered then, and a pending signal ends the attempt.
+    let sup = std::cell::RefCell::new(sup);
     let lock = loop {
-        let interrupted = || netio::Interrupt::new(signals()).pending().unwrap_or(false);
+        let interrupted = || sup.borrow_mut().serve_sources();
         // A stop ends the wait at once; any other signal wakes it, and it
         // goes on with the time that is left.
         match migrate_lock::acquire_observed(
@@ -768,7 +767,7 @@ fn run_locked(
             &observe,
         ) {
             Ok(lock) => break lock,
-            Err(migrate_lock::LockError::Interrupted) => checkpoint(sup)?,
+            Err(migrate_lock::LockError::Interrupted) => checkpoint(&mut sup.borrow_mut())?,
             Err(e) => {
                 status.set_lock_wait(None);
                 let code = if e.is_config() {
@@ -780,6 +779,7 @@ fn run_locked(
             }
         }
     };
+    let sup = sup.into_inner();
     status.set_lock_wait(None);
     status.set_phase(Phase::Starting, "migration running");
     debug!("holding the migration lock");
