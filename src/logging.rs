@@ -478,8 +478,7 @@ mod tests {
             lines: Arc::clone(&lines),
         };
         tracing::dispatcher::with_default(&tracing::Dispatch::new(capture), events);
-        let out = lines.lock().unwrap().clone();
-        out
+        lines.lock().unwrap().clone()
     }
 
     /// The lines tracing-subscriber's fmt layer wrote for initd until it
