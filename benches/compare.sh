@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: initd vs tini vs dumb-init, each as PID 1.
+# Side-by-side benchmark: initd vs tini vs dumb-init, each as PID 1, and
+# initd's own start-up paths (`initd run` vs a bash run.sh, `initd check`
+# vs curl) in the same run.
 #
-#   bash benches/compare.sh           # full run: about 2 minutes after the build
-#   QUICK=1 bash benches/compare.sh   # smoke test: under a minute
+#   bash benches/compare.sh           # full run: about 5 minutes after the build
+#   QUICK=1 bash benches/compare.sh   # smoke test: about a minute
 #
 # Prints one Markdown table and writes it to benches/results/latest.md
 # (raw samples: latest-raw.tsv, the inits' stderr: logs/; all git-ignored).
@@ -14,9 +16,11 @@
 #   EXEC_ROUNDS    exec-overhead rounds          (200; QUICK 30)
 #   TERM_ROUNDS    SIGTERM-latency / RSS rounds  (30;  QUICK 5)
 #   ZOMBIE_ROUNDS  orphan-storm rounds           (10;  QUICK 1)
+#   RUN_ROUNDS     `initd run` vs run.sh rounds  (100; QUICK 15)
+#   CHECK_ROUNDS   `initd check` vs curl rounds  (200; QUICK 30)
 #   ORPHANS        orphans per storm             (1000)
 #   WAKE_SECS      idle window for wake-ups      (10)
-#   TIME_LIMIT     hard limit in seconds for the measuring part (480; QUICK 120)
+#   TIME_LIMIT     hard limit in seconds for the measuring part (900; QUICK 240)
 #
 # Method, and why:
 # - Every run is a fresh pid namespace (`unshare --pid --fork --mount-proc`),
@@ -48,17 +52,19 @@ LOGDIR=$RESULTS/logs
 
 QUICK=${QUICK:-0}
 if [[ $QUICK == 1 ]]; then
-    d_exec=30 d_term=5 d_zombie=1 d_limit=120
+    d_exec=30 d_term=5 d_zombie=1 d_run=15 d_check=30 d_limit=240
 else
-    d_exec=200 d_term=30 d_zombie=10 d_limit=480
+    d_exec=200 d_term=30 d_zombie=10 d_run=100 d_check=200 d_limit=900
 fi
 EXEC_ROUNDS=${EXEC_ROUNDS:-$d_exec}
 TERM_ROUNDS=${TERM_ROUNDS:-$d_term}
 ZOMBIE_ROUNDS=${ZOMBIE_ROUNDS:-$d_zombie}
+RUN_ROUNDS=${RUN_ROUNDS:-$d_run}
+CHECK_ROUNDS=${CHECK_ROUNDS:-$d_check}
 ORPHANS=${ORPHANS:-1000}
 WAKE_SECS=${WAKE_SECS:-10}
 TIME_LIMIT=${TIME_LIMIT:-$d_limit}
-for v in EXEC_ROUNDS TERM_ROUNDS ZOMBIE_ROUNDS ORPHANS WAKE_SECS TIME_LIMIT; do
+for v in EXEC_ROUNDS TERM_ROUNDS ZOMBIE_ROUNDS RUN_ROUNDS CHECK_ROUNDS ORPHANS WAKE_SECS TIME_LIMIT; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, got '${!v}'"
 done
 
@@ -90,6 +96,10 @@ if [[ -z ${TINI_BIN:-} ]] && ! command -v tini >/dev/null; then need+=(tini); fi
 if [[ -z ${DUMB_INIT_BIN:-} ]] && ! command -v dumb-init >/dev/null; then need+=(dumb-init); fi
 command -v file >/dev/null || need+=(file)
 command -v python3 >/dev/null || need+=(python3)
+command -v curl >/dev/null || need+=(curl)
+command -v cc >/dev/null || need+=(gcc libc6-dev)
+command -v setpriv >/dev/null || need+=(util-linux)
+[[ -x /usr/bin/gunicorn ]] || need+=(gunicorn)
 if ((${#need[@]})); then
     command -v apt-get >/dev/null || die "missing ${need[*]} and no apt-get to install them"
     say "installing ${need[*]}"
@@ -134,6 +144,70 @@ RAW=$RESULTS/latest-raw.tsv
 # A FIFO that nobody writes: `read -t` on it is a sub-millisecond sleep that
 # forks nothing, so polling does not itself create processes or noise.
 # Launched commands get it closed ({NEVER}>&-) so no init inherits it.
+# ----------------------------------------------- helpers for sections 5 and 6
+# stamp: as `stamp CMD...` it writes "start NS" (CLOCK_MONOTONIC) to stdout
+# and execs CMD; installed as `gunicorn` it writes "end NS" and exits 0. So
+# the time from the exec of an entrypoint to the exec of gunicorn is read
+# without any fork, shell or unshare of ours inside it.
+cat >"$TMP/stamp.c" <<'EOF'
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    struct timespec t;
+    char line[64];
+    const char *me = strrchr(argv[0], '/');
+    int gunicorn, n;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    me = me ? me + 1 : argv[0];
+    gunicorn = strcmp(me, "gunicorn") == 0;
+    n = snprintf(line, sizeof line, "%s %lld\n", gunicorn ? "end" : "start",
+                 (long long)t.tv_sec * 1000000000LL + t.tv_nsec);
+    if (write(1, line, n) != n) return 1;
+    if (gunicorn) return 0;
+    if (argc < 2) return 2;
+    execvp(argv[1], argv + 1);
+    perror("stamp: exec");
+    return 127;
+}
+EOF
+mkdir -p "$TMP/bin" "$TMP/stubbin" "$TMP/app" "$TMP/secrets"
+cc -O2 -static -o "$TMP/bin/stamp" "$TMP/stamp.c" || die "cannot compile the stamp helper with cc (apt-get install gcc libc6-dev)"
+cp "$TMP/bin/stamp" "$TMP/stubbin/gunicorn"
+# The app user (nobody) must reach the stub and the app.
+chmod 711 "$TMP"
+chmod 755 "$TMP/bin" "$TMP/stubbin" "$TMP/app"
+cat >"$TMP/app/app.py" <<'EOF'
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "3")])
+    return [b"ok\n"]
+EOF
+printf 's3cret-db-password' >"$TMP/secrets/db_password"
+# The bash entrypoint doing what `initd run` does here, the way images'
+# run.sh scripts do it: a Docker secret into the environment (file_env),
+# the worker count from the CPUs, the user drop (setpriv, as gosu would),
+# exec gunicorn.
+cat >"$TMP/run.sh" <<'EOF'
+#!/bin/bash
+set -euo pipefail
+file_env() {
+    local var=$1 file_var="${1}_FILE"
+    if [[ -n ${!file_var:-} ]]; then
+        export "$var"="$(cat "${!file_var}")"
+        unset "$file_var"
+    fi
+}
+file_env DB_PASSWORD
+workers=$(($(nproc) * 2 + 1))
+exec setpriv --reuid=nobody --regid=nogroup --init-groups \
+    gunicorn app:app --bind "0.0.0.0:${PORT:-8000}" --workers "$workers" \
+    --access-logfile - --error-logfile -
+EOF
+RUN_ENV=(PATH="$TMP/stubbin:/usr/local/bin:/usr/bin:/bin" HOME=/root LC_ALL=C
+    DB_PASSWORD_FILE="$TMP/secrets/db_password" INITD_SECRETS_DIRS="$TMP/secrets"
+    INITD_USER=nobody INITD_MIGRATE=off)
+
 mkfifo "$TMP/never"
 exec {NEVER}<>"$TMP/never"
 nap() { read -r -t "$1" -u "$NEVER" || true; }
@@ -200,7 +274,7 @@ NAMES=(initd tini dumb-init bare)
 # INIT := argv prefix that runs a command under init $1 as PID 1.
 set_init() {
     case $1 in
-        initd) INIT=("$INITD_BIN") ;;
+        initd) INIT=("$INITD_BIN" exec --) ;;
         # No -s: as PID 1 tini reaps without being a subreaper.
         tini) INIT=("$TINI_BIN" --) ;;
         dumb-init) INIT=("$DUMB_INIT_BIN") ;;
@@ -249,12 +323,18 @@ wait_ready() {
 # it wrote; VmRSS also counts the binary's own pages, shared page cache that
 # a static binary faults in by the 64 KiB), and CTX: voluntary + involuntary context switches
 # summed over its threads (each switch is a wake-up or preemption).
+# PRIV: Private_Clean + Private_Dirty from smaps_rollup, the pages no other
+# process shares (the binary's file pages count here too while no other
+# process maps that binary).
 proc_status() {
     local k v rest f
-    RSS=0 HWM=0 ANON=0 CTX=0
+    RSS=0 HWM=0 ANON=0 CTX=0 PRIV=0
     while read -r k v rest; do
         case $k in VmRSS:) RSS=$v ;; VmHWM:) HWM=$v ;; RssAnon:) ANON=$v ;; esac
     done <"/proc/$1/status"
+    while read -r k v rest; do
+        case $k in Private_Clean: | Private_Dirty:) PRIV=$((PRIV + v)) ;; esac
+    done <"/proc/$1/smaps_rollup"
     for f in /proc/"$1"/task/*/status; do
         while read -r k v rest; do
             case $k in voluntary_ctxt_switches: | nonvoluntary_ctxt_switches:) CTX=$((CTX + v)) ;; esac
@@ -451,6 +531,7 @@ for ((r = 0; r < TERM_ROUNDS; r++)); do
         rec rss_kb "$r" "$name" "$RSS"
         rec hwm_kb "$r" "$name" "$HWM"
         rec anon_kb "$r" "$name" "$ANON"
+        rec priv_kb "$r" "$name" "$PRIV"
         # A bare `sleep` as PID 1 has no TERM handler, so the kernel drops
         # TERM; its floor is SIGKILL: the cost of a PID 1 dying at all.
         sig=TERM
@@ -524,6 +605,90 @@ for name in "${NAMES[@]}"; do
     wait "${UP[$name]}" 2>/dev/null || true
 done
 
+# ------------------------------------- 5. `initd run` vs a bash run.sh
+# From the exec of the entrypoint to the exec of gunicorn (the stub): what a
+# container start waits for before the app's own start-up begins. Secrets,
+# user, plan; no wait-for, no migration. Floor: `stamp gunicorn`, an exec
+# straight into the stub.
+say "initd run vs run.sh: $RUN_ROUNDS rounds"
+RUN_NAMES=(initd-run run.sh gunicorn)
+for ((r = 0; r < RUN_ROUNDS; r++)); do
+    for k in 0 1 2; do
+        name=${RUN_NAMES[(r + k) % 3]}
+        case $name in
+            initd-run) cmd=("$INITD_BIN" run) ;;
+            run.sh) cmd=(/bin/bash "$TMP/run.sh") ;;
+            gunicorn) cmd=(gunicorn) ;;
+        esac
+        rc=0
+        (cd "$TMP/app" && exec env -i "${RUN_ENV[@]}" "${UNSHARE[@]}" "$TMP/bin/stamp" "${cmd[@]}") \
+            </dev/null >"$TMP/run.out" 2>>"$LOGDIR/$name.log" {NEVER}>&- || rc=$?
+        start= end=
+        while read -r k2 v; do
+            case $k2 in start) start=$v ;; end) end=$v ;; esac
+        done <"$TMP/run.out"
+        if ((rc != 0)) || [[ -z $start || -z $end ]]; then
+            log_tail "$name"
+            die "$name: exit $rc, stamps '${start:-}' '${end:-}' (the stub gunicorn was not reached)"
+        fi
+        rec run_us "$r" "$name" $(((end - start) / 1000))
+    done
+done
+
+# --------------------- 6. `initd check` vs curl, and an idle `initd run`
+# One `initd run` as PID 1 serving a real gunicorn (2 workers) with an HTTP
+# health probe and its control socket; each round runs, in rotating order,
+# `initd check` (a fresh process, as Docker's HEALTHCHECK runs it), curl
+# against the same app, `tini-static --version`, `dumb-init --version`, and
+# `/bin/true` (the floor: bash's fork and exec).
+say "initd check vs curl: $CHECK_ROUNDS rounds"
+PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+URL=http://127.0.0.1:$PORT/
+(cd "$TMP/app" && exec env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root LC_ALL=C \
+    INITD_ALLOW_ROOT=true INITD_MIGRATE=off PORT="$PORT" INITD_WORKERS=2 \
+    INITD_HEALTH="$URL" INITD_SOCKET="$TMP/run.sock" "${UNSHARE[@]}" "$INITD_BIN" run) \
+    </dev/null >>"$LOGDIR/initd-gunicorn.log" 2>&1 {NEVER}>&- &
+GUP=$!
+export INITD_SOCKET=$TMP/run.sock
+for ((i = 0; ; i++)); do
+    if "$INITD_BIN" check >/dev/null 2>&1 && curl -fsS -o /dev/null "$URL" 2>/dev/null; then break; fi
+    ((i < 600)) || { tail -n 20 "$LOGDIR/initd-gunicorn.log" >&2; die "initd run with gunicorn did not become healthy within 30 s"; }
+    nap 0.05
+done
+CURL=$(command -v curl)
+TRUE=$(type -P true)
+CHECK_NAMES=(initd-check curl tini-version dumb-init-version true)
+for ((r = 0; r < CHECK_ROUNDS; r++)); do
+    for k in 0 1 2 3 4; do
+        name=${CHECK_NAMES[(r + k) % 5]}
+        case $name in
+            initd-check) cmd=("$INITD_BIN" check) ;;
+            curl) cmd=("$CURL" -fsS -o /dev/null "$URL") ;;
+            tini-version) cmd=("$TINI_BIN" --version) ;;
+            dumb-init-version) cmd=("$DUMB_INIT_BIN" --version) ;;
+            true) cmd=("$TRUE") ;;
+        esac
+        rc=0
+        t0=${EPOCHREALTIME/./}
+        "${cmd[@]}" </dev/null >/dev/null 2>&1 {NEVER}>&- || rc=$?
+        t1=${EPOCHREALTIME/./}
+        ((rc == 0)) || die "$name exited $rc in round $r"
+        rec check_us "$r" "$name" $((t1 - t0))
+    done
+done
+# Idle, the control socket served (it has answered every check above).
+nap 1
+kids_of "$GUP"
+GPID1=${KIDS[0]:-}
+[[ -n $GPID1 ]] || die "initd run with gunicorn is gone; see $LOGDIR/initd-gunicorn.log"
+proc_status "$GPID1"
+rec run_rss_kb 0 initd "$RSS"
+rec run_priv_kb 0 initd "$PRIV"
+rec run_threads 0 initd "$(awk '/^Threads:/ {print $2}' "/proc/$GPID1/status")"
+kill -TERM "$GPID1"
+wait "$GUP" 2>/dev/null || true
+export -n INITD_SOCKET
+
 MEASURE_SECS=$((SECONDS - T_START))
 read -r LOAD_END _ </proc/loadavg
 
@@ -559,15 +724,15 @@ report=$RESULTS/latest.md
     echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     echo "- kernel: $(uname -sr)"
     echo "- CPU: ${cpu_model:-unknown} x $(nproc); 1-min load average $LOAD_START at start, $LOAD_END at end"
-    echo "- rounds: exec $EXEC_ROUNDS, SIGTERM/RSS $TERM_ROUNDS, orphan storm $ZOMBIE_ROUNDS x $ORPHANS orphans, wake-ups 1 x ${WAKE_SECS}s$( ((QUICK == 1)) && echo ' (QUICK)'); measuring took ${MEASURE_SECS}s"
+    echo "- rounds: exec $EXEC_ROUNDS, SIGTERM/RSS $TERM_ROUNDS, orphan storm $ZOMBIE_ROUNDS x $ORPHANS orphans, wake-ups 1 x ${WAKE_SECS}s, run $RUN_ROUNDS, check $CHECK_ROUNDS$( ((QUICK == 1)) && echo ' (QUICK)'); measuring took ${MEASURE_SECS}s"
     echo "- initd: \`$INITD_BIN\` ($(version_of "$INITD_BIN" version))"
     echo "- tini: \`$TINI_BIN\` ($(version_of "$TINI_BIN" --version))"
     echo "- dumb-init: \`$DUMB_INIT_BIN\` ($(version_of "$DUMB_INIT_BIN" --version))"
     echo
-    "$PY" - "$RAW" "$EXEC_ROUNDS" "$TERM_ROUNDS" "$ZOMBIE_ROUNDS" "$ORPHANS" "$WAKE_SECS" <<'EOF'
+    "$PY" - "$RAW" "$EXEC_ROUNDS" "$TERM_ROUNDS" "$ZOMBIE_ROUNDS" "$ORPHANS" "$WAKE_SECS" "$RUN_ROUNDS" "$CHECK_ROUNDS" <<'EOF'
 import collections, statistics, sys
 
-raw, n_exec, n_term, n_zomb, n_orph, wake_secs = sys.argv[1:7]
+raw, n_exec, n_term, n_zomb, n_orph, wake_secs, n_run, n_check = sys.argv[1:9]
 data = collections.defaultdict(lambda: collections.defaultdict(dict))  # metric > init > round > value
 for line in open(raw):
     metric, rnd, name, value = line.rstrip("\n").split("\t")
@@ -636,8 +801,10 @@ row("idle VmRSS of PID 1, kB", [f(med("rss_kb", n), "{:.0f}") for n in INITS],
     f"floor: bare `sleep` as PID 1 {f(med('rss_kb', 'bare'), '{:.0f}')} kB; child is `sleep 1000`")
 row("peak VmHWM of PID 1, kB", [f(med("hwm_kb", n), "{:.0f}") for n in INITS],
     f"floor: bare `sleep` {f(med('hwm_kb', 'bare'), '{:.0f}')} kB")
-row("private memory (RssAnon) of PID 1, kB", [f(med("anon_kb", n), "{:.0f}") for n in INITS],
-    f"floor: bare `sleep` {f(med('anon_kb', 'bare'), '{:.0f}')} kB; the rest of VmRSS is the binary's shared pages")
+row("anonymous memory (RssAnon) of PID 1, kB", [f(med("anon_kb", n), "{:.0f}") for n in INITS],
+    f"floor: bare `sleep` {f(med('anon_kb', 'bare'), '{:.0f}')} kB; heap, stack, written data")
+row("private memory (Private_Clean+Private_Dirty) of PID 1, kB", [f(med("priv_kb", n), "{:.0f}") for n in INITS],
+    f"floor: bare `sleep` {f(med('priv_kb', 'bare'), '{:.0f}')} kB; smaps_rollup: pages no other process maps")
 
 row("SIGTERM to PID 1 -> gone, median ms", [f(med("term_us", n, ms)) for n in INITS],
     f"floor: SIGKILL to bare `sleep` as PID 1 {f(med('term_us', 'bare', ms))} ms; n={n_term}")
@@ -660,6 +827,23 @@ row("PID 1 CPU time during the storm, median ms", [f(med("storm_cpu_ms", n)) for
 
 row(f"idle wake-ups of PID 1 in {wake_secs} s", [f(med("wakeups", n), "{:.0f}") for n in INITS],
     f"floor: bare `sleep` {f(med('wakeups', 'bare'), '{:.0f}')}; voluntary + involuntary context switches")
+
+row("`initd run` exec -> gunicorn exec, median ms", [f(med("run_us", "initd-run", ms)), "-", "-"],
+    f"run.sh (bash: file_env, nproc, setpriv) {f(med('run_us', 'run.sh', ms))} ms; "
+    f"paired ratio initd / run.sh {f(paired('run_us', 'initd-run', 'run.sh'), '{:.3f}')}; "
+    f"floor (exec straight into the stub) {f(med('run_us', 'gunicorn', ms))} ms; n={n_run}")
+row("`initd check` (fresh process) / `X --version`, median ms",
+    [f(med("check_us", "initd-check", ms)), f(med("check_us", "tini-version", ms)),
+     f(med("check_us", "dumb-init-version", ms))],
+    f"against a running `initd run` (gunicorn, HTTP probe); `curl -fsS` to the same app "
+    f"{f(med('check_us', 'curl', ms))} ms; floor `true` {f(med('check_us', 'true', ms))} ms; n={n_check}")
+row("`initd check` paired ratio to curl / to `tini-static --version`",
+    [f"{f(paired('check_us', 'initd-check', 'curl'), '{:.3f}')} / "
+     f"{f(paired('check_us', 'initd-check', 'tini-version'), '{:.3f}')}", "-", "-"],
+    "median of per-round ratios")
+row("idle `initd run` PID 1 (gunicorn, control socket served): VmRSS / private kB",
+    [f"{f(med('run_rss_kb', 'initd'), '{:.0f}')} / {f(med('run_priv_kb', 'initd'), '{:.0f}')}", "-", "-"],
+    f"threads: {mode('run_threads', 'initd')}")
 
 print("| metric | initd | tini | dumb-init | floor / notes |")
 print("|---|---|---|---|---|")
