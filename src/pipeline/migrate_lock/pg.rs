@@ -10,14 +10,13 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use fallible_iterator::FallibleIterator;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage, sockopt};
 use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
 use postgres_protocol::message::backend::{ErrorFields, Message};
@@ -327,36 +326,22 @@ impl Session {
 /// time: a host that drops the SYN must not delay a stop.
 fn connect(addr: SocketAddr, patience: &Patience<'_>) -> Result<TcpStream, PgError> {
     let os = |e: Errno| PgError::Io(io::Error::from(e));
-    let family = match addr {
-        SocketAddr::V4(_) => AddressFamily::Inet,
-        SocketAddr::V6(_) => AddressFamily::Inet6,
-    };
-    let fd = socket::socket(
-        family,
-        SockType::Stream,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map_err(os)?;
-    match socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(addr)) {
-        Ok(()) => {}
-        Err(Errno::EINPROGRESS) => loop {
+    let (stream, connected) = crate::net::netio::start_connect(addr).map_err(PgError::Io)?;
+    if !connected {
+        loop {
             patience.check().map_err(PgError::Stopped)?;
             let ms = u16::try_from(step(patience).as_millis()).unwrap_or(u16::MAX);
-            let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)];
+            let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLOUT)];
             match poll(&mut fds, PollTimeout::from(ms)) {
                 Ok(0) | Err(Errno::EINTR) => {}
                 Ok(_) => break,
                 Err(e) => return Err(os(e)),
             }
-        },
-        Err(e) => return Err(os(e)),
+        }
     }
-    match socket::getsockopt(&fd, sockopt::SocketError).map_err(os)? {
-        0 => {}
-        err => return Err(os(Errno::from_raw(err))),
+    if let Some(err) = stream.take_error().map_err(PgError::Io)? {
+        return Err(PgError::Io(err));
     }
-    let stream = TcpStream::from(fd);
     stream.set_nonblocking(false).map_err(PgError::Io)?;
     // Each query is one small message answered at once.
     let _ = stream.set_nodelay(true);
