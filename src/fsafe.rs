@@ -478,6 +478,15 @@ fn describe_mode(st: &FileStat) -> &'static str {
     }
 }
 
+/// An I/O error in the words of strerror: `No such file or directory`
+/// reads better in a one-line error than std's `... (os error 2)`.
+pub(crate) fn io_reason(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => Errno::from_raw(code).desc().to_owned(),
+        None => e.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

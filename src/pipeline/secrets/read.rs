@@ -84,7 +84,7 @@ impl Problem {
         match self {
             Problem::Io(e) => format!(
                 "cannot read {path} ({}); mount the secret there or unset {var}",
-                describe_io(e)
+                crate::fsafe::io_reason(e)
             ),
             Problem::NotRegular(kind) => {
                 format!("{path} is {kind}, not a regular file; point {var} at the secret file itself")
@@ -121,14 +121,6 @@ impl Problem {
                  or let the app read the file itself"
             ),
         }
-    }
-}
-
-/// `No such file or directory` reads better than Rust's `... (os error 2)`.
-fn describe_io(e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(code) => nix::errno::Errno::from_raw(code).desc().to_owned(),
-        None => e.to_string(),
     }
 }
 

@@ -10,7 +10,6 @@ use std::io;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
-use nix::errno::Errno;
 use thiserror::Error;
 
 /// Setting names, used only to make error messages actionable.
@@ -158,17 +157,10 @@ pub enum UserError {
          /etc/group; renumber {other:?} in your Dockerfile (groupmod -g) or leave HOST_GID unset"
     )]
     GidTaken { group: String, gid: u32, other: String },
-    #[error("cannot read {}: {}", .path.display(), describe_io(.source))]
+    #[error("cannot read {}: {}", .path.display(), crate::fsafe::io_reason(.source))]
     Read { path: PathBuf, source: io::Error },
-    #[error("cannot update {}: {}{}", .path.display(), describe_io(.source), write_hint(.source))]
+    #[error("cannot update {}: {}{}", .path.display(), crate::fsafe::io_reason(.source), write_hint(.source))]
     Write { path: PathBuf, source: io::Error },
-}
-
-fn describe_io(e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(code) => Errno::from_raw(code).desc().to_owned(),
-        None => e.to_string(),
-    }
 }
 
 fn write_hint(e: &io::Error) -> &'static str {
