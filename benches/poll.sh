@@ -116,11 +116,11 @@ mkdir -p "$RESULTS"
 cat >"$TMP/driver.py" <<'PY'
 import datetime, os, platform, resource, signal, statistics, subprocess, sys, time
 
+# benches/procs.py (on PYTHONPATH): start, stop and measure processes.
+from procs import CLK_TCK, UNSHARE, cpu_ticks, init_pid, kill_all, spawn, stop
+
 INITD, TMP, RESULTS = sys.argv[1], sys.argv[2], sys.argv[3]
 FILES, ROUND_SECS, IDLE_SECS, FUSE_SECS, RUNS = (int(a) for a in sys.argv[4:9])
-UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-started = []
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
@@ -157,43 +157,8 @@ def wanted_files(root):
     return n
 
 
-def spawn(argv, cwd, env, log):
-    p = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                         stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
-    started.append(p)
-    return p
-
-
-def stop(p):
-    if p.poll() is None:
-        try:
-            os.killpg(p.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-
-
-def init_pid(unshare_pid):
-    for _ in range(6000):
-        try:
-            with open(f"/proc/{unshare_pid}/task/{unshare_pid}/children") as f:
-                kids = f.read().split()
-            if kids:
-                return int(kids[0])
-        except OSError:
-            pass
-        time.sleep(0.005)
-    raise SystemExit(f"no child of unshare {unshare_pid} after 30 s")
-
-
 def cpu_secs(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return cpu_ticks([pid]) / CLK_TCK
 
 
 def initd_env(extra):
@@ -287,10 +252,7 @@ try:
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         find_cpu.append((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
 finally:
-    for p in started:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+    kill_all()
     if fuse_note is None:
         subprocess.run(["umount", view])
 
@@ -330,7 +292,7 @@ print(text)
 PY
 
 say "results go to $RESULTS/poll.md"
-python3 "$TMP/driver.py" "$INITD_BIN" "$TMP" "$RESULTS" "$FILES" "$ROUND_SECS" "$IDLE_SECS" "$FUSE_SECS" "$RUNS" &
+PYTHONPATH="$REPO/benches" python3 "$TMP/driver.py" "$INITD_BIN" "$TMP" "$RESULTS" "$FILES" "$ROUND_SECS" "$IDLE_SECS" "$FUSE_SECS" "$RUNS" &
 DRIVER_PID=$!
 wait "$DRIVER_PID"
 DRIVER_PID=

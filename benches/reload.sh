@@ -125,15 +125,15 @@ cat >"$TMP/driver.py" <<'PY'
 import datetime, json, os, platform, resource, signal, socket, statistics
 import subprocess, sys, time
 
+# benches/procs.py (on PYTHONPATH): start, stop and measure processes.
+from procs import CLK_TCK, UNSHARE, cpu_ticks, init_pid, kill_all, spawn, stop
+
 INITD, TMP, RESULTS = sys.argv[1], sys.argv[2], sys.argv[3]
 ROUNDS, IDLE_SECS, IDLE_RUNS, FILES = (int(a) for a in sys.argv[4:8])
 GUNICORN = subprocess.run(["sh", "-c", "command -v gunicorn"], capture_output=True, text=True).stdout.strip()
 PATH = os.path.dirname(GUNICORN) + ":/usr/local/bin:/usr/bin:/bin"
-UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 # The interpreter gunicorn runs on (its #! line).
 GPY = open(GUNICORN).readline()[2:].split()[0]
-started = []
 # A TERM from reload.sh (interrupted) unwinds through `finally`, which
 # kills everything started.
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -183,37 +183,6 @@ def make_project(path, body, extra_files=100, per_dir=100):
             f.write(f"X = {i}\n")
 
 
-def spawn(argv, cwd, env, log):
-    p = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                         stdout=open(log, "ab"), stderr=subprocess.STDOUT,
-                         start_new_session=True)
-    started.append(p)
-    return p
-
-
-def stop(p):
-    if p.poll() is None:
-        try:
-            os.killpg(p.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-
-
-def kill_all():
-    for p in started:
-        if p.poll() is None:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.wait()
-
-
 def initd_env(port, extra, server=None):
     env = {
         "PATH": PATH, "HOME": TMP, "INITD_ALLOW_ROOT": "true", "INITD_LOG_FORMAT": "json",
@@ -240,29 +209,6 @@ def wait_body(port, want, limit=20.0):
             return time.monotonic()
         time.sleep(0.002)
     return None
-
-
-def init_pid(unshare_pid):
-    """The host pid of the PID 1 that unshare started."""
-    for _ in range(2000):
-        try:
-            with open(f"/proc/{unshare_pid}/task/{unshare_pid}/children") as f:
-                kids = f.read().split()
-            if kids:
-                return int(kids[0])
-        except OSError:
-            pass
-        time.sleep(0.005)
-    raise SystemExit(f"no child of unshare {unshare_pid}")
-
-
-def cpu_ticks(pids):
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])   # utime, stime
-    return total
 
 
 def children(pid):
