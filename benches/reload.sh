@@ -461,7 +461,7 @@ PY
 
 say "results go to $RESULTS/reload.md"
 PY3=$(command -v python3)
-"$PY3" "$TMP/driver.py" "$INITD_BIN" "$TMP" "$RESULTS" "$ROUNDS" "$IDLE_SECS" "$IDLE_RUNS" "$FILES" &
+PYTHONPATH="$REPO/benches" "$PY3" "$TMP/driver.py" "$INITD_BIN" "$TMP" "$RESULTS" "$ROUNDS" "$IDLE_SECS" "$IDLE_RUNS" "$FILES" &
 DRIVER_PID=$!
 wait "$DRIVER_PID"
 DRIVER_PID=
