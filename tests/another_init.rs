@@ -41,20 +41,7 @@ fn under_tini(args: &[&str]) -> Command {
 
 /// Runs checks until one prints a line starting with `prefix`.
 fn wait_check(socket: &Path, prefix: &str, initd: &Logged) -> Output {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        let out = run(check_cmd(socket, &[], &[]), LIMIT);
-        if out.stdout.starts_with(prefix) {
-            return out;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no check said {prefix:?}; the last said {:?}\n{}",
-            out.stdout,
-            tail(&initd.stderr())
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_check_line(socket, prefix, LIMIT, &|| tail(&initd.stderr()))
 }
 
 /// A guest initd in the namespace of `pid` (pid and mount namespaces, as

@@ -9,7 +9,7 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use nix::sys::signal::Signal;
@@ -220,16 +220,11 @@ fn term_none_is_accepted_with_a_warning_and_the_stop_takes_the_grace_period() {
     );
     // The TERM is dropped: the app keeps running.
     let pid = running.pid();
-    wait_for(LIMIT, || {
-        initd::procfs::snapshot()
-            .iter()
-            .any(|s| s.ppid == pid)
-            .then_some(())
-    });
+    wait_for(LIMIT, || has_child(pid).then_some(()));
     signal(pid, Signal::SIGTERM);
     std::thread::sleep(Duration::from_millis(300));
     assert!(
-        initd::procfs::snapshot().iter().any(|s| s.ppid == pid),
+        has_child(pid),
         "the app stopped on a dropped TERM:\n{}",
         running.stderr()
     );
@@ -267,20 +262,7 @@ impl Supervised {
 
     /// Checks until the readiness line starts with `prefix`.
     fn wait_ready_line(&self, prefix: &str) -> Output {
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            let out = self.check(&[]);
-            if out.stdout.starts_with(prefix) {
-                return out;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no check said {prefix:?}; the last said {:?}\n{}",
-                out.stdout,
-                self.run.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_check_line(&self.socket, prefix, LIMIT, &|| self.run.stderr())
     }
 }
 
@@ -605,16 +587,11 @@ fn a_fault_signal_from_outside_is_discarded_by_pid1_but_ends_a_plain_initd() {
     let mut cmd = initd_pid1(["sleep", "600"]);
     let running = spawn_logged(&mut cmd, &dir, "pid1");
     let pid = running.pid();
-    wait_for(LIMIT, || {
-        initd::procfs::snapshot()
-            .iter()
-            .any(|s| s.ppid == pid)
-            .then_some(())
-    });
+    wait_for(LIMIT, || has_child(pid).then_some(()));
     signal(pid, Signal::SIGSEGV);
     std::thread::sleep(Duration::from_millis(300));
     assert!(
-        initd::procfs::snapshot().iter().any(|s| s.ppid == pid),
+        has_child(pid),
         "PID 1 or its child ended on a SEGV from outside:\n{}",
         running.stderr()
     );

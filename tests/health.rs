@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use nix::sys::signal::Signal;
@@ -81,21 +81,7 @@ impl Initd {
     /// Runs checks until one prints a line starting with `prefix` (before
     /// the socket is there, checks say there is no supervisor).
     fn wait_check(&self, prefix: &str) -> Output {
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            let out = self.check(&[]);
-            let no_socket_yet = out.stdout.starts_with("unhealthy: no supervisor: ");
-            if out.stdout.starts_with(prefix) && !no_socket_yet {
-                return out;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no check said {prefix:?} within {LIMIT:?}; the last said {:?}\ninitd:\n{}",
-                out.stdout,
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_check_line(&self.socket, prefix, LIMIT, &|| self.stderr())
     }
 
     /// Stops initd with TERM and returns how it ended.

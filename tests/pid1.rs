@@ -131,12 +131,7 @@ fn docker_stop_that_the_child_honours_exits_143_or_0_with_zero() {
         let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let pid = initd_host_pid(&child);
         // Let initd start its child before it is asked to stop.
-        wait_for(LIMIT, || {
-            initd::procfs::snapshot()
-                .iter()
-                .any(|s| s.ppid == pid)
-                .then_some(())
-        });
+        wait_for(LIMIT, || has_child(pid).then_some(()));
         let start = Instant::now();
         signal(pid, Signal::SIGTERM);
         let out = finish(child, LIMIT);

@@ -721,12 +721,7 @@ fn a_secret_never_shows_in_initds_output_or_command_line() {
     cmd.env("DB_PASSWORD_FILE", &pw).env("INITD_SECRETS_DIRS", &dir.0);
     let running = spawn_logged(&mut cmd, &dir, "initd");
     let pid = running.pid();
-    wait_for(LIMIT, || {
-        initd::procfs::snapshot()
-            .iter()
-            .any(|s| s.ppid == pid)
-            .then_some(())
-    });
+    wait_for(LIMIT, || has_child(pid).then_some(()));
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap();
     let environ = fs::read(format!("/proc/{pid}/environ")).unwrap();
     let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");

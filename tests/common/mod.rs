@@ -525,6 +525,35 @@ impl PidFd {
     }
 }
 
+/// Whether the process `pid` has a child right now (from /proc): a test
+/// waits for this before it signals initd, so that initd has started its
+/// child by then.
+pub fn has_child(pid: i32) -> bool {
+    initd::procfs::snapshot().iter().any(|s| s.ppid == pid)
+}
+
+/// Runs `initd check` against `socket` until its line starts with
+/// `prefix`, within `limit`; panics with the last answer and `log()` (the
+/// supervisor's output) otherwise. "no supervisor" (the socket is not
+/// there yet) never counts, whatever the prefix.
+pub fn wait_check_line(socket: &Path, prefix: &str, limit: Duration, log: &dyn Fn() -> String) -> Output {
+    let deadline = Instant::now() + limit;
+    loop {
+        let out = run(check_cmd(socket, &[], &[]), limit);
+        let no_socket_yet = out.stdout.starts_with("unhealthy: no supervisor: ");
+        if out.stdout.starts_with(prefix) && !no_socket_yet {
+            return out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no check said {prefix:?} within {limit:?}; the last said {:?}\ninitd:\n{}",
+            out.stdout,
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Watches processes from another thread and returns, for each, the
 /// moment it was seen to end (the pidfd turns readable when the process
 /// exits, before anyone reaps it), or `None` if it was still running
