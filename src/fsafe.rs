@@ -453,8 +453,12 @@ pub fn read_regular_beneath(
     };
     check(&nix::sys::stat::fstatat(&dir, *last, at).map_err(problem)?)?;
     let fd = openat(&dir, *last, flags, Mode::empty()).map_err(problem)?;
-    check(&nix::sys::stat::fstat(&fd).map_err(problem)?)?;
-    let mut bytes = Vec::new();
+    let st = nix::sys::stat::fstat(&fd).map_err(problem)?;
+    check(&st)?;
+    // Room for the whole file and one byte more, so it is read in one call
+    // and the end seen in a second (an empty Vec grows from 32 bytes: eight
+    // reads for a 1 kB /etc/passwd on every start).
+    let mut bytes = Vec::with_capacity((st.st_size as u64).min(max) as usize + 1);
     std::fs::File::from(fd)
         .take(max + 1)
         .read_to_end(&mut bytes)
