@@ -1,11 +1,12 @@
 //! Gathering settings as text, with where each came from: the environment
-//! (read with `envy`) over an optional TOML file, nothing parsed yet.
+//! over an optional TOML file, nothing parsed yet. Every setting is text
+//! here, looked up by its exact name: no struct to deserialize into, so no
+//! `envy` (42 kB of generated code for a map of strings).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use thiserror::Error;
 
 use super::error::ConfigError;
@@ -67,83 +68,6 @@ impl Layers {
     }
 }
 
-/// The environment, as `envy` reads it: every known variable as text. The
-/// field list is generated from the same names as [`SETTINGS`].
-macro_rules! env_fields {
-    ($($field:ident => $name:literal),* $(,)?) => {
-        #[derive(Debug, Default, Deserialize)]
-        struct EnvValues {
-            $(#[serde(rename = $name)] $field: Option<String>,)*
-        }
-
-        impl EnvValues {
-            fn into_pairs(self) -> Vec<(&'static str, String)> {
-                let mut pairs = Vec::new();
-                $(if let Some(v) = self.$field {
-                    pairs.push((env_name($name), v));
-                })*
-                pairs
-            }
-        }
-    };
-}
-
-env_fields! {
-    config => "initd_config",
-    secrets_dirs => "initd_secrets_dirs",
-    secrets => "initd_secrets",
-    user => "initd_user",
-    allow_root => "initd_allow_root",
-    no_new_privs => "initd_no_new_privs",
-    host_uid => "host_uid",
-    puid => "puid",
-    host_gid => "host_gid",
-    pgid => "pgid",
-    chown => "initd_chown",
-    wait_for => "initd_wait_for",
-    wait_timeout => "initd_wait_timeout",
-    migrate => "initd_migrate",
-    migrate_lock => "initd_migrate_lock",
-    migrate_lock_timeout => "initd_migrate_lock_timeout",
-    prestart => "initd_prestart",
-    server => "initd_server",
-    app => "initd_app",
-    workers => "initd_workers",
-    forwarded_allow_ips => "initd_forwarded_allow_ips",
-    port => "port",
-    auto_start_server => "auto_start_server",
-    dev_setup => "initd_dev_setup",
-    watchers => "initd_watchers",
-    dev_server => "initd_dev_server",
-    reload_paths => "initd_reload_paths",
-    reload_include => "initd_reload_include",
-    reload_ignore => "initd_reload_ignore",
-    reload_poll => "initd_reload_poll",
-    gunicorn_arguments => "gunicorn_arguments",
-    python_unbuffered => "pythonunbuffered",
-    python_dont_write_bytecode => "pythondontwritebytecode",
-    signal_target => "initd_signal_target",
-    signal_map => "initd_signal_map",
-    stop_timeout => "initd_stop_timeout",
-    stop_exit => "initd_stop_exit",
-    log => "initd_log",
-    log_format => "initd_log_format",
-    socket => "initd_socket",
-    check_timeout => "initd_check_timeout",
-    health => "initd_health",
-    health_timeout => "initd_health_timeout",
-    drain => "initd_drain",
-}
-
-/// The `SETTINGS` entry for an envy field name (envy lower-cases keys).
-fn env_name(lower: &str) -> &'static str {
-    SETTINGS
-        .iter()
-        .find(|s| s.name.eq_ignore_ascii_case(lower))
-        .map(|s| s.name)
-        .expect("every env field is a known setting")
-}
-
 /// Reads the environment layer. `secret_names` are variables that were
 /// filled from Docker secrets, so they are reported (and redacted) as such.
 pub fn env_layer(
@@ -154,8 +78,7 @@ pub fn env_layer(
     let mut layers = Layers::default();
     for (key, value) in vars {
         let Some(key) = key.to_str() else { continue };
-        let is_setting = SETTINGS.iter().any(|s| s.name == key);
-        if !is_setting {
+        let Some(setting) = SETTINGS.iter().find(|s| s.name == key) else {
             if key.starts_with(PREFIX) && kubernetes_service_variable(key, &value) {
                 // A Service named `initd` (or `initd-...`) in the pod's
                 // namespace: Kubernetes injects these into every pod, so
@@ -176,15 +99,13 @@ pub fn env_layer(
                 });
             }
             continue;
-        }
+        };
         let value = value.into_string().map_err(|_| ConfigError::NotUnicode {
             name: key.to_string(),
         })?;
-        known.push((key.to_ascii_lowercase(), value));
+        known.push((setting.name, value));
     }
-    // Every field is an optional string, so envy cannot fail on this input.
-    let values: EnvValues = envy::from_iter(known).unwrap_or_default();
-    for (name, value) in values.into_pairs() {
+    for (name, value) in known {
         let source = if secret_names.iter().any(|s| s == name) {
             Source::Secret
         } else {
