@@ -479,3 +479,60 @@ fn a_signal_storm_neither_crashes_initd_nor_loses_the_final_stop() {
     }
     assert!(log.contains("SIGTERM\n"), "{log}");
 }
+
+/// What the child starts with: none of initd's blocked signals (initd
+/// blocks them all for its signalfd, and the mask survives exec), SIGPIPE
+/// back at its default although initd ignores it, a process group of its
+/// own, and initd's working directory.
+#[test]
+fn the_child_starts_with_a_clean_signal_state_its_own_group_and_initds_directory() {
+    let dir = Scratch::new("clean-child");
+    // grep, not a shell: dash clears the signal mask when it starts.
+    let out = run(
+        initd_pid1(["grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"]),
+        LIMIT,
+    );
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let field = |name: &str| {
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} in {}", out.stdout));
+        u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    };
+    assert_eq!(
+        field("SigBlk:"),
+        0,
+        "no signal blocked in the child: {}",
+        out.stdout
+    );
+    // Signals 1-31: none ignored (bit N-1 is signal N); glibc's posix_spawn
+    // leaves only its own internal real-time signals 32 and 33 ignored.
+    let ignored = field("SigIgn:") & 0x7fff_ffff;
+    assert_eq!(
+        ignored, 0,
+        "no standard signal ignored (SIGPIPE above all): {ignored:#x}"
+    );
+    let script = "echo pgrp=$(cut -d' ' -f5 /proc/self/stat) pid=$$; pwd";
+    let mut cmd = initd_pid1(["sh", "-c", script]);
+    cmd.current_dir(dir.path(""));
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let ids = out.stdout.lines().find(|l| l.starts_with("pgrp=")).unwrap();
+    let (pgrp, pid) = ids.split_once(' ').unwrap();
+    assert_eq!(
+        &pgrp[5..],
+        &pid[4..],
+        "the child leads its own process group: {ids}"
+    );
+    let cwd = dir.path("");
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| std::path::Path::new(l) == cwd.as_path()),
+        "the child runs in initd's directory {}: {}",
+        cwd.display(),
+        out.stdout
+    );
+}

@@ -10,7 +10,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::process::Stdio;
+use std::os::fd::AsFd;
 
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, SealFlag, fcntl};
@@ -20,9 +20,9 @@ use nix::unistd::Pid;
 use tracing::debug;
 
 use crate::cmdline;
-use crate::pid1::child;
+use crate::pid1::child::Stream;
 use crate::pid1::exit::Fate;
-use crate::pid1::launch::Launcher;
+use crate::pid1::launch::{Launcher, Terminal};
 use crate::pipeline::secrets::Redactor;
 
 /// How much of a probe's output is kept; writing more fails (EPERM), which
@@ -83,15 +83,19 @@ impl Run {
 /// Starts the probe with stdout and stderr in a memory file.
 fn start(spec: &Spec) -> Result<(Pid, File), String> {
     let output = output_file().map_err(|e| format!("cannot make room for the probe's output: {e}"))?;
-    let dup = |f: &File| f.try_clone().map(Stdio::from);
-    let mut cmd = spec
+    let into_output = Stream::Fd(output.as_fd());
+    let pid = spec
         .launcher
-        .command("health probe", &spec.argv, false)
-        .map_err(|_| format!("{}: not found or not executable", spec.argv[0]))?;
-    cmd.stdin(Stdio::null())
-        .stdout(dup(&output).map_err(|e| e.to_string())?)
-        .stderr(dup(&output).map_err(|e| e.to_string())?);
-    let pid = child::spawn(cmd).map_err(|e| format!("cannot execute {}: {e}", spec.argv[0]))?;
+        .start_with(
+            "health probe",
+            &spec.argv,
+            Terminal::Background,
+            [Stream::Null, into_output, into_output],
+        )
+        .map_err(|halt| {
+            halt.message
+                .unwrap_or_else(|| format!("health probe: cannot execute {}", spec.argv[0]))
+        })?;
     Ok((pid, output))
 }
 

@@ -4,13 +4,13 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use nix::unistd::Pid;
 use tracing::debug;
 
 use crate::cmdline;
-use crate::pid1::child;
+use crate::pid1::child::{self, Stream};
 use crate::pid1::exit::{self, Halt};
 use crate::pid1::resolve;
 
@@ -21,8 +21,11 @@ pub struct Launcher {
     pub cwd: PathBuf,
     /// Whether stdin is a terminal whose foreground a command may take.
     pub foreground: bool,
-    /// `INITD_NO_NEW_PRIVS`: set no_new_privs in every command.
-    pub no_new_privs: bool,
+    /// Whether `cwd` is initd's own working directory, which children
+    /// inherit: then no chdir is asked of the child, which would keep std
+    /// from starting it with posix_spawn (the static glibc has no
+    /// posix_spawn_file_actions_addchdir_np for std to find).
+    inherits_cwd: bool,
 }
 
 /// A failed exec, as the error that ends initd with the shell's status.
@@ -52,7 +55,7 @@ impl Launcher {
             env,
             cwd: cwd.to_path_buf(),
             foreground: child::stdin_is_terminal(),
-            no_new_privs: false,
+            inherits_cwd: std::env::current_dir().is_ok_and(|own| own == cwd),
         }
     }
 
@@ -68,27 +71,47 @@ impl Launcher {
         let program = resolve::resolve(argv[0].as_ref(), path, &self.cwd)
             .map_err(|e| Halt::error(e.exit_code(), format!("{what}: {e}")))?;
         let argv_os: Vec<OsString> = argv.iter().map(OsString::from).collect();
-        let setup = child::Setup {
-            foreground: foreground && self.foreground,
-            no_new_privs: self.no_new_privs,
-        };
-        let mut cmd = child::command(&program, &argv_os, setup);
-        cmd.env_clear()
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(&self.cwd);
+        let mut cmd = child::command(&program, &argv_os, foreground && self.foreground);
+        cmd.env_clear().envs(self.env.iter().map(|(k, v)| (k, v)));
+        if !self.inherits_cwd {
+            cmd.current_dir(&self.cwd);
+        }
         Ok(cmd)
     }
 
     /// Starts `argv` as a supervised child. Lookup and exec failures are
     /// the error naming `what`, with 127/126.
     pub fn start(&self, what: &str, argv: &[String], terminal: Terminal) -> Result<Pid, Halt> {
-        let mut cmd = self.command(what, argv, terminal == Terminal::Foreground)?;
-        if terminal == Terminal::Background && self.foreground {
-            // From the background a read of the terminal would stop it
-            // (SIGTTIN) for good: nobody would ever bring it forward.
-            cmd.stdin(Stdio::null());
-        }
-        let pid = child::spawn(cmd).map_err(|e| spawn_failed(what, &argv[0], &e))?;
+        // From the background a read of the terminal would stop it (SIGTTIN)
+        // for good: nobody would ever bring it forward.
+        let stdin = if terminal == Terminal::Background && self.foreground {
+            Stream::Null
+        } else {
+            Stream::Inherit
+        };
+        self.start_with(what, argv, terminal, [stdin, Stream::Inherit, Stream::Inherit])
+    }
+
+    /// [`Launcher::start`] with the child's stdin, stdout and stderr given.
+    pub fn start_with(
+        &self,
+        what: &str,
+        argv: &[String],
+        terminal: Terminal,
+        streams: [Stream; 3],
+    ) -> Result<Pid, Halt> {
+        let path = self.path_var().map(OsString::as_os_str);
+        let program = resolve::resolve(argv[0].as_ref(), path, &self.cwd)
+            .map_err(|e| Halt::error(e.exit_code(), format!("{what}: {e}")))?;
+        let spec = child::Spec {
+            program: &program,
+            argv,
+            env: &self.env,
+            cwd: (!self.inherits_cwd).then_some(self.cwd.as_path()),
+            foreground: terminal == Terminal::Foreground && self.foreground,
+            streams,
+        };
+        let pid = child::spawn_process(&spec).map_err(|e| spawn_failed(what, &argv[0], &e))?;
         debug!(pid = pid.as_raw(), "{what} started: {}", cmdline::join(argv));
         Ok(pid)
     }

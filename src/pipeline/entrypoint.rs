@@ -24,6 +24,7 @@ use crate::logging;
 use crate::net::dns;
 use crate::net::netio;
 use crate::net::waitfor;
+use crate::pid1::child;
 use crate::pid1::exit;
 use crate::pid1::exit::Halt;
 use crate::pid1::launch::Launcher;
@@ -556,8 +557,15 @@ fn execute(
             env.push((key.into(), value));
         }
     }
-    let mut launcher = Launcher::new(env, &prepared.cwd);
-    launcher.no_new_privs = prepared.loaded.settings.pipeline.no_new_privs;
+    if prepared.loaded.settings.pipeline.no_new_privs {
+        child::forbid_privilege_gain().map_err(|e| {
+            Halt::error(
+                exit::CONFIG,
+                format!("INITD_NO_NEW_PRIVS=true: cannot set no_new_privs ({e}); set INITD_NO_NEW_PRIVS=false to run without it"),
+            )
+        })?;
+    }
+    let launcher = Launcher::new(env, &prepared.cwd);
     if let Some(listener) = listener {
         serve_control_socket(sup, listener, prepared, plan, &launcher);
     }
