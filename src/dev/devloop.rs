@@ -142,7 +142,11 @@ pub fn run(sup: &mut Supervisor, launcher: &Launcher, plan: DevPlan) -> i32 {
     };
     sup.run_set(&mut dev);
     if !dev.outputs.is_done() {
-        warn!("a watcher's output was still open; its last lines may be missing");
+        warn!(
+            "the watchers' last lines were not all written out within {}: initd's output was full, or a \
+             process they left still holds their output open",
+            crate::units::human_duration(OUTPUT_DRAIN)
+        );
     }
     info!("stopped");
     0
