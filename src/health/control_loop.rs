@@ -583,6 +583,9 @@ struct Named {
     first_reason: Option<String>,
 }
 
+// One per probe run, inside the run's box: the size of the larger step
+// costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum NamedStep {
     Resolving(Lookup),
     Probing {
@@ -605,7 +608,7 @@ impl Named {
 
     fn fd(&self) -> Option<(BorrowedFd<'_>, PollFlags)> {
         match &self.step {
-            NamedStep::Resolving(lookup) => lookup.fd().map(|fd| (fd, PollFlags::POLLIN)),
+            NamedStep::Resolving(lookup) => lookup.fd(),
             NamedStep::Probing { exchange, .. } => exchange.fd().map(|fd| (fd, exchange.events())),
         }
     }

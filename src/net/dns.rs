@@ -671,12 +671,12 @@ mod tests {
     fn drive(mut lookup: Lookup) -> (Result<Vec<IpAddr>, String>, u32) {
         let mut passes = 0;
         while lookup.result().is_none() {
-            let fd = lookup.fd().expect("a query in flight");
+            let (fd, events) = lookup.fd().expect("a query in flight");
             let left = lookup
                 .deadline()
                 .unwrap()
                 .saturating_duration_since(Instant::now());
-            let mut fds = [nix::poll::PollFd::new(fd, PollFlags::POLLIN)];
+            let mut fds = [nix::poll::PollFd::new(fd, events)];
             let ms = (left.as_millis() as u16).saturating_add(1);
             let _ = nix::poll::poll(&mut fds, ms);
             let before = Instant::now();
@@ -711,6 +711,14 @@ mod tests {
         assert_eq!(result.unwrap(), [ip("127.0.0.9")]);
         let (result, _) = drive(Lookup::start(&r, "nope", Instant::now(), soon()));
         assert_eq!(result.unwrap_err(), "name not found");
+    }
+
+    #[test]
+    fn a_lookup_on_the_loop_asks_a_truncated_answer_again_over_tcp() {
+        let (server, _) = fake_dns(vec![("big", Reply::Truncated(ip("127.0.0.4")))]);
+        let r = resolver("", "nameserver 127.0.0.1\n", server.port());
+        let (result, _) = drive(Lookup::start(&r, "big", Instant::now(), soon()));
+        assert_eq!(result.unwrap(), [ip("127.0.0.4")]);
     }
 
     #[test]
