@@ -19,7 +19,7 @@
 //!   room before each write, which is as good as it gets without one.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -146,21 +146,15 @@ impl Out {
         Ok(true)
     }
 
-    /// Writes all of `buf`, waiting for room as long as it takes: for the
-    /// threads that copy watchers' output, whose waiting only makes the
-    /// watcher wait on its own pipe (back-pressure), never PID 1's loop.
-    pub fn write_all_waiting(&self, mut buf: &[u8]) -> io::Result<()> {
-        while !buf.is_empty() {
-            match self.try_write(buf) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => buf = &buf[n..],
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    writable(self.fd(), Duration::from_secs(1))?;
-                }
-                Err(e) => return Err(e),
-            }
+    /// The descriptor to poll for room, when writing it can be refused
+    /// for the lack of it (not for a regular file, which always has room).
+    pub fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
+        match &self.how {
+            How::File(_) => None,
+            // SAFETY: the descriptor stays open for as long as `self`
+            // (stdout and stderr for initd's whole life).
+            _ => Some(unsafe { BorrowedFd::borrow_raw(self.fd()) }),
         }
-        Ok(())
     }
 
     fn finish(&self, mut rest: &[u8], deadline: Instant) -> io::Result<()> {
@@ -294,21 +288,5 @@ mod tests {
         assert!(out.write_line(b"second\n").unwrap());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "first\nsecond\n");
         let _ = std::fs::remove_file(&path);
-    }
-
-    #[test]
-    fn waiting_writes_finish_once_the_reader_catches_up() {
-        let (mut read, write) = pipe();
-        let out = Out::open(write.as_raw_fd());
-        let filled = fill(&out);
-        let reader = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(50));
-            let mut buf = vec![0u8; filled + 3];
-            read.read_exact(&mut buf).unwrap();
-            buf[filled..].to_vec()
-        });
-        out.write_all_waiting(b"abc").unwrap();
-        assert_eq!(reader.join().unwrap(), b"abc");
-        drop(write);
     }
 }

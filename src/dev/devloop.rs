@@ -10,11 +10,12 @@
 //! Sleeping, signals, reaping and the stop are the loop's; this module only
 //! says what starts again, and when.
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use nix::poll::PollFlags;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tracing::{debug, error, info, warn};
@@ -92,6 +93,9 @@ struct Dev<'a> {
     /// A stop is under way: nothing starts again.
     stopping: bool,
     outputs: Outputs,
+    /// Once every child has ended after a stop: how long their last lines
+    /// may still take to be written out.
+    output_deadline: Option<Instant>,
 }
 
 /// Runs dev mode until a stop; returns initd's exit status. A stop asked
@@ -134,12 +138,15 @@ pub fn run(sup: &mut Supervisor, launcher: &Launcher, plan: DevPlan) -> i32 {
         poll: plan.poll,
         stopping: false,
         outputs: Outputs::default(),
+        output_deadline: None,
     };
     sup.run_set(&mut dev);
-    // Every watcher is gone, so their pipes are closed: what they printed
-    // last is written out in moments.
-    if !std::mem::take(&mut dev.outputs).finish(OUTPUT_DRAIN) {
-        warn!("a watcher's output was still open; its last lines may be missing");
+    if !dev.outputs.is_done() {
+        warn!(
+            "the watchers' last lines were not all written out within {}: initd's output was full, or a \
+             process they left still holds their output open",
+            crate::units::human_duration(OUTPUT_DRAIN)
+        );
     }
     info!("stopped");
     0
@@ -151,10 +158,7 @@ impl Rules for Dev<'_> {
             self.start_watcher(i, now, ctx);
         }
         if self.server_argv.is_some() {
-            match Reloader::start(&self.roots, &self.filter, self.poll) {
-                Ok(reloader) => self.reloader = Some(reloader),
-                Err(e) => warn!("cannot watch for changes ({e}); the server will not reload"),
-            }
+            self.reloader = Some(Reloader::start(&self.roots, &self.filter, self.poll));
             self.start_server(ctx);
         } else {
             info!(
@@ -165,14 +169,23 @@ impl Rules for Dev<'_> {
         }
     }
 
-    fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.reloader.as_ref().map(Reloader::wake_fd)
+    fn fds(&self) -> Vec<(BorrowedFd<'_>, PollFlags)> {
+        let mut fds = self.outputs.fds();
+        if !self.stopping {
+            fds.extend(
+                self.reloader
+                    .as_ref()
+                    .and_then(Reloader::fd)
+                    .map(|fd| (fd, PollFlags::POLLIN)),
+            );
+        }
+        fds
     }
 
     /// The earliest moment something is due, if anything is.
     fn due(&self) -> Option<Instant> {
         if self.stopping {
-            return None;
+            return self.output_deadline;
         }
         let (server, debounce) = match self.server {
             // A pending change waits for the old server to be gone, which
@@ -180,15 +193,18 @@ impl Rules for Dev<'_> {
             Server::Restarting { kill_at, .. } => (Some(kill_at), None),
             _ => (None, self.debounce.due()),
         };
+        let polling = self.reloader.as_ref().and_then(Reloader::due);
         self.watchers
             .iter()
             .filter_map(|w| w.restart_at)
             .chain(debounce)
             .chain(server)
+            .chain(polling)
             .min()
     }
 
     fn tick(&mut self, now: Instant, ctx: &mut Ctx) {
+        self.outputs.pump();
         // Changes first: whether a server that ends in this pass starts
         // again at once depends on whether files are still changing.
         self.take_changes(now);
@@ -237,6 +253,15 @@ impl Rules for Dev<'_> {
         for w in &mut self.watchers {
             w.restart_at = None;
         }
+    }
+
+    /// Every watcher has ended, so their pipes are closed (unless a process
+    /// they left holds one): what they printed last is written out,
+    /// within [`OUTPUT_DRAIN`].
+    fn settled(&mut self, now: Instant) -> bool {
+        self.outputs.pump();
+        let deadline = *self.output_deadline.get_or_insert(now + OUTPUT_DRAIN);
+        self.outputs.is_done() || now >= deadline
     }
 
     fn forward_to(&self, children: &Children) -> Option<Vec<Pid>> {
@@ -336,11 +361,20 @@ impl Dev<'_> {
         });
         match spawned {
             Ok(mut child) => {
-                if let Some(out) = child.stdout.take() {
-                    self.outputs.forward(out, w.label_out.clone(), false);
-                }
-                if let Some(err) = child.stderr.take() {
-                    self.outputs.forward(err, w.label_err.clone(), true);
+                let streams = [
+                    child
+                        .stdout
+                        .take()
+                        .map(|out| (OwnedFd::from(out), &w.label_out, false)),
+                    child
+                        .stderr
+                        .take()
+                        .map(|err| (OwnedFd::from(err), &w.label_err, true)),
+                ];
+                for (fd, label, to_stderr) in streams.into_iter().flatten() {
+                    if let Err(e) = self.outputs.forward(fd, label.clone(), to_stderr) {
+                        warn!("the output of {what} cannot be read without blocking ({e}); it is dropped");
+                    }
                 }
                 let pid = Pid::from_raw(child.id() as i32);
                 ctx.children.add(pid, Role::Watcher(i));
@@ -429,10 +463,10 @@ impl Dev<'_> {
         let Some(reloader) = self.reloader.as_mut() else {
             return;
         };
-        let changes = reloader.drain();
-        if changes.is_empty() || self.stopping {
+        if self.stopping {
             return;
         }
+        let changes = reloader.drain();
         for path in changes {
             if wanted(&self.roots, &self.filter, &path) {
                 debug!(path = %path.display(), "change");

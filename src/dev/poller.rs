@@ -23,7 +23,7 @@ use std::fs;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use nix::fcntl::{AtFlags, OFlag, open};
 use nix::sys::stat::{FileStat, Mode, fstat, fstatat};
@@ -72,20 +72,39 @@ pub struct Poller {
     filter: Filter,
     dirs: HashMap<PathBuf, Listing>,
     polls: u32,
+    round: Option<Round>,
+}
+
+/// A poll under way, taken a slice at a time by [`Poller::step`].
+struct Round {
+    /// The first look: it learns the tree and reports nothing.
+    first: bool,
+    full: bool,
+    now: i64,
+    changed: Vec<PathBuf>,
+    seen: HashSet<PathBuf>,
+    stack: Vec<(usize, PathBuf)>,
 }
 
 impl Poller {
     /// Takes the first look; the next [`Poller::poll`] reports what changed
     /// since.
     pub fn new(roots: &[PathBuf], filter: &Filter) -> Poller {
-        let mut poller = Poller {
+        let mut poller = Poller::unlooked(roots, filter);
+        poller.poll();
+        poller
+    }
+
+    /// A poller that has not looked yet: its first round, however it is
+    /// taken, learns the tree and reports nothing.
+    pub fn unlooked(roots: &[PathBuf], filter: &Filter) -> Poller {
+        Poller {
             roots: roots.to_vec(),
             filter: filter.clone(),
             dirs: HashMap::new(),
             polls: 0,
-        };
-        poller.poll();
-        poller
+            round: None,
+        }
     }
 
     /// How many files are watched.
@@ -96,23 +115,64 @@ impl Poller {
     /// Looks at every wanted file once and returns those that changed,
     /// appeared or disappeared since the last poll, sorted.
     pub fn poll(&mut self) -> Vec<PathBuf> {
-        let first = self.dirs.is_empty();
-        let full = self.polls.is_multiple_of(FULL_LIST_EVERY);
-        self.polls = self.polls.wrapping_add(1);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let mut changed = Vec::new();
-        let mut seen = HashSet::new();
-        let mut stack: Vec<(usize, PathBuf)> = self.roots.iter().cloned().enumerate().collect();
-        while let Some((root, dir)) = stack.pop() {
-            if !seen.insert(dir.clone()) {
-                continue;
-            }
-            if let Some(subdirs) = self.visit(root, &dir, full, now, &mut changed) {
-                stack.extend(subdirs.into_iter().map(|d| (root, d)));
+        loop {
+            if let Some(changed) = self.step(usize::MAX, None) {
+                return changed;
             }
         }
+    }
+
+    /// Goes on with the poll under way, or starts one, and stops after
+    /// the directory that brings the entries looked at to `budget` or ends
+    /// past `until`, so that a large tree or a slow mount is polled in
+    /// slices between which the caller does other work. The poll's result
+    /// (as [`Poller::poll`]'s) once its last slice is done.
+    pub fn step(&mut self, budget: usize, until: Option<Instant>) -> Option<Vec<PathBuf>> {
+        let mut round = match self.round.take() {
+            Some(round) => round,
+            None => self.begin(),
+        };
+        let mut spent = 0usize;
+        while let Some((root, dir)) = round.stack.pop() {
+            if !round.seen.insert(dir.clone()) {
+                continue;
+            }
+            if let Some((subdirs, files)) = self.visit(root, &dir, round.full, round.now, &mut round.changed)
+            {
+                spent = spent.saturating_add(1 + files);
+                round.stack.extend(subdirs.into_iter().map(|d| (root, d)));
+            }
+            let over = spent >= budget || until.is_some_and(|t| Instant::now() >= t);
+            if over && !round.stack.is_empty() {
+                self.round = Some(round);
+                return None;
+            }
+        }
+        Some(self.end(round))
+    }
+
+    fn begin(&mut self) -> Round {
+        let full = self.polls.is_multiple_of(FULL_LIST_EVERY);
+        self.polls = self.polls.wrapping_add(1);
+        Round {
+            first: self.dirs.is_empty(),
+            full,
+            now: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
+            changed: Vec::new(),
+            seen: HashSet::new(),
+            stack: self.roots.iter().cloned().enumerate().collect(),
+        }
+    }
+
+    fn end(&mut self, round: Round) -> Vec<PathBuf> {
+        let Round {
+            first,
+            mut changed,
+            seen,
+            ..
+        } = round;
         // Directories that are gone take their files with them.
         self.dirs.retain(|dir, listing| {
             let keep = seen.contains(dir);
@@ -129,8 +189,9 @@ impl Poller {
         changed
     }
 
-    /// Polls one directory; returns its subdirectories, or `None` when it
-    /// cannot be opened (gone, or not a directory any more).
+    /// Polls one directory; returns its subdirectories and how many files
+    /// it has, or `None` when it cannot be opened (gone, or not a directory
+    /// any more).
     fn visit(
         &mut self,
         root: usize,
@@ -138,7 +199,7 @@ impl Poller {
         full: bool,
         now: i64,
         changed: &mut Vec<PathBuf>,
-    ) -> Option<Vec<PathBuf>> {
+    ) -> Option<(Vec<PathBuf>, usize)> {
         let fd: OwnedFd = open(
             dir,
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -165,7 +226,7 @@ impl Poller {
                 *stamp = now_stamp;
             }
         }
-        Some(listing.subdirs.clone())
+        Some((listing.subdirs.clone(), listing.files.len()))
     }
 
     /// Reads `dir` afresh, keeping the stamps of files it already had;
@@ -342,5 +403,40 @@ mod tests {
         let ts = TimeSpec::new(d.as_secs() as i64, d.subsec_nanos() as i64);
         utimensat(AT_FDCWD, &pkg, &ts, &ts, UtimensatFlags::FollowSymlink).unwrap();
         assert_eq!(p.poll(), vec![c]);
+    }
+
+    #[test]
+    fn a_poll_taken_in_slices_sees_what_a_whole_one_sees() {
+        let t = Tree::new("slices");
+        for d in 0..20 {
+            for f in 0..5 {
+                t.write(&format!("d{d}/f{f}.py"), "a");
+            }
+        }
+        let mut p = Poller::unlooked(std::slice::from_ref(&t.0), &Filter::default());
+        // The first round, in slices of about one directory, learns the tree.
+        let mut slices = 1;
+        while p.step(3, None).is_none() {
+            slices += 1;
+        }
+        assert!(slices >= 20, "{slices} slices");
+        assert_eq!(p.files(), 100);
+        let a = t.write("d3/f1.py", "changed");
+        let b = t.write("d17/new.py", "new");
+        fs::remove_file(t.0.join("d9/f0.py")).unwrap();
+        let mut slices = 1;
+        let changed = loop {
+            if let Some(changed) = p.step(6, None) {
+                break changed;
+            }
+            slices += 1;
+        };
+        assert!(slices >= 10, "{slices} slices");
+        let mut want = vec![a, b, t.0.join("d9/f0.py")];
+        want.sort();
+        assert_eq!(changed, want);
+        // A slice also ends when its time is up.
+        assert!(p.step(usize::MAX, Some(Instant::now())).is_none());
+        assert_eq!(p.poll(), Vec::<PathBuf>::new());
     }
 }

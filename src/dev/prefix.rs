@@ -3,23 +3,33 @@
 //! watcher when stderr is a terminal), so several watchers can share one
 //! log without their lines being cut into each other.
 //!
-//! The copying threads write through [`crate::nbout`]'s non-blocking
-//! descriptors: when initd's own output is full they wait for room, which
-//! makes the watcher wait on its own pipe (its output is kept, not
-//! dropped), while PID 1's loop, which never takes part in this, goes on
-//! forwarding signals and reaping.
+//! All of it runs on PID 1's loop: the watchers' pipes are read without
+//! blocking, and lines are written through [`crate::nbout`]'s non-blocking
+//! descriptors. When initd's own stdout (or stderr) is full, the lines
+//! wait in a bounded queue and the pipes of the watchers writing there are
+//! no longer read until it has room again: the watcher then waits on its
+//! own full pipe (its output is kept, not dropped), while the loop goes on
+//! forwarding signals and reaping. A closed stdout (EPIPE) loses the lines,
+//! never the watcher.
 
-use std::io::{BufRead, BufReader, Read};
-use std::sync::Mutex;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-/// One write at a time, so two watchers' lines never interleave mid-line.
-static OUTPUT: Mutex<()> = Mutex::new(());
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::poll::PollFlags;
+
+use crate::nbout::Out;
 
 /// A line longer than this is cut and sent in pieces, each prefixed, so a
 /// runaway watcher cannot make initd hold unbounded memory.
 const MAX_LINE: usize = 64 * 1024;
+/// A watcher's pipe is read no further while this much waits for room on
+/// initd's output; what is read at most in one go comes on top.
+const QUEUE_LIMIT: usize = 64 * 1024;
+/// Read per pipe per pass, so one chatty watcher cannot starve the others.
+const READ_CHUNK: usize = 16 * 1024;
 
 const COLOURS: [&str; 6] = ["36", "33", "32", "35", "34", "31"];
 
@@ -57,86 +67,237 @@ pub fn colour_wanted() -> bool {
     unsafe { libc::isatty(libc::STDERR_FILENO) == 1 }
 }
 
-/// Copies `input` to `out` line by line with `label` in front, until EOF.
-/// A last line without a newline is still written, with one.
-pub fn copy_lines(input: impl Read, label: &Label, mut out: impl FnMut(&[u8])) {
-    let mut reader = BufReader::new(input);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let read = (&mut reader).take(MAX_LINE as u64).read_until(b'\n', &mut line);
-        match read {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                let text = line.strip_suffix(b"\n").unwrap_or(&line);
-                let text = text.strip_suffix(b"\r").unwrap_or(text);
-                out(&label.line(text));
+/// Whole lines out of bytes that arrive in pieces of any size: a line
+/// split across reads is joined, one past [`MAX_LINE`] is cut into pieces,
+/// and a `\r` before the newline is dropped.
+#[derive(Debug, Default)]
+pub struct Lines {
+    partial: Vec<u8>,
+}
+
+impl Lines {
+    /// Takes `bytes` and hands each line completed by them to `emit`
+    /// (without its newline).
+    pub fn feed(&mut self, mut bytes: &[u8], mut emit: impl FnMut(&[u8])) {
+        while !bytes.is_empty() {
+            let room = MAX_LINE - self.partial.len();
+            let window = &bytes[..bytes.len().min(room)];
+            match window.iter().position(|&b| b == b'\n') {
+                Some(end) => {
+                    self.partial.extend_from_slice(&window[..end]);
+                    bytes = &bytes[end + 1..];
+                    self.emit_partial(&mut emit);
+                }
+                None => {
+                    self.partial.extend_from_slice(window);
+                    bytes = &bytes[window.len()..];
+                    if self.partial.len() == MAX_LINE {
+                        self.emit_partial(&mut emit);
+                    }
+                }
             }
         }
     }
+
+    /// The stream ended: a last line without a newline still counts.
+    pub fn finish(&mut self, emit: impl FnMut(&[u8])) {
+        if !self.partial.is_empty() {
+            self.emit_partial(emit);
+        }
+    }
+
+    fn emit_partial(&mut self, mut emit: impl FnMut(&[u8])) {
+        let text = self.partial.strip_suffix(b"\r").unwrap_or(&self.partial);
+        emit(text);
+        self.partial.clear();
+    }
 }
 
-/// The threads copying watchers' output, kept so that initd can let them
-/// write out the last lines (what a watcher prints as it stops) before it
-/// exits: the process ending would cut them off.
-#[derive(Default)]
+/// One of initd's outputs and the labelled lines waiting for room on it.
+struct Sink {
+    out: &'static Out,
+    queue: VecDeque<Vec<u8>>,
+    /// How much of the front line already went out.
+    sent: usize,
+    queued: usize,
+}
+
+impl Sink {
+    fn new(out: &'static Out) -> Sink {
+        Sink {
+            out,
+            queue: VecDeque::new(),
+            sent: 0,
+            queued: 0,
+        }
+    }
+
+    fn push(&mut self, line: Vec<u8>) {
+        self.queued += line.len();
+        self.queue.push_back(line);
+    }
+
+    fn full(&self) -> bool {
+        self.queued >= QUEUE_LIMIT
+    }
+
+    /// Writes what fits, one line per write so that another writer of the
+    /// same stdout (the dev server) cannot land inside a line; a line
+    /// taken in part is finished before the next one starts.
+    fn flush(&mut self) {
+        while let Some(line) = self.queue.front() {
+            match self.out.try_write(&line[self.sent..]) {
+                Ok(n) if self.sent + n < line.len() => {
+                    self.sent += n;
+                    if n == 0 {
+                        return;
+                    }
+                }
+                Ok(_) => self.pop(),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // Closed (EPIPE) or broken: the line is lost, the watcher
+                // goes on.
+                Err(_) => self.pop(),
+            }
+        }
+    }
+
+    fn pop(&mut self) {
+        if let Some(line) = self.queue.pop_front() {
+            self.queued -= line.len();
+        }
+        self.sent = 0;
+    }
+}
+
+/// A watcher's stdout or stderr, read without blocking.
+struct Stream {
+    fd: OwnedFd,
+    label: Label,
+    to_stderr: bool,
+    lines: Lines,
+}
+
+/// Every watcher stream still open, and what waits to be written.
 pub struct Outputs {
-    threads: Vec<JoinHandle<()>>,
+    streams: Vec<Stream>,
+    sinks: [Sink; 2],
+}
+
+impl Default for Outputs {
+    fn default() -> Outputs {
+        Outputs::new(crate::nbout::stdout(), crate::nbout::stderr())
+    }
 }
 
 impl Outputs {
-    /// Spawns a thread that copies a watcher's stream to initd's own stdout
-    /// or stderr, one whole line per write, until the stream ends.
-    pub fn forward(&mut self, input: impl Read + Send + 'static, label: Label, to_stderr: bool) {
-        // Streams of watchers that exited end on their own.
-        self.threads.retain(|t| !t.is_finished());
-        let spawned = std::thread::Builder::new()
-            .name("initd-output".into())
-            .spawn(move || {
-                copy_lines(input, &label, |bytes| {
-                    let _guard = OUTPUT.lock().unwrap_or_else(|e| e.into_inner());
-                    // A closed stdout/stderr loses the line; it must not
-                    // stop the watcher (which would then block on a full
-                    // pipe).
-                    let out = if to_stderr {
-                        crate::nbout::stderr()
-                    } else {
-                        crate::nbout::stdout()
-                    };
-                    let _ = out.write_all_waiting(bytes);
-                })
-            });
-        match spawned {
-            Ok(thread) => self.threads.push(thread),
-            Err(e) => tracing::warn!("cannot start an output thread: {e}"),
+    pub fn new(stdout: &'static Out, stderr: &'static Out) -> Outputs {
+        Outputs {
+            streams: Vec::new(),
+            sinks: [Sink::new(stdout), Sink::new(stderr)],
         }
     }
 
-    /// Waits until every stream has ended and been written out, for at most
-    /// `limit` (a stream whose writer lives on elsewhere would never end).
-    /// Whether all ended.
-    pub fn finish(self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        while self.threads.iter().any(|t| !t.is_finished()) {
-            if Instant::now() >= deadline {
+    /// Copies a watcher's stream, from the next [`Outputs::pump`] on, to
+    /// initd's own stdout or stderr, one whole line per write, until it
+    /// ends.
+    pub fn forward(&mut self, input: impl Into<OwnedFd>, label: Label, to_stderr: bool) -> io::Result<()> {
+        let fd: OwnedFd = input.into();
+        let flags = OFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GETFL)?);
+        fcntl(&fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+        self.streams.push(Stream {
+            fd,
+            label,
+            to_stderr,
+            lines: Lines::default(),
+        });
+        Ok(())
+    }
+
+    /// The descriptors for the loop to poll: the pipes that may be read
+    /// now, and initd's outputs while lines wait for room on them.
+    pub fn fds(&self) -> Vec<(BorrowedFd<'_>, PollFlags)> {
+        let streams = self
+            .streams
+            .iter()
+            .filter(|s| !self.sink(s.to_stderr).full())
+            .map(|s| (s.fd.as_fd(), PollFlags::POLLIN));
+        let sinks = self
+            .sinks
+            .iter()
+            .filter(|s| !s.queue.is_empty())
+            .filter_map(|s| s.out.poll_fd().map(|fd| (fd, PollFlags::POLLOUT)));
+        streams.chain(sinks).collect()
+    }
+
+    /// Moves output on as far as it goes without waiting: writes what
+    /// waits, reads the pipes whose output has room, writes again.
+    pub fn pump(&mut self) {
+        for sink in &mut self.sinks {
+            sink.flush();
+        }
+        let mut buf = vec![0u8; READ_CHUNK];
+        let sinks = &mut self.sinks;
+        self.streams.retain_mut(|stream| {
+            let sink = &mut sinks[usize::from(stream.to_stderr)];
+            let open = read_some(stream, sink, &mut buf);
+            sink.flush();
+            open
+        });
+    }
+
+    /// Whether every stream has ended and every line is out.
+    pub fn is_done(&self) -> bool {
+        self.streams.is_empty() && self.sinks.iter().all(|s| s.queue.is_empty())
+    }
+
+    fn sink(&self, to_stderr: bool) -> &Sink {
+        &self.sinks[usize::from(to_stderr)]
+    }
+}
+
+/// Reads `stream` until it would block, ends, or its output is backed
+/// up; whether it is still open.
+fn read_some(stream: &mut Stream, sink: &mut Sink, buf: &mut [u8]) -> bool {
+    let mut taken = 0;
+    while !sink.full() && taken < 4 * READ_CHUNK {
+        match nix::unistd::read(&stream.fd, buf) {
+            Ok(0) => {
+                stream.lines.finish(|l| sink.push(stream.label.line(l)));
                 return false;
             }
-            std::thread::sleep(Duration::from_millis(2));
+            Ok(n) => {
+                taken += n;
+                stream.lines.feed(&buf[..n], |l| sink.push(stream.label.line(l)));
+            }
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => return true,
+            Err(_) => {
+                stream.lines.finish(|l| sink.push(stream.label.line(l)));
+                return false;
+            }
         }
-        true
     }
+    true
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
 
-    fn collect(input: &[u8], label: &Label) -> Vec<String> {
-        let mut lines = Vec::new();
-        copy_lines(input, label, |b| {
-            lines.push(String::from_utf8_lossy(b).into_owned())
-        });
-        lines
+    fn collect(pieces: &[&[u8]]) -> Vec<String> {
+        let label = Label::new("css", 0, 3, false);
+        let mut lines = Lines::default();
+        let mut out = Vec::new();
+        for piece in pieces {
+            lines.feed(piece, |l| {
+                out.push(String::from_utf8_lossy(&label.line(l)).into_owned())
+            });
+        }
+        lines.finish(|l| out.push(String::from_utf8_lossy(&label.line(l)).into_owned()));
+        out
     }
 
     #[test]
@@ -150,40 +311,98 @@ mod tests {
 
     #[test]
     fn every_line_is_whole_and_prefixed() {
-        let label = Label::new("css", 0, 3, false);
         assert_eq!(
-            collect(b"one\ntwo\r\nlast without newline", &label),
+            collect(&[b"one\ntwo\r\nlast without newline"]),
             ["css | one\n", "css | two\n", "css | last without newline\n"]
         );
-        assert!(collect(b"", &label).is_empty());
+        assert!(collect(&[b""]).is_empty());
+        assert_eq!(collect(&[b"\n"]), ["css | \n"]);
     }
 
     #[test]
-    fn finish_waits_for_the_last_lines_and_gives_up_on_a_stream_that_stays_open() {
-        // A stream that ends after a while: finish returns once it has.
-        let (read, write) = std::io::pipe().unwrap();
-        let mut outputs = Outputs::default();
-        outputs.forward(read, Label::new("t", 0, 1, false), true);
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(50));
-            drop(write);
-        });
-        assert!(outputs.finish(Duration::from_secs(10)));
-
-        // One that never ends: finish gives up at the limit.
-        let (read, write) = std::io::pipe().unwrap();
-        let mut outputs = Outputs::default();
-        outputs.forward(read, Label::new("t", 0, 1, false), true);
-        assert!(!outputs.finish(Duration::from_millis(20)));
-        drop(write);
+    fn lines_split_across_reads_are_joined() {
+        assert_eq!(
+            collect(&[b"bui", b"lt in 3", b"ms\r", b"\nnext", b"\n"]),
+            ["css | built in 3ms\n", "css | next\n"]
+        );
     }
 
     #[test]
     fn very_long_lines_come_in_bounded_pieces() {
-        let label = Label::new("x", 0, 1, false);
         let long = vec![b'a'; MAX_LINE * 2 + 10];
-        let lines = collect(&long, &label);
+        let lines = collect(&[&long[..1000], &long[1000..]]);
         assert_eq!(lines.len(), 3);
         assert!(lines.iter().all(|l| l.len() <= MAX_LINE + 10));
+        assert_eq!(lines.iter().map(|l| l.len() - 7).sum::<usize>(), long.len());
+    }
+
+    fn leaked_out(fd: &impl AsRawFd) -> &'static Out {
+        Box::leak(Box::new(Out::open(fd.as_raw_fd())))
+    }
+
+    #[test]
+    fn a_full_output_stops_the_reading_and_nothing_is_lost() {
+        let (mut out_read, out_write) = std::io::pipe().unwrap();
+        let out = leaked_out(&out_write);
+        let mut outputs = Outputs::new(out, out);
+        let (watcher_read, mut watcher_write) = std::io::pipe().unwrap();
+        outputs
+            .forward(watcher_read, Label::new("w", 0, 1, false), false)
+            .unwrap();
+        let line = [b'x'; 99];
+        let mut written = 0;
+        // Write until the watcher's own pipe is full: initd's output fills
+        // first, then it stops reading.
+        let fd = watcher_write.as_raw_fd();
+        // SAFETY: F_SETFL on a descriptor this test owns.
+        unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) };
+        loop {
+            outputs.pump();
+            match watcher_write.write(&[&line[..], b"\n"].concat()) {
+                Ok(100) => written += 1,
+                Ok(n) => panic!("a pipe took {n} bytes of a short line"),
+                Err(_) => break,
+            }
+        }
+        assert!(!outputs.fds().iter().any(|(_, ev)| *ev == PollFlags::POLLIN));
+        assert!(outputs.fds().iter().any(|(_, ev)| *ev == PollFlags::POLLOUT));
+        drop(watcher_write);
+        // The reader catches up: every line arrives, whole and prefixed.
+        // SAFETY: F_SETFL on a descriptor this test owns.
+        unsafe { libc::fcntl(out_read.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        loop {
+            outputs.pump();
+            match out_read.read(&mut buf) {
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && outputs.is_done() => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        drop(out_write);
+        let text = String::from_utf8(got).unwrap();
+        assert_eq!(text.lines().count(), written);
+        assert!(text.lines().all(|l| l == format!("w | {}", "x".repeat(99))));
+    }
+
+    #[test]
+    fn a_closed_output_drops_lines_and_keeps_reading() {
+        let (out_read, out_write) = std::io::pipe().unwrap();
+        let out = leaked_out(&out_write);
+        drop(out_read);
+        let mut outputs = Outputs::new(out, out);
+        let (watcher_read, mut watcher_write) = std::io::pipe().unwrap();
+        outputs
+            .forward(watcher_read, Label::new("w", 0, 1, false), true)
+            .unwrap();
+        for _ in 0..2000 {
+            watcher_write.write_all(b"nobody reads this line\n").unwrap();
+            outputs.pump();
+        }
+        drop(watcher_write);
+        outputs.pump();
+        assert!(outputs.is_done());
     }
 }

@@ -3,23 +3,23 @@
 //! [`crate::dev::watchplan`] decides per root), and coalescing a burst of
 //! writes into one restart.
 //!
-//! Both watchers report changed paths on a channel and wake the dev loop
-//! through a pipe it polls next to the signalfd, so the loop still sleeps
-//! with no timer while nothing happens.
+//! Both run on PID 1's loop, with no thread: the inotify descriptor is
+//! polled next to the signalfd (so the loop still sleeps with no timer
+//! while nothing happens), and the poller walks its trees a slice at a
+//! time, each slice bounded in entries and time, so a large checkout or a
+//! slow bind mount never holds up a signal.
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
 use std::fs;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use nix::fcntl::OFlag;
-use notify::Watcher as _;
-use tracing::{debug, info, warn};
+use nix::errno::Errno;
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+use tracing::{debug, info};
 
 use crate::config::ReloadPoll;
 use crate::dev::filter::Filter;
@@ -90,27 +90,38 @@ pub type Mode = Method;
 /// of a core while idle.
 const STRETCH: u32 = 100;
 
-/// A running watcher: changed paths arrive on a channel, and the wake pipe
-/// becomes readable whenever there are some.
+/// One slice of a polling round looks at this many entries (directories
+/// and files) at most, and stops after this long: between slices the loop
+/// handles signals, children and output.
+const SLICE_ENTRIES: usize = 2000;
+const SLICE_TIME: Duration = Duration::from_millis(10);
+
+/// What a watch reports: every change to a directory's entries, and the
+/// directory itself going away.
+const WATCH_EVENTS: AddWatchFlags = AddWatchFlags::IN_MODIFY
+    .union(AddWatchFlags::IN_ATTRIB)
+    .union(AddWatchFlags::IN_CLOSE_WRITE)
+    .union(AddWatchFlags::IN_MOVED_FROM)
+    .union(AddWatchFlags::IN_MOVED_TO)
+    .union(AddWatchFlags::IN_CREATE)
+    .union(AddWatchFlags::IN_DELETE)
+    .union(AddWatchFlags::IN_DELETE_SELF)
+    .union(AddWatchFlags::IN_MOVE_SELF);
+
+/// A running watcher: inotify, a poller, or both, whose news
+/// [`Reloader::drain`] collects.
 pub struct Reloader {
-    changes: Receiver<PathBuf>,
-    wake_read: OwnedFd,
-    waker: Waker,
     pub mode: Mode,
     roots: Vec<PathBuf>,
     filter: Filter,
-    // Kept alive for as long as the watching should go on.
-    inotify: Option<notify::INotifyWatcher>,
-    /// Directories created since the last look, to be watched too.
-    new_dirs: NewDirs,
-    stop_poller: Arc<AtomicBool>,
-    /// What inotify reported while a poller runs as well, so the poller
-    /// does not report the same change again a moment later (a second
-    /// restart for one save).
-    reported: Reported,
+    inotify: Option<Watches>,
+    polling: Option<Polling>,
+    /// What inotify reported while a poller runs as well, with the files'
+    /// stamps then, so the poller does not report the same change again a
+    /// moment later (a second restart for one save); `None` while no
+    /// poller runs alongside.
+    reported: Option<HashMap<PathBuf, FileStamp>>,
 }
-
-type NewDirs = Arc<Mutex<Vec<PathBuf>>>;
 
 /// A file as last reported: modification time, size and inode (`None`:
 /// gone).
@@ -121,51 +132,102 @@ fn file_stamp(path: &Path) -> FileStamp {
     Some((meta.modified().ok()?, meta.len(), meta.ino()))
 }
 
-/// Paths inotify reported, with their stamps then; `None` while no poller
-/// runs (nothing would take them out again).
-#[derive(Clone, Default)]
-struct Reported(Arc<Mutex<Option<HashMap<PathBuf, FileStamp>>>>);
+/// What one inotify event means for the reloader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    /// A path changed; `new_dir`: a directory appeared there (created or
+    /// moved in), to be watched too.
+    Changed { path: PathBuf, new_dir: bool },
+    /// The watch is gone (its directory was deleted or unmounted).
+    Unwatched,
+    /// The kernel's queue overflowed: events were lost.
+    Overflow,
+}
 
-impl Reported {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<HashMap<PathBuf, FileStamp>>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+/// Turns one event on the directory `dir` into what it means (pure: the
+/// kernel's flags say whether the entry is a directory).
+fn seen(dir: &Path, mask: AddWatchFlags, name: Option<&OsStr>, filter: &Filter) -> Seen {
+    if mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+        return Seen::Overflow;
+    }
+    if mask.contains(AddWatchFlags::IN_IGNORED) {
+        return Seen::Unwatched;
+    }
+    let path = match name {
+        Some(name) => dir.join(name),
+        None => dir.to_path_buf(),
+    };
+    let appeared = mask.intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO);
+    let new_dir = appeared
+        && mask.contains(AddWatchFlags::IN_ISDIR)
+        && name.is_some_and(|n| !filter.ignores_dir(&n.to_string_lossy()));
+    Seen::Changed { path, new_dir }
+}
+
+/// inotify with one watch per directory, added by walking the tree, so
+/// ignored trees (node_modules, .git) cost no watches; directories created
+/// (or moved in) later are added as they appear.
+struct Watches {
+    inotify: Inotify,
+    dirs: HashMap<WatchDescriptor, PathBuf>,
+}
+
+impl Watches {
+    fn new() -> nix::Result<Watches> {
+        Ok(Watches {
+            inotify: Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)?,
+            dirs: HashMap::new(),
+        })
     }
 
-    fn record(&self, path: &Path) {
-        if let Some(map) = self.lock().as_mut() {
-            map.insert(path.to_path_buf(), file_stamp(path));
+    /// Watches one directory (a symlink is not followed: a link to /
+    /// would otherwise watch the world).
+    fn watch(&mut self, dir: &Path) -> nix::Result<()> {
+        let flags = WATCH_EVENTS | AddWatchFlags::IN_ONLYDIR | AddWatchFlags::IN_DONT_FOLLOW;
+        let wd = self.inotify.add_watch(dir, flags)?;
+        self.dirs.insert(wd, dir.to_path_buf());
+        Ok(())
+    }
+
+    /// Every event waiting, without blocking, as what it means.
+    fn read(&mut self, filter: &Filter) -> Vec<Seen> {
+        let mut out = Vec::new();
+        loop {
+            let events = match self.inotify.read_events() {
+                Ok(events) if !events.is_empty() => events,
+                Err(Errno::EINTR) => continue,
+                // EAGAIN: all read. Anything else is not worth a busy loop.
+                _ => return out,
+            };
+            for event in events {
+                let Some(dir) = self.dirs.get(&event.wd) else {
+                    if event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+                        out.push(Seen::Overflow);
+                    }
+                    continue;
+                };
+                let seen = seen(dir, event.mask, event.name.as_deref(), filter);
+                if seen == Seen::Unwatched {
+                    self.dirs.remove(&event.wd);
+                }
+                out.push(seen);
+            }
         }
     }
-
-    fn enable(&self) {
-        self.lock().get_or_insert_with(HashMap::new);
-    }
-
-    fn take(&self) -> HashMap<PathBuf, FileStamp> {
-        self.lock().as_mut().map(std::mem::take).unwrap_or_default()
-    }
 }
 
-impl Drop for Reloader {
-    fn drop(&mut self) {
-        self.stop_poller.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Wakes the dev loop: one byte in a non-blocking pipe (a full pipe already
-/// means "wake up", so a failed write is fine).
-#[derive(Clone)]
-struct Waker {
-    fd: Arc<OwnedFd>,
-    tx: Sender<PathBuf>,
-}
-
-impl Waker {
-    fn send(&self, path: PathBuf) {
-        if self.tx.send(path).is_ok() {
-            let _ = nix::unistd::write(self.fd.as_fd(), &[1]);
-        }
-    }
+/// The poller on the loop: a round every so often, taken in slices.
+struct Polling {
+    poller: Poller,
+    pace: Pace,
+    /// When the next round starts; `None` while one is under way.
+    next: Option<Instant>,
+    /// The time the round under way has taken so far, slices added up.
+    work: Duration,
+    said_slow: bool,
+    /// What inotify reported during the round before this one: a write
+    /// made while a round runs is seen by the next one.
+    before: HashMap<PathBuf, FileStamp>,
 }
 
 impl Reloader {
@@ -173,7 +235,7 @@ impl Reloader {
     /// (see [`crate::dev::watchplan`]): inotify alone on local file systems,
     /// polling as well elsewhere, or as INITD_RELOAD_POLL forces. Says in
     /// one line which method watches which root, and why.
-    pub fn start(roots: &[PathBuf], filter: &Filter, setting: ReloadPoll) -> std::io::Result<Reloader> {
+    pub fn start(roots: &[PathBuf], filter: &Filter, setting: ReloadPoll) -> Reloader {
         let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let ignores = |name: &str| filter.ignores_dir(name);
         let plans = roots
@@ -193,23 +255,14 @@ impl Reloader {
         Reloader::with_plans(roots, filter, plans)
     }
 
-    fn with_plans(roots: &[PathBuf], filter: &Filter, plans: Vec<RootPlan>) -> std::io::Result<Reloader> {
-        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
-        let (tx, rx) = channel();
+    fn with_plans(roots: &[PathBuf], filter: &Filter, plans: Vec<RootPlan>) -> Reloader {
         let mut reloader = Reloader {
-            changes: rx,
-            wake_read: read,
-            waker: Waker {
-                fd: Arc::new(write),
-                tx,
-            },
             mode: Mode::Inotify,
             roots: roots.to_vec(),
             filter: filter.clone(),
             inotify: None,
-            new_dirs: NewDirs::default(),
-            stop_poller: Arc::new(AtomicBool::new(false)),
-            reported: Reported::default(),
+            polling: None,
+            reported: None,
         };
         info!("{}", describe(&plans, human));
         let mut poll_at: Vec<PathBuf> = plans.iter().flat_map(|p| p.poll.iter().cloned()).collect();
@@ -227,13 +280,13 @@ impl Reloader {
             .map(|p| p.root.clone())
             .collect();
         if !inotify_roots.is_empty() {
-            let (waker, pending) = (reloader.waker.clone(), reloader.new_dirs.clone());
-            match inotify_watcher(&inotify_roots, filter, waker, pending, reloader.reported.clone()) {
-                Ok(watcher) => reloader.inotify = Some(watcher),
+            match watch_roots(&inotify_roots, filter) {
+                Ok(watches) => reloader.inotify = Some(watches),
                 Err(e) => {
                     info!(
-                        "watching for changes by polling every {} instead: inotify is not usable ({e})",
-                        human(DEFAULT_POLL)
+                        "watching for changes by polling every {} instead: inotify is not usable ({})",
+                        human(DEFAULT_POLL),
+                        e.desc()
                     );
                     poll_at = roots.to_vec();
                     every = DEFAULT_POLL;
@@ -241,125 +294,172 @@ impl Reloader {
             }
         }
         if !poll_at.is_empty() {
-            reloader.start_polling(poll_at, every, !forced)?;
+            reloader.start_polling(poll_at, every, !forced);
         }
-        Ok(reloader)
+        reloader
     }
 
-    /// Polls `dirs` on a thread of its own, in place of any poller before;
-    /// `stretch`: waits longer after an expensive round (see [`STRETCH`]).
-    fn start_polling(&mut self, dirs: Vec<PathBuf>, every: Duration, stretch: bool) -> std::io::Result<()> {
+    /// Polls `dirs` from now on, in place of any poller before; `stretch`:
+    /// waits longer after an expensive round (see [`STRETCH`]). The first
+    /// round, taken in slices like the others, learns the trees.
+    fn start_polling(&mut self, dirs: Vec<PathBuf>, every: Duration, stretch: bool) {
         self.mode = if self.inotify.is_some() {
             Mode::InotifyAndPoll(every)
         } else {
             Mode::Poll(every)
         };
-        self.stop_poller.store(true, Ordering::Relaxed);
-        self.stop_poller = Arc::new(AtomicBool::new(false));
-        if self.inotify.is_some() {
-            self.reported.enable();
-        }
-        let filter = self.filter.clone();
-        let (waker, stop, reported) = (
-            self.waker.clone(),
-            self.stop_poller.clone(),
-            self.reported.clone(),
+        self.reported = self.inotify.is_some().then(HashMap::new);
+        self.polling = Some(Polling {
+            poller: Poller::unlooked(&dirs, &self.filter),
+            pace: Pace { every, stretch },
+            next: None,
+            work: Duration::ZERO,
+            said_slow: false,
+            before: HashMap::new(),
+        });
+    }
+
+    /// inotify gave up (out of watches, lost events): everything is polled
+    /// from now on, at the default interval.
+    fn poll_instead(&mut self, why: &str) {
+        info!(
+            "watching for changes by polling every {} from now on: {why}",
+            human(DEFAULT_POLL)
         );
-        let pace = Pace { every, stretch };
-        std::thread::Builder::new()
-            .name("initd-poll".into())
-            .spawn(move || poll_loop(&dirs, &filter, pace, &waker, &stop, &reported))?;
-        Ok(())
+        self.inotify = None;
+        self.start_polling(self.roots.clone(), DEFAULT_POLL, true);
     }
 
-    pub fn wake_fd(&self) -> BorrowedFd<'_> {
-        self.wake_read.as_fd()
+    /// The descriptor to poll for inotify's events.
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.inotify.as_ref().map(|w| w.inotify.as_fd())
     }
 
-    /// Empties the wake pipe and returns the changed paths so far, unfiltered.
+    /// When the poller has work: the next round, or at once while a round
+    /// is under way.
+    pub fn due(&self) -> Option<Instant> {
+        let polling = self.polling.as_ref()?;
+        Some(polling.next.unwrap_or_else(Instant::now))
+    }
+
+    /// The changed paths so far, unfiltered, without blocking: inotify's
+    /// events, and a slice of the poller's round when it is due.
     /// Directories that appeared are watched from now on, and the files
     /// already in them count as changed: they were written before the
     /// watch existed, so no event told of them (`git checkout` of a new
     /// package, `mkdir -p a/b && touch a/b/c.py`).
     pub fn drain(&mut self) -> Vec<PathBuf> {
-        let mut buf = [0u8; 256];
-        while matches!(nix::unistd::read(&self.wake_read, &mut buf), Ok(n) if n > 0) {}
-        let mut changes: Vec<PathBuf> = self.changes.try_iter().collect();
-        let new_dirs = std::mem::take(&mut *self.new_dirs.lock().unwrap_or_else(|e| e.into_inner()));
-        if let Some(watcher) = self.inotify.as_mut() {
-            for root in new_dirs {
-                let mut found = Vec::new();
-                let watched = watch_tree(watcher, &root, &self.filter, &mut found);
-                for path in &found {
-                    self.reported.record(path);
-                }
-                changes.extend(found);
-                if let Err(e) = watched {
-                    // Out of watches: what is not watched would go unseen,
-                    // so poll everything from here on.
-                    info!(
-                        "watching for changes by polling every {} from now on: inotify cannot watch {} ({e}); \
-                         raising fs.inotify.max_user_watches on the host would allow inotify",
-                        human(DEFAULT_POLL),
-                        root.display()
-                    );
-                    self.inotify = None;
-                    if let Err(e) = self.start_polling(self.roots.clone(), DEFAULT_POLL, true) {
-                        warn!("cannot start polling for changes ({e}); the server will not reload");
+        let mut changes = self.inotify_changes();
+        if let Some(polled) = self.poll_slice(Instant::now()) {
+            changes.extend(polled);
+        }
+        changes
+    }
+
+    fn inotify_changes(&mut self) -> Vec<PathBuf> {
+        let Some(watches) = self.inotify.as_mut() else {
+            return Vec::new();
+        };
+        let mut changes = Vec::new();
+        let mut new_dirs = Vec::new();
+        let mut overflow = false;
+        for seen in watches.read(&self.filter) {
+            match seen {
+                Seen::Changed { path, new_dir } => {
+                    if new_dir {
+                        new_dirs.push(path.clone());
                     }
-                    break;
+                    changes.push(path);
                 }
+                Seen::Unwatched => {}
+                Seen::Overflow => overflow = true,
             }
         }
-        changes.extend(self.changes.try_iter());
+        let mut unwatchable = None;
+        for root in new_dirs {
+            if let Err(e) = watch_tree(watches, &root, &self.filter, &mut changes) {
+                unwatchable = Some((root, e));
+                break;
+            }
+        }
+        if let Some((root, e)) = unwatchable {
+            // Out of watches: what is not watched would go unseen, so poll
+            // everything from here on.
+            self.poll_instead(&format!(
+                "inotify cannot watch {} ({}); raising fs.inotify.max_user_watches on the host would allow \
+                 inotify",
+                root.display(),
+                e.desc()
+            ));
+            return changes;
+        }
+        if overflow {
+            self.poll_instead(
+                "inotify lost events (its queue overflowed); raising fs.inotify.max_queued_events on the host \
+                 would allow inotify",
+            );
+            return changes;
+        }
+        if let Some(reported) = self.reported.as_mut() {
+            for path in &changes {
+                reported.insert(path.clone(), file_stamp(path));
+            }
+        }
         changes
+    }
+
+    /// A slice of the polling round, if one is due; what the round found
+    /// once its last slice is done.
+    fn poll_slice(&mut self, now: Instant) -> Option<Vec<PathBuf>> {
+        let polling = self.polling.as_mut()?;
+        if polling.next.is_some_and(|next| now < next) {
+            return None;
+        }
+        polling.next = None;
+        let changed = polling.poller.step(SLICE_ENTRIES, Some(now + SLICE_TIME));
+        polling.work += now.elapsed();
+        let changed = changed?;
+        let took = std::mem::take(&mut polling.work);
+        let pause = polling.pace.pause(took);
+        polling.next = Some(Instant::now() + pause);
+        let reported = self.reported.as_mut().map(std::mem::take).unwrap_or_default();
+        let fresh = changed
+            .into_iter()
+            .filter(|path| {
+                let seen = reported.get(path).or_else(|| polling.before.get(path));
+                seen.is_none_or(|stamp| *stamp != file_stamp(path))
+            })
+            .collect();
+        polling.before = reported;
+        if pause >= 2 * polling.pace.every && !polling.said_slow {
+            // Once: a reload that takes many seconds should say why.
+            polling.said_slow = true;
+            let every = polling.pace.every;
+            info!(
+                "polling {} files took {} a round: polling every {} rather than every {}, to stay under 1% \
+                 of a core; INITD_RELOAD_PATHS can narrow what is watched, INITD_RELOAD_POLL={} polls at that \
+                 interval whatever it costs",
+                polling.poller.files(),
+                human(Duration::from_millis(took.as_millis() as u64)),
+                human(pause),
+                human(every),
+                human(every)
+            );
+        }
+        Some(fresh)
     }
 }
 
-/// inotify with one watch per directory, added by walking the tree, so
-/// ignored trees (node_modules, .git) cost no watches; directories created
-/// (or moved in) later are added as they appear.
-fn inotify_watcher(
-    roots: &[PathBuf],
-    filter: &Filter,
-    waker: Waker,
-    pending: NewDirs,
-    reported: Reported,
-) -> notify::Result<notify::INotifyWatcher> {
-    let filter_in_handler = filter.clone();
-    let handler = move |event: notify::Result<notify::Event>| {
-        let Ok(event) = event else { return };
-        if matches!(event.kind, notify::EventKind::Access(_)) {
-            return;
-        }
-        let may_add_dir = matches!(
-            event.kind,
-            notify::EventKind::Create(_) | notify::EventKind::Modify(notify::event::ModifyKind::Name(_))
-        );
-        for path in event.paths {
-            if may_add_dir && path.is_dir() {
-                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                if !filter_in_handler.ignores_dir(name) {
-                    pending
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(path.clone());
-                }
-            }
-            reported.record(&path);
-            waker.send(path);
-        }
-    };
-    let mut watcher = notify::INotifyWatcher::new(handler, notify::Config::default())?;
-    let mut count = 0usize;
+/// Watches every directory of `roots` that is not ignored.
+fn watch_roots(roots: &[PathBuf], filter: &Filter) -> nix::Result<Watches> {
+    let mut watches = Watches::new()?;
     for root in roots {
         for dir in directories(root, filter) {
-            watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
-            count += 1;
+            watches.watch(&dir)?;
         }
     }
-    debug!(directories = count, "inotify watches set");
-    Ok(watcher)
+    debug!(directories = watches.dirs.len(), "inotify watches set");
+    Ok(watches)
 }
 
 /// Watches `root` and the directories below it, adding the files found in
@@ -368,16 +468,17 @@ fn inotify_watcher(
 /// watch, or both; listing first would lose what appears in between (a
 /// `mkdir -p a/b` racing this walk).
 fn watch_tree(
-    watcher: &mut notify::INotifyWatcher,
+    watches: &mut Watches,
     root: &Path,
     filter: &Filter,
     found: &mut Vec<PathBuf>,
-) -> notify::Result<()> {
+) -> nix::Result<()> {
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
-            // Gone again before it could be watched: nothing to see there.
-            if fs::symlink_metadata(&dir).is_err() {
+        if let Err(e) = watches.watch(&dir) {
+            // Gone again before it could be watched, or not a directory
+            // after all: nothing to see there.
+            if matches!(e, Errno::ENOENT | Errno::ENOTDIR) || fs::symlink_metadata(&dir).is_err() {
                 continue;
             }
             return Err(e);
@@ -439,56 +540,6 @@ impl Pace {
     }
 }
 
-fn poll_loop(
-    dirs: &[PathBuf],
-    filter: &Filter,
-    pace: Pace,
-    waker: &Waker,
-    stop: &AtomicBool,
-    reported: &Reported,
-) {
-    let mut poller = Poller::new(dirs, filter);
-    debug!(files = poller.files(), "polling for changes");
-    let mut pause = pace.every;
-    let mut said_slow = false;
-    // What inotify reported during this round and the one before: a write
-    // made while a round runs is seen by the next one.
-    let mut before = HashMap::new();
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(pause);
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        let started = Instant::now();
-        let changed = poller.poll();
-        let took = started.elapsed();
-        let now = reported.take();
-        for path in changed {
-            let seen = now.get(&path).or_else(|| before.get(&path));
-            if seen.is_some_and(|stamp| *stamp == file_stamp(&path)) {
-                continue;
-            }
-            waker.send(path);
-        }
-        before = now;
-        pause = pace.pause(took);
-        if pause >= 2 * pace.every && !said_slow {
-            // Once: a reload that takes many seconds should say why.
-            said_slow = true;
-            info!(
-                "polling {} files took {} a round: polling every {} rather than every {}, to stay under 1% \
-                 of a core; INITD_RELOAD_PATHS can narrow what is watched, INITD_RELOAD_POLL={} polls at that \
-                 interval whatever it costs",
-                poller.files(),
-                human(Duration::from_millis(took.as_millis() as u64)),
-                human(pause),
-                human(pace.every),
-                human(pace.every)
-            );
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -543,6 +594,61 @@ mod tests {
         assert_eq!(forced.pause(ms(20)), ms(200));
     }
 
+    #[test]
+    fn inotify_events_become_changed_paths_and_new_directories() {
+        let f = Filter::default();
+        let dir = Path::new("/app/proj");
+        let name = |n: &'static str| Some(OsStr::new(n));
+        let changed = |path: &str, new_dir| Seen::Changed {
+            path: PathBuf::from(path),
+            new_dir,
+        };
+        assert_eq!(
+            seen(dir, AddWatchFlags::IN_CLOSE_WRITE, name("views.py"), &f),
+            changed("/app/proj/views.py", false)
+        );
+        let mkdir = AddWatchFlags::IN_CREATE | AddWatchFlags::IN_ISDIR;
+        assert_eq!(seen(dir, mkdir, name("pkg"), &f), changed("/app/proj/pkg", true));
+        let moved_in = AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_ISDIR;
+        assert_eq!(
+            seen(dir, moved_in, name("pkg"), &f),
+            changed("/app/proj/pkg", true)
+        );
+        // An ignored tree appearing costs no watch; a directory removed is
+        // a change, not a new directory.
+        assert_eq!(
+            seen(dir, mkdir, name("node_modules"), &f),
+            changed("/app/proj/node_modules", false)
+        );
+        let rmdir = AddWatchFlags::IN_DELETE | AddWatchFlags::IN_ISDIR;
+        assert_eq!(seen(dir, rmdir, name("pkg"), &f), changed("/app/proj/pkg", false));
+        assert_eq!(
+            seen(dir, AddWatchFlags::IN_DELETE_SELF, None, &f),
+            changed("/app/proj", false)
+        );
+        assert_eq!(seen(dir, AddWatchFlags::IN_IGNORED, None, &f), Seen::Unwatched);
+        assert_eq!(seen(dir, AddWatchFlags::IN_Q_OVERFLOW, None, &f), Seen::Overflow);
+    }
+
+    #[test]
+    fn lost_inotify_events_fall_back_to_polling() {
+        let dir = std::env::temp_dir().join(format!("initd-reload-overflow-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let mut reloader = Reloader::start(std::slice::from_ref(&dir), &Filter::default(), ReloadPoll::Off);
+        assert_eq!(reloader.mode, Mode::Inotify);
+        assert!(reloader.due().is_none());
+        reloader.poll_instead("a test says so");
+        assert_eq!(reloader.mode, Mode::Poll(DEFAULT_POLL));
+        assert!(reloader.fd().is_none());
+        // The first round learns the tree; the next one sees the edit.
+        collect_for(&mut reloader, Duration::from_millis(100));
+        fs::write(dir.join("views.py"), "x").unwrap();
+        let seen = collect_for(&mut reloader, DEFAULT_POLL * 3);
+        assert!(seen.contains(&dir.join("views.py")), "{seen:?}");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
     /// Drains `reloader` until `until` passes, returning everything reported.
     fn collect_for(reloader: &mut Reloader, until: Duration) -> Vec<PathBuf> {
         let deadline = Instant::now() + until;
@@ -567,8 +673,7 @@ mod tests {
             poll: vec![dir.clone()],
             reason: crate::dev::watchplan::Reason::Unknown,
         };
-        let mut reloader =
-            Reloader::with_plans(std::slice::from_ref(&dir), &Filter::default(), vec![plan]).unwrap();
+        let mut reloader = Reloader::with_plans(std::slice::from_ref(&dir), &Filter::default(), vec![plan]);
         assert_eq!(reloader.mode, Mode::InotifyAndPoll(every));
         // Let the poller take its first look.
         collect_for(&mut reloader, every * 2);
@@ -599,8 +704,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("initd-reload-newdir-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
-        let mut reloader =
-            Reloader::start(std::slice::from_ref(&dir), &Filter::default(), ReloadPoll::Off).unwrap();
+        let mut reloader = Reloader::start(std::slice::from_ref(&dir), &Filter::default(), ReloadPoll::Off);
         assert_eq!(reloader.mode, Mode::Inotify);
         // Written at once, before initd can have watched the new directories.
         fs::create_dir_all(dir.join("pkg/sub")).unwrap();

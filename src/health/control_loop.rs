@@ -7,33 +7,32 @@
 //! probe waits for the run in progress if there is one, so a thousand
 //! checks at once make one probe run, not a thousand. An HTTP or TCP probe
 //! of an IP address is one more socket in the same poll (the probe client
-//! of `netprobe`); one of a host name resolves on a short-lived thread of
-//! its own (the resolver blocks), and answers through a pipe this loop
-//! polls. A command probe (`cmdprobe`) is a child this source starts and
+//! of `netprobe`); one of a host name first resolves it in the same poll
+//! (the resolver's non-blocking lookup: /etc/hosts answers at once, a DNS
+//! query is one more socket), then probes its addresses in turn. A command probe (`cmdprobe`) is a child this source starts and
 //! the supervisor's loop reaps and hands back. With no connection and no probe the loop sleeps in poll
 //! with no timeout.
 //!
 //! [`ControlLoop`] is a [`Source`] of the supervisor's loop: PID 1 serves
 //! the socket itself, with no thread. Nothing a client does can hold it
 //! up: every socket is non-blocking, every read and write is one try, and
-//! each connection has deadlines; the only thing that blocks, resolving a
-//! probe's host name, does so on its own short-lived thread.
+//! each connection has deadlines, and so has every step of a probe.
 
+use std::collections::VecDeque;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::Arc;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
 use nix::poll::PollFlags;
 #[cfg(test)]
 use nix::poll::{PollFd, poll};
 use nix::sys::socket::{self, MsgFlags, SockFlag};
 use nix::unistd::Pid;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::config::Health;
 use crate::health::cmdprobe;
@@ -41,7 +40,9 @@ use crate::health::probe::{self as health, Outcome, Probe};
 use crate::health::protocol::{
     self, Frame, LockHolderReport, LockReport, ProbeReport, ProcessReport, Report, Request, RequestError,
 };
+use crate::net::dns::{Lookup, Resolver};
 use crate::net::netprobe::Exchange;
+use crate::net::waitfor::Target;
 use crate::pid1::source;
 use crate::pid1::status::Status;
 use crate::pipeline::secrets::Redactor;
@@ -66,10 +67,6 @@ pub const MAX_CONNECTIONS: usize = 1024;
 /// handed back to the system once the last one is gone (glibc keeps freed
 /// memory otherwise, and PID 1 lives as long as the container).
 const TRIM_AFTER: usize = 64;
-/// A probe's own timeout is enforced where it runs (the resolver's thread,
-/// the supervisor); this is the margin after which this loop stops waiting
-/// for it regardless.
-const PROBE_SLACK: Duration = Duration::from_secs(1);
 /// How long accepting pauses after an error such as running out of
 /// descriptors, rather than spinning on a listener that stays readable.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
@@ -228,12 +225,9 @@ enum Next {
 enum Source {
     /// An HTTP or TCP probe of an IP address, in this loop.
     Net(Exchange),
-    /// A probe of a host name on the resolver's thread, which hangs up its
-    /// end of `wake` when the outcome is sent.
-    Thread {
-        outcome: mpsc::Receiver<Outcome>,
-        wake: OwnedFd,
-    },
+    /// An HTTP or TCP probe of a host name: its lookup, then its
+    /// addresses, in this loop.
+    Named(Box<Named>),
     /// A command probe: a child of initd's, reaped by the supervisor's
     /// loop, which hands its end to [`source::Source::reaped`].
     Cmd(cmdprobe::Run),
@@ -291,7 +285,8 @@ impl ControlLoop {
     pub fn deadline(&self) -> Option<Instant> {
         let run = self.run.as_ref().map(|r| match &r.source {
             Source::Net(exchange) => r.deadline.min(exchange.deadline()),
-            _ => r.deadline,
+            Source::Named(named) => named.deadline().map_or(r.deadline, |d| d.min(r.deadline)),
+            Source::Cmd(_) => r.deadline,
         });
         self.conns
             .iter()
@@ -393,7 +388,7 @@ impl ControlLoop {
     fn run_fd(&self) -> Option<(BorrowedFd<'_>, PollFlags)> {
         match &self.run.as_ref()?.source {
             Source::Net(exchange) => exchange.fd().map(|fd| (fd, exchange.events())),
-            Source::Thread { wake, .. } => Some((wake.as_fd(), PollFlags::POLLIN)),
+            Source::Named(named) => named.fd(),
             // Its end comes from the supervisor's reaping.
             Source::Cmd(_) => None,
         }
@@ -402,11 +397,6 @@ impl ControlLoop {
     /// Starts a probe run, or says at once why none can run.
     fn start_run(&self, now: Instant) -> Result<ProbeRun, Outcome> {
         let timeout = self.server.probe_timeout;
-        let slow = |source| ProbeRun {
-            started: now,
-            deadline: now + timeout + PROBE_SLACK,
-            source,
-        };
         match &self.server.probe {
             Probe::Http(target) | Probe::Tcp(target) if health::literal_addr(target).is_some() => {
                 let addr = health::literal_addr(target).expect("checked by the guard");
@@ -416,10 +406,11 @@ impl ControlLoop {
                     source: Source::Net(health::start_probe(target, addr, timeout, now)),
                 })
             }
-            Probe::Http(target) | Probe::Tcp(target) => match resolve_and_probe(target.clone(), timeout) {
-                Ok((outcome, wake)) => Ok(slow(Source::Thread { outcome, wake })),
-                Err(e) => Err(failed(&format!("cannot start the probe: {e}"), Duration::ZERO)),
-            },
+            Probe::Http(target) | Probe::Tcp(target) => Ok(ProbeRun {
+                started: now,
+                deadline: now + timeout,
+                source: Source::Named(Box::new(Named::start(target, timeout, now))),
+            }),
             Probe::Cmd(_) => match &self.server.cmd {
                 Some(spec) => match cmdprobe::Run::start(spec) {
                     Ok(run) => Ok(ProbeRun {
@@ -461,10 +452,15 @@ impl ControlLoop {
                     })
                 }
             }
-            Source::Thread { outcome, .. } => match outcome.try_recv() {
-                Ok(outcome) => Some(outcome),
-                Err(mpsc::TryRecvError::Disconnected) => Some(failed("the probe was lost", took)),
-                Err(mpsc::TryRecvError::Empty) => (now >= run.deadline).then(late),
+            Source::Named(named) => match named.advance(now, ready, run.deadline) {
+                Some(result) => Some(Outcome {
+                    ok: result.is_ok(),
+                    detail: match result {
+                        Ok(seen) | Err(seen) => seen,
+                    },
+                    took,
+                }),
+                None => (now >= run.deadline).then(late),
             },
             Source::Cmd(cmd) if now >= run.deadline => {
                 cmd.kill();
@@ -575,22 +571,112 @@ impl source::Source for ControlLoop {
     }
 }
 
-/// Runs a probe of a host name on a thread of its own: initd's resolver
-/// blocks (it is the start-up wait's). The thread sends the outcome, then
-/// hangs up the pipe whose other end this loop polls.
-fn resolve_and_probe(
-    target: crate::net::waitfor::Target,
+/// An HTTP or TCP probe of a host name, as the start-up wait checks one
+/// (`waitfor`: the name resolved afresh, each address tried until one is
+/// up), but never blocking: the lookup's query and each address's exchange
+/// are sockets the loop polls.
+struct Named {
+    target: Target,
     timeout: Duration,
-) -> io::Result<(mpsc::Receiver<Outcome>, OwnedFd)> {
-    let (wake, hang_up) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::Builder::new()
-        .name("initd-probe".into())
-        .spawn(move || {
-            let _ = tx.send(health::probe_net(&target, timeout));
-            drop(hang_up);
-        })?;
-    Ok((rx, wake))
+    step: NamedStep,
+    /// Why the first address tried was down: the answer if none is up.
+    first_reason: Option<String>,
+}
+
+// One per probe run, inside the run's box: the size of the larger step
+// costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum NamedStep {
+    Resolving(Lookup),
+    Probing {
+        addr: SocketAddr,
+        exchange: Exchange,
+        rest: VecDeque<IpAddr>,
+    },
+}
+
+impl Named {
+    fn start(target: &Target, timeout: Duration, now: Instant) -> Named {
+        let lookup = Lookup::start(&Resolver::system(), target.host(), now, now + timeout);
+        Named {
+            target: target.clone(),
+            timeout,
+            step: NamedStep::Resolving(lookup),
+            first_reason: None,
+        }
+    }
+
+    fn fd(&self) -> Option<(BorrowedFd<'_>, PollFlags)> {
+        match &self.step {
+            NamedStep::Resolving(lookup) => lookup.fd(),
+            NamedStep::Probing { exchange, .. } => exchange.fd().map(|fd| (fd, exchange.events())),
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match &self.step {
+            NamedStep::Resolving(lookup) => lookup.deadline(),
+            NamedStep::Probing { exchange, .. } => Some(exchange.deadline()),
+        }
+    }
+
+    /// Makes what progress the sockets allow; the probe's result once
+    /// there is one. Everything ends by `limit`.
+    fn advance(&mut self, now: Instant, ready: bool, limit: Instant) -> Option<Result<String, String>> {
+        let host = self.target.host();
+        if let NamedStep::Resolving(lookup) = &mut self.step {
+            lookup.advance(now);
+            let addrs = match lookup.result()? {
+                Ok(addrs) => addrs.iter().copied().collect::<VecDeque<_>>(),
+                Err(err) => return Some(Err(format!("{host}: {err}"))),
+            };
+            return self.next_address(addrs, now, limit);
+        }
+        let NamedStep::Probing { addr, exchange, rest } = &mut self.step else {
+            unreachable!("resolving was handled above")
+        };
+        exchange.advance(now, ready);
+        match exchange.outcome()? {
+            Ok(seen) => Some(Ok(seen.clone())),
+            Err(reason) => {
+                debug!("{}: {addr}: {reason}", self.target);
+                self.first_reason.get_or_insert_with(|| reason.clone());
+                let rest = std::mem::take(rest);
+                if now >= limit {
+                    return Some(Err(self.down()));
+                }
+                self.next_address(rest, now, limit)
+            }
+        }
+    }
+
+    /// Starts the exchange with the next address, or says none is up.
+    fn next_address(
+        &mut self,
+        mut addrs: VecDeque<IpAddr>,
+        now: Instant,
+        limit: Instant,
+    ) -> Option<Result<String, String>> {
+        let Some(ip) = addrs.pop_front() else {
+            return Some(Err(self.down()));
+        };
+        let addr = SocketAddr::new(ip, self.target.port());
+        let budget = self.timeout.min(limit.saturating_duration_since(now));
+        let exchange = health::start_probe(&self.target, addr, budget, now);
+        self.step = NamedStep::Probing {
+            addr,
+            exchange,
+            rest: addrs,
+        };
+        // A refusal can be known at once.
+        self.advance(now, false, limit)
+    }
+
+    fn down(&mut self) -> String {
+        self.first_reason
+            .take()
+            .unwrap_or_else(|| format!("{}: no address", self.target.host()))
+    }
 }
 
 /// Moves one connection on as far as its socket allows.

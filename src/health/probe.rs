@@ -111,21 +111,6 @@ pub struct Outcome {
     pub took: Duration,
 }
 
-/// Runs a network probe with initd's blocking driver and resolver (the
-/// start-up wait's), for a host given by name; at most `timeout`.
-pub fn probe_net(target: &Target, timeout: Duration) -> Outcome {
-    let start = Instant::now();
-    let (ok, detail) = match waitfor::check_once(target, timeout, healthy_status) {
-        Ok(seen) => (true, seen),
-        Err(reason) => (false, reason),
-    };
-    Outcome {
-        ok,
-        detail,
-        took: start.elapsed(),
-    }
-}
-
 /// The address of a target whose host is an IP literal (the usual
 /// `http://127.0.0.1:8000/healthz`): no lookup needed.
 pub fn literal_addr(target: &Target) -> Option<SocketAddr> {
@@ -133,9 +118,9 @@ pub fn literal_addr(target: &Target) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, target.port()))
 }
 
-/// A network probe of an address, started: the exchange of [`probe_net`]
-/// (the same client, the same words), for a caller that polls its socket,
-/// within `timeout`.
+/// A network probe of an address, started: the exchange of the start-up
+/// wait (the same client, the same words), for a caller that polls its
+/// socket, within `timeout`.
 pub fn start_probe(target: &Target, addr: SocketAddr, timeout: Duration, now: Instant) -> Exchange {
     waitfor::exchange(target, addr, healthy_status, timeout, now + timeout, now)
 }
@@ -356,11 +341,6 @@ mod tests {
             port: closed.port(),
         };
         assert_eq!((probe_addr(&tcp, closed)), Err("connection refused".into()));
-        let outcome = probe_net(&tcp, Duration::from_secs(2));
-        assert_eq!(
-            (outcome.ok, outcome.detail.as_str()),
-            (false, "connection refused")
-        );
     }
 
     #[test]

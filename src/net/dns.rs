@@ -11,6 +11,7 @@
 
 pub mod conf;
 pub mod hosts;
+pub mod lookup;
 pub mod message;
 
 use std::collections::hash_map::RandomState;
@@ -27,6 +28,7 @@ use tracing::trace;
 
 pub use conf::ResolvConf;
 pub use hosts::Hosts;
+pub use lookup::Lookup;
 use message::{Answer, NameError, ParseError, QType, WireName};
 
 use crate::net::netio::{self, Interrupt, NetError};
@@ -204,61 +206,86 @@ fn exchange(
     limit: Instant,
     interrupt: Interrupt<'_>,
 ) -> Result<Found, DnsError> {
-    let io_err = |source| DnsError::Io { server, source };
-    let local: SocketAddr = match server {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    // Connected, so the kernel drops datagrams from anyone but the server
-    // and reports an ICMP "port unreachable" as ECONNREFUSED.
-    let socket = UdpSocket::bind(local).map_err(io_err)?;
-    socket.connect(server).map_err(io_err)?;
-    socket.set_nonblocking(true).map_err(io_err)?;
-
-    let mut queries = [QType::A, QType::Aaaa].map(|qtype| Query {
-        qtype,
-        id: random_id(),
-        answer: None,
-    });
-    for query in &queries {
-        socket
-            .send(&message::build_query(query.id, name, query.qtype))
-            .map_err(io_err)?;
-    }
+    let mut udp = Udp::send(server, name)?;
     let mut buf = vec![0u8; MAX_MESSAGE];
-    while queries.iter().any(|q| q.answer.is_none()) {
-        match interrupt.ready(socket.as_fd(), PollFlags::POLLIN, limit) {
+    while !udp.receive(name, &mut buf)? {
+        match interrupt.ready(udp.socket.as_fd(), PollFlags::POLLIN, limit) {
             Ok(()) => {}
             Err(NetError::TimedOut) => break,
             Err(err) => return Err(DnsError::from_net(err, server)),
         }
-        let len = match socket.recv(&mut buf) {
-            Ok(len) => len,
-            Err(err) if matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
-                continue;
-            }
-            Err(err) => return Err(io_err(err)),
-        };
-        let msg = &buf[..len];
-        let waiting = queries.iter_mut().filter(|q| q.answer.is_none());
-        let matched = waiting.into_iter().find_map(|q| {
-            message::parse_response(msg, q.id, name, q.qtype)
-                .ok()
-                .map(|a| (q, a))
-        });
-        match matched {
-            Some((query, answer)) => query.answer = Some(answer),
-            None => {
-                trace!(%server, id = ?message::message_id(msg), "ignored a datagram that answers no query")
-            }
-        }
     }
-    for query in &mut queries {
+    for query in &mut udp.queries {
         if query.answer == Some(Answer::Truncated) {
             query.answer = Some(exchange_tcp(server, name, query.qtype, limit, interrupt)?);
         }
     }
-    combine(server, queries.map(|q| q.answer))
+    combine(server, udp.queries.map(|q| q.answer))
+}
+
+/// The A and AAAA queries to one server, sent, and the answers so far.
+struct Udp {
+    server: SocketAddr,
+    socket: UdpSocket,
+    queries: [Query; 2],
+}
+
+impl Udp {
+    fn send(server: SocketAddr, name: &WireName) -> Result<Udp, DnsError> {
+        let io_err = |source| DnsError::Io { server, source };
+        let local: SocketAddr = match server {
+            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+        };
+        // Connected, so the kernel drops datagrams from anyone but the server
+        // and reports an ICMP "port unreachable" as ECONNREFUSED.
+        let socket = UdpSocket::bind(local).map_err(io_err)?;
+        socket.connect(server).map_err(io_err)?;
+        socket.set_nonblocking(true).map_err(io_err)?;
+        let queries = [QType::A, QType::Aaaa].map(|qtype| Query {
+            qtype,
+            id: random_id(),
+            answer: None,
+        });
+        for query in &queries {
+            socket
+                .send(&message::build_query(query.id, name, query.qtype))
+                .map_err(io_err)?;
+        }
+        Ok(Udp {
+            server,
+            socket,
+            queries,
+        })
+    }
+
+    /// Takes every datagram waiting, without blocking; whether both
+    /// queries have their answer now.
+    fn receive(&mut self, name: &WireName, buf: &mut [u8]) -> Result<bool, DnsError> {
+        let server = self.server;
+        while self.queries.iter().any(|q| q.answer.is_none()) {
+            let len = match self.socket.recv(buf) {
+                Ok(len) => len,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(source) => return Err(DnsError::Io { server, source }),
+            };
+            let msg = &buf[..len];
+            let waiting = self.queries.iter_mut().filter(|q| q.answer.is_none());
+            let matched = waiting.into_iter().find_map(|q| {
+                message::parse_response(msg, q.id, name, q.qtype)
+                    .ok()
+                    .map(|a| (q, a))
+            });
+            match matched {
+                Some((query, answer)) => query.answer = Some(answer),
+                None => {
+                    trace!(%server, id = ?message::message_id(msg), "ignored a datagram that answers no query")
+                }
+            }
+        }
+        Ok(true)
+    }
 }
 
 struct Query {
@@ -637,6 +664,90 @@ mod tests {
         assert!(matches!(err, DnsError::Interrupted), "{err}");
         assert!(start.elapsed() < Duration::from_secs(1));
         drop(writer.join());
+    }
+
+    /// Drives a non-blocking lookup as PID 1's loop does, counting the
+    /// calls that returned with no result yet: each must come back at once.
+    fn drive(mut lookup: Lookup) -> (Result<Vec<IpAddr>, String>, u32) {
+        let mut passes = 0;
+        while lookup.result().is_none() {
+            let (fd, events) = lookup.fd().expect("a query in flight");
+            let left = lookup
+                .deadline()
+                .unwrap()
+                .saturating_duration_since(Instant::now());
+            let mut fds = [nix::poll::PollFd::new(fd, events)];
+            let ms = (left.as_millis() as u16).saturating_add(1);
+            let _ = nix::poll::poll(&mut fds, ms);
+            let before = Instant::now();
+            lookup.advance(Instant::now());
+            assert!(before.elapsed() < Duration::from_millis(50), "advance waited");
+            passes += 1;
+        }
+        let result = match lookup.result().unwrap() {
+            Ok(addrs) => Ok(addrs.clone()),
+            Err(err) => Err(err.to_string()),
+        };
+        (result, passes)
+    }
+
+    #[test]
+    fn a_lookup_on_the_loop_answers_hosts_and_literals_at_once() {
+        let r = resolver("127.0.0.7 cache\n", "nameserver 127.0.0.1\n", 1);
+        for (host, want) in [("cache", "127.0.0.7"), ("10.1.2.3", "10.1.2.3")] {
+            let lookup = Lookup::start(&r, host, Instant::now(), soon());
+            assert!(lookup.fd().is_none());
+            assert_eq!(lookup.result().unwrap().as_ref().unwrap(), &[ip(want)]);
+        }
+        let bad = Lookup::start(&r, "a..b", Instant::now(), soon());
+        assert!(matches!(bad.result(), Some(Err(DnsError::Name(_)))));
+    }
+
+    #[test]
+    fn a_lookup_on_the_loop_follows_the_search_list_to_an_answer() {
+        let (server, _) = fake_dns(vec![("db", Reply::SpoofFirst(ip("127.0.0.9")))]);
+        let r = resolver("", "nameserver 127.0.0.1\nsearch svc.test\n", server.port());
+        let (result, _) = drive(Lookup::start(&r, "db", Instant::now(), soon()));
+        assert_eq!(result.unwrap(), [ip("127.0.0.9")]);
+        let (result, _) = drive(Lookup::start(&r, "nope", Instant::now(), soon()));
+        assert_eq!(result.unwrap_err(), "name not found");
+    }
+
+    #[test]
+    fn a_lookup_on_the_loop_asks_a_truncated_answer_again_over_tcp() {
+        let (server, _) = fake_dns(vec![("big", Reply::Truncated(ip("127.0.0.4")))]);
+        let r = resolver("", "nameserver 127.0.0.1\n", server.port());
+        let (result, _) = drive(Lookup::start(&r, "big", Instant::now(), soon()));
+        assert_eq!(result.unwrap(), [ip("127.0.0.4")]);
+    }
+
+    #[test]
+    fn a_lookup_on_the_loop_skips_a_dead_server_and_gives_up_on_a_silent_one_at_its_limit() {
+        let (server, _) = fake_dns(vec![
+            ("db", Reply::Addrs(vec![ip("127.0.0.2")])),
+            ("quiet", Reply::Silent),
+        ]);
+        let dead = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let mut r = resolver("", "", 0);
+        r.conf.nameservers = vec![dead, server];
+        let (result, _) = drive(Lookup::start(&r, "db", Instant::now(), soon()));
+        assert_eq!(result.unwrap(), [ip("127.0.0.2")]);
+
+        r.conf.nameservers = vec![server];
+        let start = Instant::now();
+        let (result, passes) = drive(Lookup::start(
+            &r,
+            "quiet",
+            start,
+            start + Duration::from_millis(300),
+        ));
+        let took = start.elapsed();
+        assert_eq!(result.unwrap_err(), format!("no answer from DNS server {server}"));
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+        assert!(passes < 20, "woke {passes} times");
     }
 
     #[test]

@@ -437,25 +437,6 @@ fn answering(status: u16) -> bool {
     status < 500
 }
 
-/// Checks `target` once, within `timeout`, with the system's resolver and
-/// nothing to interrupt it: for a health probe, which judges an HTTP
-/// answer by `up` (a status code) rather than by the wait's rule. Returns
-/// what was seen, `HTTP 200 OK` or `connected to 127.0.0.1:8000`, or why
-/// the target is down.
-pub fn check_once(target: &Target, timeout: Duration, up: fn(u16) -> bool) -> Result<String, String> {
-    let check = Check {
-        resolver: &Resolver::system(),
-        probe_timeout: timeout,
-        deadline: Instant::now() + timeout,
-        interrupt: Interrupt::none(),
-        up,
-    };
-    check.target(target).map_err(|failure| match failure {
-        Failure::Down(reason) => reason,
-        Failure::Interrupted => "interrupted".into(),
-    })
-}
-
 struct Check<'a> {
     resolver: &'a Resolver,
     probe_timeout: Duration,
@@ -825,32 +806,6 @@ mod tests {
             Interrupt::none(),
         )
         .unwrap();
-    }
-
-    #[test]
-    fn check_once_judges_the_status_by_the_callers_rule() {
-        let healthy = |status: u16| (200..400).contains(&status);
-        let (port, _) = http_server(vec![
-            "HTTP/1.1 204 No Content",
-            "HTTP/1.1 404 Not Found",
-            "HTTP/1.1 302 Found",
-        ]);
-        let target = http("127.0.0.1", port, "/healthz");
-        let limit = Duration::from_secs(5);
-        assert_eq!(
-            check_once(&target, limit, healthy),
-            Ok("HTTP 204 No Content".into())
-        );
-        assert_eq!(
-            check_once(&target, limit, healthy),
-            Err("HTTP 404 Not Found".into())
-        );
-        assert_eq!(check_once(&target, limit, healthy), Ok("HTTP 302 Found".into()));
-        let closed = free_port();
-        assert_eq!(
-            check_once(&tcp("127.0.0.1", closed), limit, healthy),
-            Err("connection refused".into())
-        );
     }
 
     #[test]

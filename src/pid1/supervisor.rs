@@ -4,7 +4,7 @@
 //! watchers are restarted by [`Rules`] (on a change, with backoff), health
 //! probes are only reported. Signals, the [`Source`]s handed to it (the
 //! control socket, `cmd:` probes) and the rules' own descriptors (file
-//! changes) are all file descriptors of one poll(2).
+//! changes, watcher output) are all file descriptors of one poll(2).
 //!
 //! There is no timer while idle: the poll has a timeout only while a
 //! drain, a stop, a source's deadline or one of the rules' moments is due.
@@ -162,9 +162,12 @@ pub struct Ctx<'a> {
 pub trait Rules {
     /// Starts the set's first children, before the loop's first sleep.
     fn start(&mut self, _now: Instant, _ctx: &mut Ctx) {}
-    /// Readable when the rules have news (files changed).
-    fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
-        None
+    /// The descriptors whose readiness is news for the rules (files
+    /// changed, a watcher printed, initd's output has room again), polled
+    /// with the loop's own; [`Rules::tick`] then tries them without
+    /// blocking.
+    fn fds(&self) -> Vec<(BorrowedFd<'_>, PollFlags)> {
+        Vec::new()
     }
     /// The next moment [`Rules::tick`] has something to do.
     fn due(&self) -> Option<Instant> {
@@ -176,6 +179,12 @@ pub trait Rules {
     fn ended(&mut self, _pid: Pid, _role: Role, _fate: Fate, _now: Instant, _ctx: &mut Ctx) {}
     /// A stop began: from now on nothing starts again.
     fn stopping(&mut self) {}
+    /// Once every child has ended after a stop: whether the rules are done
+    /// too (`false`: the loop goes on serving their descriptors until
+    /// [`Rules::due`], as for the watchers' last lines).
+    fn settled(&mut self, _now: Instant) -> bool {
+        true
+    }
     /// Where a signal that is not a stop goes; `None`: the loop's rule
     /// (the main child, or between children whatever is left).
     fn forward_to(&self, _children: &Children) -> Option<Vec<Pid>> {
@@ -469,7 +478,7 @@ impl Supervisor {
                 return Some(fate);
             }
             let stopped = self.seq.phase() != stopseq::Phase::Running && !self.children_left;
-            if until == Until::AllStopped && stopped {
+            if until == Until::AllStopped && stopped && rules.settled(Instant::now()) {
                 return None;
             }
         }
@@ -555,9 +564,12 @@ impl Supervisor {
             counts.push(wanted.len());
             fds.extend(wanted.into_iter().map(|(fd, events)| PollFd::new(fd, events)));
         }
-        if let Some(fd) = rules.wake_fd() {
-            fds.push(PollFd::new(fd, PollFlags::POLLIN));
-        }
+        fds.extend(
+            rules
+                .fds()
+                .into_iter()
+                .map(|(fd, events)| PollFd::new(fd, events)),
+        );
         let woke = match poll(&mut fds, timeout) {
             Ok(_) => true,
             Err(Errno::EINTR) => false,
