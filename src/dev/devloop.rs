@@ -10,9 +10,8 @@
 //! Sleeping, signals, reaping and the stop are the loop's; this module only
 //! says what starts again, and when.
 
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use nix::poll::PollFlags;
@@ -24,8 +23,10 @@ use crate::cmdline;
 use crate::dev::filter::Filter;
 use crate::dev::prefix::{self, Label, Outputs};
 use crate::dev::reload::{Debounce, Reloader};
+use crate::pid1::child::Stream;
 use crate::pid1::exit::Fate;
-use crate::pid1::launch::{Launcher, Terminal, spawn_failed};
+use crate::pid1::exit::{self, Halt};
+use crate::pid1::launch::{Launcher, Terminal};
 use crate::pid1::status::{Phase, Process};
 use crate::pid1::supervisor::{Children, Ctx, Role, Rules, Supervisor};
 
@@ -353,30 +354,30 @@ impl Dev<'_> {
         let w = &mut self.watchers[i];
         w.restart_at = None;
         let what = format!("watcher {}", w.name);
-        let spawned = self.launcher.command(&what, &w.argv, false).and_then(|mut cmd| {
-            cmd.stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            cmd.spawn().map_err(|e| spawn_failed(&what, &w.argv[0], &e))
-        });
+        let spawned = watcher_pipes()
+            .map_err(|e| {
+                Halt::error(
+                    exit::INTERNAL,
+                    format!("{what}: cannot make its output pipes: {e}"),
+                )
+            })
+            .and_then(|[(out, out_w), (err, err_w)]| {
+                let streams = [Stream::Null, Stream::Fd(out_w.as_fd()), Stream::Fd(err_w.as_fd())];
+                let pid = self
+                    .launcher
+                    .start_with(&what, &w.argv, Terminal::Background, streams)?;
+                // The write ends are the watcher's alone now: its exit ends
+                // the streams.
+                drop((out_w, err_w));
+                Ok((pid, out, err))
+            });
         match spawned {
-            Ok(mut child) => {
-                let streams = [
-                    child
-                        .stdout
-                        .take()
-                        .map(|out| (OwnedFd::from(out), &w.label_out, false)),
-                    child
-                        .stderr
-                        .take()
-                        .map(|err| (OwnedFd::from(err), &w.label_err, true)),
-                ];
-                for (fd, label, to_stderr) in streams.into_iter().flatten() {
+            Ok((pid, out, err)) => {
+                for (fd, label, to_stderr) in [(out, &w.label_out, false), (err, &w.label_err, true)] {
                     if let Err(e) = self.outputs.forward(fd, label.clone(), to_stderr) {
                         warn!("the output of {what} cannot be read without blocking ({e}); it is dropped");
                     }
                 }
-                let pid = Pid::from_raw(child.id() as i32);
                 ctx.children.add(pid, Role::Watcher(i));
                 if w.started.is_some() {
                     w.restarts += 1;
@@ -477,6 +478,13 @@ impl Dev<'_> {
 }
 
 /// Whether a changed path (absolute, under one of the roots) is an edit.
+/// A watcher's stdout and stderr pipes: (read end, write end) each, both
+/// close-on-exec (the spawn gives the watcher its ends as 1 and 2).
+fn watcher_pipes() -> nix::Result<[(OwnedFd, OwnedFd); 2]> {
+    let flags = nix::fcntl::OFlag::O_CLOEXEC;
+    Ok([nix::unistd::pipe2(flags)?, nix::unistd::pipe2(flags)?])
+}
+
 fn wanted(roots: &[PathBuf], filter: &Filter, path: &Path) -> bool {
     roots
         .iter()

@@ -1,13 +1,11 @@
-//! Starting the main child: its own process group, the terminal's
+//! Starting a command: its own process group, the terminal's
 //! foreground when there is one, and a clean signal mask.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Command;
 
 use nix::unistd::Pid;
 
@@ -31,47 +29,6 @@ pub fn forbid_privilege_gain() -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// Builds the command for `program` (already resolved) with `argv[0]` as the
-/// user typed it, for a caller that wants std's pipes (dev mode's
-/// watchers); [`spawn_process`] is the lighter way to start a command. The
-/// child gets its own process group so signals can reach the group without
-/// reaching initd, and, with `foreground`, takes the terminal so Ctrl-C and
-/// job control act on it rather than on initd.
-pub fn command(program: &Path, argv: &[OsString], foreground: bool) -> Command {
-    let mut cmd = Command::new(program);
-    if let Some((arg0, args)) = argv.split_first() {
-        cmd.arg0(arg0).args(args);
-    }
-    cmd.process_group(0);
-    // SAFETY: the closure runs between fork and exec and makes only
-    // async-signal-safe system calls, with no allocation.
-    unsafe {
-        cmd.pre_exec(move || {
-            if foreground {
-                // Still under initd's mask here, so SIGTTOU is blocked and a
-                // background group may take the terminal. ENOTTY: stdin is a
-                // terminal but not our controlling one; nothing to hand over.
-                if libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid()) != 0 {
-                    let err = io::Error::last_os_error();
-                    if !matches!(err.raw_os_error(), Some(libc::ENOTTY | libc::ENXIO | libc::EPERM)) {
-                        return Err(err);
-                    }
-                }
-            }
-            // The mask survives exec, and std leaves it as it is: without
-            // this the child would start with every signal blocked and
-            // ignore `docker stop`.
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut empty);
-            if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    cmd
 }
 
 /// Takes the terminal's foreground back for initd's own process group once

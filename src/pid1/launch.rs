@@ -4,7 +4,6 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use nix::unistd::Pid;
 use tracing::debug;
@@ -61,22 +60,6 @@ impl Launcher {
 
     fn path_var(&self) -> Option<&OsString> {
         self.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v)
-    }
-
-    /// The command for `argv`, with the pipeline's environment and
-    /// directory; `foreground` hands it the terminal. A failed lookup is
-    /// the error naming `what`, with 127/126.
-    pub fn command(&self, what: &str, argv: &[String], foreground: bool) -> Result<Command, Halt> {
-        let path = self.path_var().map(OsString::as_os_str);
-        let program = resolve::resolve(argv[0].as_ref(), path, &self.cwd)
-            .map_err(|e| Halt::error(e.exit_code(), format!("{what}: {e}")))?;
-        let argv_os: Vec<OsString> = argv.iter().map(OsString::from).collect();
-        let mut cmd = child::command(&program, &argv_os, foreground && self.foreground);
-        cmd.env_clear().envs(self.env.iter().map(|(k, v)| (k, v)));
-        if !self.inherits_cwd {
-            cmd.current_dir(&self.cwd);
-        }
-        Ok(cmd)
     }
 
     /// Starts `argv` as a supervised child. Lookup and exec failures are
