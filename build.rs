@@ -16,18 +16,6 @@ fn main() {
         if dirty { "-dirty" } else { "" }
     );
     println!("cargo:rustc-env=INITD_BUILD_RUSTC={rustc_version}");
-    // The shipped binary only (the release `initd`, not tests): lld options
-    // (rust-lld is this target's default linker since Rust 1.90) that keep it
-    // under 2 MiB; measured in docs/benchmarks.md.
-    // - No .eh_frame_hdr: the unwind tables' lookup index (~32 kB), used by
-    //   nothing but a panic's backtrace (panic = "abort"), which still works
-    //   without it: a static binary registers its unwind tables at start.
-    // - Identical code folding (~13 kB): Rust gives no function a unique
-    //   address to compare, and lld folds code only, never data.
-    if std::env::var("PROFILE").as_deref() == Ok("release") {
-        println!("cargo:rustc-link-arg-bins=-Wl,--no-eh-frame-hdr");
-        println!("cargo:rustc-link-arg-bins=-Wl,--icf=all");
-    }
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/index");
 }
