@@ -536,3 +536,44 @@ fn the_child_starts_with_a_clean_signal_state_its_own_group_and_initds_directory
         out.stdout
     );
 }
+
+/// initd started with stdout closed (a careless `>&-` in a wrapper script):
+/// the first file it opens must not become its stdout, so its child finds
+/// /dev/null there; and a write to a pipe nobody reads is an error initd
+/// handles, not a SIGPIPE that ends it. Run as a plain subreaper: as PID 1
+/// of a namespace the kernel would drop that SIGPIPE anyway.
+#[test]
+fn closed_stdout_becomes_dev_null_and_a_broken_stderr_pipe_does_not_kill_initd() {
+    use std::os::unix::process::CommandExt;
+    let dir = Scratch::new("closed-stdio");
+    let target = dir.path("stdout-is");
+    let mut cmd = initd_plain([
+        "sh",
+        "-c",
+        &format!("echo \"$(readlink /proc/$$/fd/1)\" > {}", target.display()),
+    ]);
+    // SAFETY: close() between fork and exec, no allocation.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::close(1);
+            Ok(())
+        });
+    }
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert_eq!(dir.read("stdout-is").trim(), "/dev/null");
+
+    // stderr: a pipe whose reader is gone before initd writes its line
+    // about the child's exit status.
+    let (reader, writer) = nix::unistd::pipe().unwrap();
+    drop(reader);
+    let mut cmd = initd_plain(["sh", "-c", "exit 3"]);
+    cmd.env("INITD_LOG", "info").stderr(std::fs::File::from(writer));
+    let mut child = cmd.spawn().unwrap();
+    let status = wait_timeout(&mut child, LIMIT);
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "initd ended by {status:?}, not with the child's status"
+    );
+}
