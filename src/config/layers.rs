@@ -4,7 +4,7 @@
 //! `envy` (42 kB of generated code for a map of strings).
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -70,16 +70,19 @@ impl Layers {
 
 /// Reads the environment layer. `secret_names` are variables that were
 /// filled from Docker secrets, so they are reported (and redacted) as such.
-pub fn env_layer(
-    vars: impl IntoIterator<Item = (OsString, OsString)>,
+pub fn env_layer<K: AsRef<OsStr>, V: AsRef<OsStr>>(
+    vars: impl IntoIterator<Item = (K, V)>,
     secret_names: &[String],
 ) -> Result<Layers, ConfigError> {
     let mut known = Vec::new();
     let mut layers = Layers::default();
     for (key, value) in vars {
-        let Some(key) = key.to_str() else { continue };
+        let value = value.as_ref();
+        let Some(key) = key.as_ref().to_str() else {
+            continue;
+        };
         let Some(setting) = SETTINGS.iter().find(|s| s.name == key) else {
-            if key.starts_with(PREFIX) && kubernetes_service_variable(key, &value) {
+            if key.starts_with(PREFIX) && kubernetes_service_variable(key, value) {
                 // A Service named `initd` (or `initd-...`) in the pod's
                 // namespace: Kubernetes injects these into every pod, so
                 // refusing them would stop every pod from starting.
@@ -100,9 +103,12 @@ pub fn env_layer(
             }
             continue;
         };
-        let value = value.into_string().map_err(|_| ConfigError::NotUnicode {
-            name: key.to_string(),
-        })?;
+        let value = value
+            .to_str()
+            .map(str::to_owned)
+            .ok_or_else(|| ConfigError::NotUnicode {
+                name: key.to_string(),
+            })?;
         known.push((setting.name, value));
     }
     for (name, value) in known {
@@ -356,6 +362,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsString;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
         pairs

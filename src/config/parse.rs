@@ -146,8 +146,8 @@ pub struct Loaded {
 
 /// Reads the environment, then the TOML file it names (`INITD_CONFIG`, or
 /// `/etc/initd.toml` when that exists), and parses the result.
-pub fn load(vars: Vec<(OsString, OsString)>, secret_names: &[String]) -> Result<Loaded, ConfigError> {
-    let env = env_layer(vars, secret_names)?;
+pub fn load(vars: &[(OsString, OsString)], secret_names: &[String]) -> Result<Loaded, ConfigError> {
+    let env = env_layer(vars.iter().map(|(k, v)| (k, v)), secret_names)?;
     let (path, required) = match env.text("INITD_CONFIG") {
         Some(path) => (PathBuf::from(path), true),
         None => (PathBuf::from("/etc/initd.toml"), false),
@@ -732,7 +732,7 @@ mod tests {
 
     #[test]
     fn a_missing_named_config_file_is_an_error() {
-        let err = load(env(&[("INITD_CONFIG", "/nonexistent/initd.toml")]), &[]).unwrap_err();
+        let err = load(&env(&[("INITD_CONFIG", "/nonexistent/initd.toml")]), &[]).unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("config file /nonexistent/initd.toml: "),

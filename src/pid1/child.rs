@@ -101,12 +101,7 @@ pub fn spawn_process(spec: &Spec) -> io::Result<Pid> {
     let env = spec
         .env
         .iter()
-        .map(|(k, v)| {
-            let mut pair = k.clone();
-            pair.push("=");
-            pair.push(v);
-            c_string(&pair)
-        })
+        .map(|(k, v)| env_entry(k, v))
         .collect::<io::Result<Vec<_>>>()?;
     let cwd = spec.cwd.map(|c| c_string(c.as_os_str())).transpose()?;
     let argv_ptrs = null_terminated(&argv);
@@ -143,6 +138,22 @@ pub fn spawn_process(spec: &Spec) -> io::Result<Pid> {
         return Err(io::Error::from_raw_os_error(rc));
     }
     Ok(Pid::from_raw(pid))
+}
+
+/// `NAME=value` as one allocation: a container's environment can hold
+/// hundreds of variables, and every command start builds them all.
+fn env_entry(name: &OsStr, value: &OsStr) -> io::Result<CString> {
+    let (name, value) = (name.as_bytes(), value.as_bytes());
+    let mut entry = Vec::with_capacity(name.len() + value.len() + 2);
+    entry.extend_from_slice(name);
+    entry.push(b'=');
+    entry.extend_from_slice(value);
+    CString::new(entry).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("the variable {} holds a NUL byte", String::from_utf8_lossy(name)),
+        )
+    })
 }
 
 fn c_string(text: &OsStr) -> io::Result<CString> {

@@ -129,7 +129,7 @@ pub fn prepare() -> Result<Prepared, Halt> {
         .map_err(|e| Halt::error(exit::CONFIG, e.to_string()))?;
     let redactor = Arc::new(Redactor::new(&resolved.secrets));
     let names: Vec<String> = resolved.secrets.iter().map(|s| s.name.clone()).collect();
-    let loaded = config::load(resolved.env.clone(), &names)
+    let loaded = config::load(&resolved.env, &names)
         .map_err(|e| Halt::error(exit::CONFIG, redactor.redact(&e.to_string())))?;
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     Ok(Prepared {
