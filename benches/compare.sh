@@ -655,14 +655,29 @@ for ((i = 0; ; i++)); do
     ((i < 600)) || { tail -n 20 "$LOGDIR/initd-gunicorn.log" >&2; die "initd run with gunicorn did not become healthy within 30 s"; }
     nap 0.05
 done
+# A second PID 1 with no probe (`initd exec -- sleep`): there `initd check`
+# is initd's own cost alone, a start and one round trip through the control
+# socket, answered from the supervisor's state; against `initd run` above
+# the answer waits for the HTTP probe of gunicorn that every check makes.
+(cd "$TMP" && exec env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root LC_ALL=C \
+    INITD_ALLOW_ROOT=true INITD_USER=root INITD_SOCKET="$TMP/exec.sock" "${UNSHARE[@]}" \
+    "$INITD_BIN" exec -- sleep 100000) </dev/null >>"$LOGDIR/initd-exec-check.log" 2>&1 {NEVER}>&- &
+XUP=$!
+for ((i = 0; ; i++)); do
+    if INITD_SOCKET=$TMP/exec.sock "$INITD_BIN" check >/dev/null 2>&1; then break; fi
+    ((i < 600)) || { tail -n 20 "$LOGDIR/initd-exec-check.log" >&2; die "initd exec -- sleep did not answer a check within 30 s"; }
+    nap 0.05
+done
 CURL=$(command -v curl)
 TRUE=$(type -P true)
-CHECK_NAMES=(initd-check curl tini-version dumb-init-version true)
+CHECK_NAMES=(initd-check initd-check-noprobe curl tini-version dumb-init-version true)
 for ((r = 0; r < CHECK_ROUNDS; r++)); do
-    for k in 0 1 2 3 4; do
-        name=${CHECK_NAMES[(r + k) % 5]}
+    for k in 0 1 2 3 4 5; do
+        name=${CHECK_NAMES[(r + k) % 6]}
+        sock=$TMP/run.sock
         case $name in
             initd-check) cmd=("$INITD_BIN" check) ;;
+            initd-check-noprobe) cmd=("$INITD_BIN" check) sock=$TMP/exec.sock ;;
             curl) cmd=("$CURL" -fsS -o /dev/null "$URL") ;;
             tini-version) cmd=("$TINI_BIN" --version) ;;
             dumb-init-version) cmd=("$DUMB_INIT_BIN" --version) ;;
@@ -670,7 +685,7 @@ for ((r = 0; r < CHECK_ROUNDS; r++)); do
         esac
         rc=0
         t0=${EPOCHREALTIME/./}
-        "${cmd[@]}" </dev/null >/dev/null 2>&1 {NEVER}>&- || rc=$?
+        INITD_SOCKET=$sock "${cmd[@]}" </dev/null >/dev/null 2>&1 {NEVER}>&- || rc=$?
         t1=${EPOCHREALTIME/./}
         ((rc == 0)) || die "$name exited $rc in round $r"
         rec check_us "$r" "$name" $((t1 - t0))
@@ -687,6 +702,9 @@ rec run_priv_kb 0 initd "$PRIV"
 rec run_threads 0 initd "$(awk '/^Threads:/ {print $2}' "/proc/$GPID1/status")"
 kill -TERM "$GPID1"
 wait "$GUP" 2>/dev/null || true
+kids_of "$XUP"
+[[ -n ${KIDS[0]:-} ]] && kill -TERM "${KIDS[0]}"
+wait "$XUP" 2>/dev/null || true
 export -n INITD_SOCKET
 
 MEASURE_SECS=$((SECONDS - T_START))
@@ -840,7 +858,12 @@ row("`initd check` (fresh process) / `X --version`, median ms",
 row("`initd check` paired ratio to curl / to `tini-static --version`",
     [f"{f(paired('check_us', 'initd-check', 'curl'), '{:.3f}')} / "
      f"{f(paired('check_us', 'initd-check', 'tini-version'), '{:.3f}')}", "-", "-"],
-    "median of per-round ratios")
+    "median of per-round ratios; every check waits for the HTTP probe of gunicorn")
+row("`initd check` with no probe (`initd exec -- sleep`), median ms; paired ratio to curl / to `tini-static --version`",
+    [f"{f(med('check_us', 'initd-check-noprobe', ms))}; "
+     f"{f(paired('check_us', 'initd-check-noprobe', 'curl'), '{:.3f}')} / "
+     f"{f(paired('check_us', 'initd-check-noprobe', 'tini-version'), '{:.3f}')}", "-", "-"],
+    "initd's own cost: its start and one round trip through the control socket, answered from the supervisor's state")
 row("idle `initd run` PID 1 (gunicorn, control socket served): VmRSS / private kB",
     [f"{f(med('run_rss_kb', 'initd'), '{:.0f}')} / {f(med('run_priv_kb', 'initd'), '{:.0f}')}", "-", "-"],
     f"threads: {mode('run_threads', 'initd')}")
