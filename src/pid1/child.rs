@@ -75,8 +75,6 @@ pub struct Spec<'a> {
     /// With `argv[0]` as the user typed it.
     pub argv: &'a [String],
     pub env: &'a [(OsString, OsString)],
-    /// `None`: initd's own working directory.
-    pub cwd: Option<&'a Path>,
     /// Hand the child the terminal's foreground (stdin is initd's
     /// controlling terminal).
     pub foreground: bool,
@@ -92,18 +90,20 @@ pub struct Spec<'a> {
 /// command otherwise costs initd. A failed exec is the error returned
 /// (ENOENT, EACCES, ENOEXEC), as it would be from execve.
 pub fn spawn_process(spec: &Spec) -> io::Result<Pid> {
-    let program = c_string(spec.program.as_os_str())?;
+    let program = c_string(
+        spec.program.as_os_str().as_bytes().to_vec(),
+        spec.program.as_os_str(),
+    )?;
     let argv = spec
         .argv
         .iter()
-        .map(|a| c_string(OsStr::new(a)))
+        .map(|a| c_string(a.clone().into_bytes(), OsStr::new(a)))
         .collect::<io::Result<Vec<_>>>()?;
     let env = spec
         .env
         .iter()
         .map(|(k, v)| env_entry(k, v))
         .collect::<io::Result<Vec<_>>>()?;
-    let cwd = spec.cwd.map(|c| c_string(c.as_os_str())).transpose()?;
     let argv_ptrs = null_terminated(&argv);
     let env_ptrs = null_terminated(&env);
     let mut actions = FileActions::new()?;
@@ -116,9 +116,6 @@ pub fn spawn_process(spec: &Spec) -> io::Result<Pid> {
     }
     if spec.foreground && owns_terminal() {
         actions.take_terminal()?;
-    }
-    if let Some(cwd) = &cwd {
-        actions.chdir(cwd)?;
     }
     let attrs = Attrs::new()?;
     let mut pid: libc::pid_t = 0;
@@ -143,24 +140,19 @@ pub fn spawn_process(spec: &Spec) -> io::Result<Pid> {
 /// `NAME=value` as one allocation: a container's environment can hold
 /// hundreds of variables, and every command start builds them all.
 fn env_entry(name: &OsStr, value: &OsStr) -> io::Result<CString> {
-    let (name, value) = (name.as_bytes(), value.as_bytes());
     let mut entry = Vec::with_capacity(name.len() + value.len() + 2);
-    entry.extend_from_slice(name);
+    entry.extend_from_slice(name.as_bytes());
     entry.push(b'=');
-    entry.extend_from_slice(value);
-    CString::new(entry).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("the variable {} holds a NUL byte", String::from_utf8_lossy(name)),
-        )
-    })
+    entry.extend_from_slice(value.as_bytes());
+    c_string(entry, name)
 }
 
-fn c_string(text: &OsStr) -> io::Result<CString> {
-    CString::new(text.as_bytes()).map_err(|_| {
+/// `bytes` for a C call; `what` names them if they hold a NUL byte.
+fn c_string(bytes: Vec<u8>, what: &OsStr) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("{:?} holds a NUL byte", text.to_string_lossy()),
+            format!("{:?} holds a NUL byte", what.to_string_lossy()),
         )
     })
 }
@@ -212,11 +204,6 @@ impl FileActions {
         // SAFETY: records the descriptor number only.
         check(unsafe { libc::posix_spawn_file_actions_addtcsetpgrp_np(&mut self.0, libc::STDIN_FILENO) })
     }
-
-    fn chdir(&mut self, dir: &CString) -> io::Result<()> {
-        // SAFETY: glibc copies the path.
-        check(unsafe { libc::posix_spawn_file_actions_addchdir_np(&mut self.0, dir.as_ptr()) })
-    }
 }
 
 impl Drop for FileActions {
@@ -237,7 +224,7 @@ impl Attrs {
     /// glibc programs install their own handlers for them when needed.)
     fn new() -> io::Result<Attrs> {
         // SAFETY: init fills the zeroed struct; the sets are initialised
-        // by sigemptyset/sigfillset before use; Drop destroys the attrs.
+        // by sigemptyset before use; Drop destroys the attrs.
         unsafe {
             let mut attrs: libc::posix_spawnattr_t = std::mem::zeroed();
             check(libc::posix_spawnattr_init(&mut attrs))?;

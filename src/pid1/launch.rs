@@ -17,14 +17,11 @@ use crate::pid1::resolve;
 #[derive(Clone)]
 pub struct Launcher {
     pub env: Vec<(OsString, OsString)>,
+    /// initd's own working directory, which every command inherits; here
+    /// for looking up a program named by a relative path.
     pub cwd: PathBuf,
     /// Whether stdin is a terminal whose foreground a command may take.
     pub foreground: bool,
-    /// Whether `cwd` is initd's own working directory, which children
-    /// inherit: then no chdir is asked of the child, which would keep std
-    /// from starting it with posix_spawn (the static glibc has no
-    /// posix_spawn_file_actions_addchdir_np for std to find).
-    inherits_cwd: bool,
 }
 
 /// A failed exec, as the error that ends initd with the shell's status.
@@ -54,7 +51,6 @@ impl Launcher {
             env,
             cwd: cwd.to_path_buf(),
             foreground: child::stdin_is_terminal(),
-            inherits_cwd: std::env::current_dir().is_ok_and(|own| own == cwd),
         }
     }
 
@@ -90,7 +86,6 @@ impl Launcher {
             program: &program,
             argv,
             env: &self.env,
-            cwd: (!self.inherits_cwd).then_some(self.cwd.as_path()),
             foreground: terminal == Terminal::Foreground && self.foreground,
             streams,
         };

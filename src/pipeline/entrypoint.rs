@@ -131,7 +131,13 @@ pub fn prepare() -> Result<Prepared, Halt> {
     let names: Vec<String> = resolved.secrets.iter().map(|s| s.name.clone()).collect();
     let loaded = config::load(&resolved.env, &names)
         .map_err(|e| Halt::error(exit::CONFIG, redactor.redact(&e.to_string())))?;
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    // Every command inherits initd's directory. One that is gone (removed
+    // under a `docker exec`'s feet) is replaced by / for initd and so for them.
+    let cwd = std::env::current_dir().unwrap_or_else(|_| {
+        let root = PathBuf::from("/");
+        let _ = std::env::set_current_dir(&root);
+        root
+    });
     Ok(Prepared {
         env: resolved.env,
         left_alone: resolved.left_alone,
