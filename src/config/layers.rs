@@ -74,7 +74,6 @@ pub fn env_layer<K: AsRef<OsStr>, V: AsRef<OsStr>>(
     vars: impl IntoIterator<Item = (K, V)>,
     secret_names: &[String],
 ) -> Result<Layers, ConfigError> {
-    let mut known = Vec::new();
     let mut layers = Layers::default();
     for (key, value) in vars {
         let value = value.as_ref();
@@ -109,15 +108,12 @@ pub fn env_layer<K: AsRef<OsStr>, V: AsRef<OsStr>>(
             .ok_or_else(|| ConfigError::NotUnicode {
                 name: key.to_string(),
             })?;
-        known.push((setting.name, value));
-    }
-    for (name, value) in known {
-        let source = if secret_names.iter().any(|s| s == name) {
+        let source = if secret_names.iter().any(|s| s == setting.name) {
             Source::Secret
         } else {
             Source::Env
         };
-        layers.values.insert(name, (Raw::Text(value), source));
+        layers.values.insert(setting.name, (Raw::Text(value), source));
     }
     Ok(layers)
 }
