@@ -18,11 +18,9 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
-use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::Instant;
 
-use nix::poll::PollFlags;
 use thiserror::Error;
 use tracing::trace;
 
@@ -31,7 +29,7 @@ pub use hosts::Hosts;
 pub use lookup::Lookup;
 use message::{Answer, NameError, ParseError, QType, WireName};
 
-use crate::net::netio::{self, Interrupt, NetError};
+use crate::net::netio::{Interrupt, NetError};
 
 pub const HOSTS_PATH: &str = "/etc/hosts";
 pub const RESOLV_CONF_PATH: &str = "/etc/resolv.conf";
@@ -116,75 +114,14 @@ impl Resolver {
 
     /// The addresses of `host` (an IP literal is its own answer). Never
     /// blocks past `limit`; returns `Interrupted` as soon as the interrupt
-    /// is pending.
+    /// is pending. The same [`Lookup`] PID 1's loop drives, waited for here.
     pub fn lookup(
         &self,
         host: &str,
         limit: Instant,
         interrupt: Interrupt<'_>,
     ) -> Result<Vec<IpAddr>, DnsError> {
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            return Ok(vec![ip]);
-        }
-        let listed = self.hosts.lookup(host);
-        if !listed.is_empty() {
-            return Ok(listed);
-        }
-        WireName::from_dotted(host)?;
-        let mut worst: Option<DnsError> = None;
-        for candidate in self.conf.candidates(host) {
-            // A search domain can push a valid name over the length limit;
-            // that candidate just does not exist.
-            let Ok(name) = WireName::from_dotted(&candidate) else {
-                continue;
-            };
-            match self.query(&name, limit, interrupt) {
-                Ok(addrs) => return Ok(addrs),
-                Err(DnsError::Interrupted) => return Err(DnsError::Interrupted),
-                Err(err) => {
-                    trace!(name = %candidate, "lookup failed: {err}");
-                    if worst.as_ref().is_none_or(|w| err.weight() > w.weight()) {
-                        worst = Some(err);
-                    }
-                }
-            }
-            if Instant::now() >= limit {
-                break;
-            }
-        }
-        Err(worst.unwrap_or(DnsError::NotFound))
-    }
-
-    /// Asks each server in turn, `attempts` rounds, as glibc does; the first
-    /// definite answer (addresses, no such name, no address) ends it.
-    fn query(
-        &self,
-        name: &WireName,
-        limit: Instant,
-        interrupt: Interrupt<'_>,
-    ) -> Result<Vec<IpAddr>, DnsError> {
-        let servers = self.conf.servers();
-        let mut last = DnsError::NoAnswer { server: servers[0] };
-        for _ in 0..self.conf.attempts {
-            for &server in &servers {
-                let now = Instant::now();
-                if now >= limit {
-                    return Err(last);
-                }
-                let try_limit = limit.min(now + self.conf.timeout);
-                match exchange(server, name, try_limit, interrupt) {
-                    Ok(Found::Addresses(addrs)) => return Ok(addrs),
-                    Ok(Found::NxDomain) => return Err(DnsError::NotFound),
-                    Ok(Found::NoData) => return Err(DnsError::NoAddress),
-                    Err(DnsError::Interrupted) => return Err(DnsError::Interrupted),
-                    Err(err) => {
-                        trace!(%server, "DNS query failed: {err}");
-                        last = err;
-                    }
-                }
-            }
-        }
-        Err(last)
+        Lookup::start(self, host, Instant::now(), limit).wait(interrupt)
     }
 }
 
@@ -194,33 +131,6 @@ enum Found {
     Addresses(Vec<IpAddr>),
     NxDomain,
     NoData,
-}
-
-/// Sends the A and AAAA queries together over UDP and waits for both
-/// answers, like glibc. Datagrams that are not a believable answer (wrong
-/// id, wrong question, garbage) are dropped and the wait goes on, so a
-/// stray or spoofed packet cannot end a lookup.
-fn exchange(
-    server: SocketAddr,
-    name: &WireName,
-    limit: Instant,
-    interrupt: Interrupt<'_>,
-) -> Result<Found, DnsError> {
-    let mut udp = Udp::send(server, name)?;
-    let mut buf = vec![0u8; MAX_MESSAGE];
-    while !udp.receive(name, &mut buf)? {
-        match interrupt.ready(udp.socket.as_fd(), PollFlags::POLLIN, limit) {
-            Ok(()) => {}
-            Err(NetError::TimedOut) => break,
-            Err(err) => return Err(DnsError::from_net(err, server)),
-        }
-    }
-    for query in &mut udp.queries {
-        if query.answer == Some(Answer::Truncated) {
-            query.answer = Some(exchange_tcp(server, name, query.qtype, limit, interrupt)?);
-        }
-    }
-    combine(server, udp.queries.map(|q| q.answer))
 }
 
 /// The A and AAAA queries to one server, sent, and the answers so far.
@@ -294,35 +204,6 @@ struct Query {
     answer: Option<Answer>,
 }
 
-/// One query over TCP, for an answer too large for a datagram.
-fn exchange_tcp(
-    server: SocketAddr,
-    name: &WireName,
-    qtype: QType,
-    limit: Instant,
-    interrupt: Interrupt<'_>,
-) -> Result<Answer, DnsError> {
-    let net = |err| DnsError::from_net(err, server);
-    let id = random_id();
-    let query = message::build_query(id, name, qtype);
-    let mut framed = (query.len() as u16).to_be_bytes().to_vec();
-    framed.extend(query);
-    let mut stream = netio::connect(server, limit, interrupt).map_err(net)?;
-    netio::write_all(&mut stream, &framed, limit, interrupt).map_err(net)?;
-    let mut len = [0u8; 2];
-    netio::read_exact(&mut stream, &mut len, limit, interrupt).map_err(net)?;
-    let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    netio::read_exact(&mut stream, &mut msg, limit, interrupt).map_err(net)?;
-    match message::parse_response(&msg, id, name, qtype) {
-        Ok(Answer::Truncated) => Err(DnsError::BadAnswer {
-            server,
-            source: ParseError::Short,
-        }),
-        Ok(answer) => Ok(answer),
-        Err(source) => Err(DnsError::BadAnswer { server, source }),
-    }
-}
-
 /// The A and AAAA answers as one result. Addresses from either win; a
 /// missing answer (timed out) with nothing else to go on means "ask again".
 fn combine(server: SocketAddr, answers: [Option<Answer>; 2]) -> Result<Found, DnsError> {
@@ -374,6 +255,7 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::TcpListener;
+    use std::os::fd::AsFd;
     use std::sync::{Arc, Mutex};
     use std::thread;
     use std::time::Duration;

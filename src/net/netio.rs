@@ -5,14 +5,14 @@
 //! connect or DNS query ends the wait at once, not when the step times out,
 //! and an idle wait costs no wake-ups.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage, sockopt};
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -112,21 +112,6 @@ pub fn timeout_until(limit: Instant) -> PollTimeout {
     PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
 }
 
-/// Opens a TCP connection to `addr`. std's `connect_timeout` cannot be
-/// interrupted, so this is a non-blocking connect(2) and a poll.
-pub fn connect(addr: SocketAddr, limit: Instant, interrupt: Interrupt<'_>) -> Result<TcpStream, NetError> {
-    let (stream, connected) = start_connect(addr)?;
-    if !connected {
-        interrupt.ready(stream.as_fd(), PollFlags::POLLOUT, limit)?;
-        let err = socket::getsockopt(&stream, sockopt::SocketError)?;
-        if err != 0 {
-            return Err(io::Error::from_raw_os_error(err).into());
-        }
-    }
-    // Still non-blocking: `write_all` and `read_some` below poll.
-    Ok(stream)
-}
-
 /// A non-blocking connect(2) to `addr`, begun; `true` when it completed at
 /// once, otherwise the socket turns writable when it ends.
 pub fn start_connect(addr: SocketAddr) -> io::Result<(TcpStream, bool)> {
@@ -148,68 +133,10 @@ pub fn start_connect(addr: SocketAddr) -> io::Result<(TcpStream, bool)> {
     Ok((TcpStream::from(fd), connected))
 }
 
-/// Writes all of `buf` to a non-blocking stream.
-pub fn write_all(
-    stream: &mut TcpStream,
-    mut buf: &[u8],
-    limit: Instant,
-    interrupt: Interrupt<'_>,
-) -> Result<(), NetError> {
-    while !buf.is_empty() {
-        match stream.write(buf) {
-            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero).into()),
-            Ok(n) => buf = &buf[n..],
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                interrupt.ready(stream.as_fd(), PollFlags::POLLOUT, limit)?
-            }
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err.into()),
-        }
-    }
-    Ok(())
-}
-
-/// Reads what is available (at least one byte, or 0 at end of stream) from a
-/// non-blocking stream.
-pub fn read_some(
-    stream: &mut TcpStream,
-    buf: &mut [u8],
-    limit: Instant,
-    interrupt: Interrupt<'_>,
-) -> Result<usize, NetError> {
-    loop {
-        match stream.read(buf) {
-            Ok(n) => return Ok(n),
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                interrupt.ready(stream.as_fd(), PollFlags::POLLIN, limit)?
-            }
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err.into()),
-        }
-    }
-}
-
-/// Reads exactly `buf.len()` bytes; an early end of stream is an error.
-pub fn read_exact(
-    stream: &mut TcpStream,
-    mut buf: &mut [u8],
-    limit: Instant,
-    interrupt: Interrupt<'_>,
-) -> Result<(), NetError> {
-    while !buf.is_empty() {
-        match read_some(stream, buf, limit, interrupt)? {
-            0 => return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
-            n => buf = &mut buf[n..],
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::TcpListener;
-    use std::os::fd::OwnedFd;
+    use std::os::fd::{AsFd, OwnedFd};
     use std::time::Duration;
 
     fn pipe() -> (OwnedFd, OwnedFd) {
@@ -239,45 +166,5 @@ mod tests {
         let mut byte = [0u8; 1];
         assert_eq!(nix::unistd::read(&rx, &mut byte).unwrap(), 1);
         assert!(!interrupt.pending().unwrap());
-    }
-
-    #[test]
-    fn connects_and_exchanges_bytes() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = std::thread::spawn(move || {
-            let (mut conn, _) = listener.accept().unwrap();
-            let mut buf = [0u8; 4];
-            conn.read_exact(&mut buf).unwrap();
-            conn.write_all(&buf).unwrap();
-        });
-        let limit = Instant::now() + Duration::from_secs(5);
-        let mut stream = connect(addr, limit, Interrupt::none()).unwrap();
-        write_all(&mut stream, b"ping", limit, Interrupt::none()).unwrap();
-        let mut buf = [0u8; 4];
-        read_exact(&mut stream, &mut buf, limit, Interrupt::none()).unwrap();
-        assert_eq!(&buf, b"ping");
-        server.join().unwrap();
-    }
-
-    #[test]
-    fn connection_refused_is_reported() {
-        // Bind then drop: the port is (almost certainly) closed right after.
-        let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        let limit = Instant::now() + Duration::from_secs(5);
-        match connect(addr, limit, Interrupt::none()) {
-            Err(NetError::Io(err)) => assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused),
-            other => panic!("expected refused, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn a_silent_peer_times_out_at_the_limit() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let limit = Instant::now() + Duration::from_millis(100);
-        let mut stream = connect(listener.local_addr().unwrap(), limit, Interrupt::none()).unwrap();
-        let mut buf = [0u8; 1];
-        let result = read_some(&mut stream, &mut buf, limit, Interrupt::none());
-        assert!(matches!(result, Err(NetError::TimedOut)), "{result:?}");
     }
 }

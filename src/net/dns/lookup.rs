@@ -179,6 +179,28 @@ impl Lookup {
         lookup
     }
 
+    /// Waits for the lookup to be over, in a poll of its socket that the
+    /// interrupt cuts short: the blocking [`Resolver::lookup`].
+    pub fn wait(mut self, interrupt: netio::Interrupt<'_>) -> Result<Vec<IpAddr>, DnsError> {
+        loop {
+            if let Some(result) = self.result.take() {
+                return result;
+            }
+            let Some(asking) = &self.asking else {
+                // Not reached: without a query in flight the lookup is over.
+                self.give_up();
+                continue;
+            };
+            let (server, until) = (asking.udp.server, asking.until);
+            let (fd, events) = self.fd().expect("a query in flight has a socket");
+            match interrupt.ready(fd, events, until) {
+                Ok(()) | Err(netio::NetError::TimedOut) => {}
+                Err(err) => return Err(DnsError::from_net(err, server)),
+            }
+            self.advance(Instant::now());
+        }
+    }
+
     /// The addresses, or why there are none, once the lookup is over.
     pub fn result(&self) -> Option<&Result<Vec<IpAddr>, DnsError>> {
         self.result.as_ref()
