@@ -40,17 +40,8 @@ mount --bind "$1/resolv.conf" /etc/resolv.conf
 shift
 exec "$@"
 "#;
-    let mut prefix = pid1_prefix();
-    prefix.extend(["--mount", "--propagation", "private"]);
-    let mut cmd = Command::new(prefix[0]);
-    cmd.args(&prefix[1..])
-        .args(["sh", "-c", script, "sh"])
-        .arg(&dir.0)
-        .arg(INITD)
-        .args(args);
-    realistic_env(&mut cmd)
-        .env("INITD_ALLOW_ROOT", "true")
-        .env("INITD_SOCKET", dir.path("initd.sock"))
+    let mut cmd = pid1_after_mounts(script, &dir.0, std::iter::once(INITD).chain(args.iter().copied()));
+    cmd.env("INITD_SOCKET", dir.path("initd.sock"))
         .env("INITD_MIGRATE", "off");
     cmd
 }

@@ -632,9 +632,8 @@ mod tests {
 
     #[test]
     fn lost_inotify_events_fall_back_to_polling() {
-        let dir = std::env::temp_dir().join(format!("initd-reload-overflow-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let tmp = crate::testdir::TempDir::new("reload-overflow");
+        let dir = tmp.0.clone();
         let mut reloader = Reloader::start(std::slice::from_ref(&dir), &Filter::default(), ReloadPoll::Off);
         assert_eq!(reloader.mode, Mode::Inotify);
         assert!(reloader.due().is_none());
@@ -646,7 +645,6 @@ mod tests {
         fs::write(dir.join("views.py"), "x").unwrap();
         let seen = collect_for(&mut reloader, DEFAULT_POLL * 3);
         assert!(seen.contains(&dir.join("views.py")), "{seen:?}");
-        fs::remove_dir_all(dir).unwrap();
     }
 
     /// Drains `reloader` until `until` passes, returning everything reported.
@@ -662,9 +660,8 @@ mod tests {
 
     #[test]
     fn a_change_inotify_saw_is_not_reported_again_by_the_poller() {
-        let dir = std::env::temp_dir().join(format!("initd-reload-both-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let tmp = crate::testdir::TempDir::new("reload-both");
+        let dir = tmp.0.clone();
         fs::write(dir.join("views.py"), "a").unwrap();
         let every = Duration::from_millis(200);
         let plan = RootPlan {
@@ -696,14 +693,12 @@ mod tests {
         let polled = collect_for(&mut reloader, every * 4);
         assert!(polled.contains(&views), "the poller missed it: {polled:?}");
         drop(reloader);
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn files_written_into_a_new_directory_before_its_watch_are_reported() {
-        let dir = std::env::temp_dir().join(format!("initd-reload-newdir-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let tmp = crate::testdir::TempDir::new("reload-newdir");
+        let dir = tmp.0.clone();
         let mut reloader = Reloader::start(std::slice::from_ref(&dir), &Filter::default(), ReloadPoll::Off);
         assert_eq!(reloader.mode, Mode::Inotify);
         // Written at once, before initd can have watched the new directories.
@@ -726,6 +721,5 @@ mod tests {
             seen.extend(reloader.drain());
         }
         drop(reloader);
-        fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -433,12 +433,24 @@ done
 mount --bind "$dir/etc" /etc
 exec "$@"
 "#;
+    pid1_after_mounts(script, &scratch.0, argv)
+}
+
+/// `argv` as PID 1 of a pid namespace with a private mount namespace, after
+/// the shell `script` has set up mounts in it: the script gets `dir` as $1
+/// and `argv` after it, and ends with `exec "$@"` (the exec keeps the pid).
+/// The environment is that of [`initd_pid1`], `INITD_ALLOW_ROOT` included.
+pub fn pid1_after_mounts<I, S>(script: &str, dir: &Path, argv: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
     let mut prefix = pid1_prefix();
     prefix.extend(["--mount", "--propagation", "private"]);
     let mut cmd = Command::new(prefix[0]);
     cmd.args(&prefix[1..])
         .args(["sh", "-c", script, "sh"])
-        .arg(&scratch.0)
+        .arg(dir)
         .args(argv);
     realistic_env(&mut cmd)
         .env("INITD_ALLOW_ROOT", "true")
