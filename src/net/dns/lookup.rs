@@ -1,12 +1,13 @@
-//! The resolver of [`super::Resolver::lookup`] as a state machine that
-//! never blocks, for PID 1's loop (a health probe of a host name): an IP
-//! literal or a name in /etc/hosts is answered at once; otherwise the
-//! UDP query in flight is a socket the caller polls, and
-//! [`Lookup::advance`] takes what arrived and moves on to the next server,
-//! round or search candidate exactly as the blocking lookup does.
+//! The resolver as a state machine that never blocks: an IP literal or a
+//! name in /etc/hosts is answered at once; otherwise the UDP query in
+//! flight is a socket the caller polls, and [`Lookup::advance`] takes what
+//! arrived and moves on to the next server, round or search candidate, as
+//! glibc does. PID 1's loop drives it for a health probe of a host name;
+//! [`Lookup::wait`] drives it in a poll of its own for the start-up wait
+//! ([`super::Resolver::lookup`]).
 //!
-//! An answer too large for a datagram is asked again over TCP, as by the
-//! blocking lookup: a non-blocking connection, one more socket to poll.
+//! An answer too large for a datagram is asked again over TCP: a
+//! non-blocking connection, one more socket to poll.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
